@@ -1,0 +1,30 @@
+#pragma once
+// Constants of the agent <-> hub wire protocol, version 1 (docs/protocol.md).
+// SECURITY NOTE: both programs read these; change them together with the doc.
+namespace sa::protocol {
+
+inline constexpr const char* kIssuer = "agent-hub";
+inline constexpr const char* kTokenAudience = "agent-hub";
+inline constexpr const char* kAccessTokenType = "at+jwt";
+inline constexpr const char* kJobType = "secure-agent-job+jwt";
+inline constexpr int kAccessTokenLifetimeSeconds = 900;
+inline constexpr int kLeaseLifetimeSeconds = 600;
+inline constexpr int kDefaultWaitSeconds = 25;
+inline constexpr int kMaxWaitSeconds = 30;
+inline constexpr int kClockLeewaySeconds = 60;
+inline constexpr unsigned long kMaxChunkBytes = 8ul * 1024 * 1024;
+inline constexpr unsigned long kTargetChunkBytes = 4ul * 1024 * 1024;
+
+inline constexpr const char* kTokenPath = "/oauth2/token";
+inline constexpr const char* kLeasePath = "/v1/agent/lease";
+// Job paths: "/v1/jobs/" + job_id + kChunksSuffix + seq, kCompleteSuffix, kFailSuffix.
+inline constexpr const char* kJobsPrefix = "/v1/jobs/";
+inline constexpr const char* kChunksSuffix = "/chunks/";
+inline constexpr const char* kCompleteSuffix = "/complete";
+inline constexpr const char* kFailSuffix = "/fail";
+inline constexpr const char* kLeaseHeader = "X-Lease-Id";
+inline constexpr const char* kDigestHeader = "Content-Digest";
+
+inline constexpr const char* kOperationExtractMetadata = "extract_metadata";
+
+}  // namespace sa::protocol
