@@ -27,7 +27,9 @@ Sha256::~Sha256() {
     delete state_;
 }
 
-void Sha256::update(std::string_view data) { EVP_DigestUpdate(state_->ctx, data.data(), data.size()); }
+void Sha256::update(std::string_view data) {
+    EVP_DigestUpdate(state_->ctx, data.data(), data.size());
+}
 
 std::string Sha256::finish() {
     unsigned char out[EVP_MAX_MD_SIZE];
@@ -42,7 +44,9 @@ std::string sha256(std::string_view data) {
     return h.finish();
 }
 
-std::string sha256_hex(std::string_view data) { return hex_encode(sha256(data)); }
+std::string sha256_hex(std::string_view data) {
+    return hex_encode(sha256(data));
+}
 
 bool equal_constant_time(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;

@@ -11,14 +11,14 @@ std::string sha256_hex(std::string_view data);
 
 // Incremental SHA-256 for data that arrives in pieces (files, streams).
 class Sha256 final {
-public:
+  public:
     Sha256();
     ~Sha256();
     Sha256(const Sha256&) = delete;
     Sha256& operator=(const Sha256&) = delete;
     void update(std::string_view data);
     std::string finish();  // 32 raw bytes; the object is spent afterwards
-private:
+  private:
     struct State;
     State* state_;
 };

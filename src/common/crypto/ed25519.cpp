@@ -32,8 +32,9 @@ Result<EvpPkeyPtr> read_pem(std::string_view pem, bool is_private) {
     EVP_PKEY* raw = is_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)
                                : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
     if (raw == nullptr) {
-        return fail(ErrorCode::invalid_argument,
-                    std::string("not a PEM ") + (is_private ? "private" : "public") + " key (" + openssl_error() + ")");
+        return fail(ErrorCode::invalid_argument, std::string("not a PEM ") +
+                                                     (is_private ? "private" : "public") +
+                                                     " key (" + openssl_error() + ")");
     }
     EvpPkeyPtr key(raw);
     if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) {
@@ -59,20 +60,23 @@ Result<Ed25519PublicKey> Ed25519PublicKey::from_pem_file(const std::string& path
 }
 
 Result<Ed25519PublicKey> Ed25519PublicKey::from_raw(std::string_view raw32) {
-    if (raw32.size() != 32) return fail(ErrorCode::invalid_argument, "Ed25519 public key must be 32 bytes");
-    EVP_PKEY* k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                              reinterpret_cast<const unsigned char*>(raw32.data()), 32);
-    if (k == nullptr) return fail(ErrorCode::invalid_argument, "bad Ed25519 public key: " + openssl_error());
+    if (raw32.size() != 32)
+        return fail(ErrorCode::invalid_argument, "Ed25519 public key must be 32 bytes");
+    EVP_PKEY* k = EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw32.data()), 32);
+    if (k == nullptr)
+        return fail(ErrorCode::invalid_argument, "bad Ed25519 public key: " + openssl_error());
     return Ed25519PublicKey(EvpPkeyPtr(k));
 }
 
 bool Ed25519PublicKey::verify(std::string_view message, std::string_view signature) const {
     if (signature.size() != 64) return false;
     EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1) return false;
-    int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                              signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                              message.size());
+    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1)
+        return false;
+    int rc = EVP_DigestVerify(
+        ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+        reinterpret_cast<const unsigned char*>(message.data()), message.size());
     ERR_clear_error();
     return rc == 1;
 }
@@ -93,7 +97,9 @@ std::string Ed25519PublicKey::pem() const {
     return std::string(data, static_cast<size_t>(len));
 }
 
-std::string Ed25519PublicKey::key_id() const { return base64url_encode(sha256(raw()).substr(0, 12)); }
+std::string Ed25519PublicKey::key_id() const {
+    return base64url_encode(sha256(raw()).substr(0, 12));
+}
 
 Ed25519PrivateKey Ed25519PrivateKey::generate() {
     EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
@@ -116,10 +122,12 @@ Result<Ed25519PrivateKey> Ed25519PrivateKey::from_pem_file(const std::string& pa
 }
 
 Result<Ed25519PrivateKey> Ed25519PrivateKey::from_raw(std::string_view seed32) {
-    if (seed32.size() != 32) return fail(ErrorCode::invalid_argument, "Ed25519 private key must be 32 bytes");
-    EVP_PKEY* k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                               reinterpret_cast<const unsigned char*>(seed32.data()), 32);
-    if (k == nullptr) return fail(ErrorCode::invalid_argument, "bad Ed25519 private key: " + openssl_error());
+    if (seed32.size() != 32)
+        return fail(ErrorCode::invalid_argument, "Ed25519 private key must be 32 bytes");
+    EVP_PKEY* k = EVP_PKEY_new_raw_private_key(
+        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed32.data()), 32);
+    if (k == nullptr)
+        return fail(ErrorCode::invalid_argument, "bad Ed25519 private key: " + openssl_error());
     return Ed25519PrivateKey(EvpPkeyPtr(k));
 }
 
@@ -129,7 +137,8 @@ std::string Ed25519PrivateKey::sign(std::string_view message) const {
     size_t len = sig.size();
     if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1 ||
         EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
-                       reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1) {
+                       reinterpret_cast<const unsigned char*>(message.data()),
+                       message.size()) != 1) {
         throw std::runtime_error("Ed25519 signing failed: " + openssl_error());
     }
     sig.resize(len);
@@ -147,7 +156,8 @@ Ed25519PublicKey Ed25519PrivateKey::public_key() const {
 
 Status Ed25519PrivateKey::save_pem_file(const std::string& path) const {
     BioPtr bio(BIO_new(BIO_s_mem()));
-    if (PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    if (PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0, nullptr, nullptr) !=
+        1) {
         return fail(ErrorCode::internal, "PEM_write_bio_PrivateKey failed: " + openssl_error());
     }
     char* data = nullptr;

@@ -10,7 +10,7 @@
 namespace sa::crypto {
 
 class Ed25519PublicKey final {
-public:
+  public:
     static Result<Ed25519PublicKey> from_pem(std::string_view pem);
     static Result<Ed25519PublicKey> from_pem_file(const std::string& path);
     static Result<Ed25519PublicKey> from_raw(std::string_view raw32);
@@ -21,13 +21,13 @@ public:
     // Stable short identifier: base64url of the first 12 bytes of SHA-256(raw).
     std::string key_id() const;
 
-private:
+  private:
     explicit Ed25519PublicKey(EvpPkeyPtr key) : key_(std::move(key)) {}
     std::shared_ptr<EVP_PKEY> key_;  // immutable after construction; shared copies are safe
 };
 
 class Ed25519PrivateKey final {
-public:
+  public:
     static Ed25519PrivateKey generate();
     static Result<Ed25519PrivateKey> from_pem(std::string_view pem);
     static Result<Ed25519PrivateKey> from_pem_file(const std::string& path);
@@ -45,7 +45,7 @@ public:
 
     EVP_PKEY* native() const { return key_.get(); }
 
-private:
+  private:
     explicit Ed25519PrivateKey(EvpPkeyPtr key) : key_(std::move(key)) {}
     EvpPkeyPtr key_;
 };

@@ -5,8 +5,10 @@
 namespace sa::crypto {
 namespace {
 
-constexpr std::string_view kStd = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr std::string_view kUrl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr std::string_view kStd =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view kUrl =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 std::string encode(std::string_view in, std::string_view alphabet, bool pad) {
     std::string out;
@@ -39,7 +41,8 @@ std::string encode(std::string_view in, std::string_view alphabet, bool pad) {
 std::optional<Bytes> decode(std::string_view in, std::string_view alphabet, bool padded) {
     std::array<int, 256> table{};
     table.fill(-1);
-    for (size_t k = 0; k < alphabet.size(); ++k) table[static_cast<unsigned char>(alphabet[k])] = static_cast<int>(k);
+    for (size_t k = 0; k < alphabet.size(); ++k)
+        table[static_cast<unsigned char>(alphabet[k])] = static_cast<int>(k);
     if (padded) {
         if (in.size() % 4 != 0) return std::nullopt;
         size_t pads = 0;
@@ -70,10 +73,18 @@ std::optional<Bytes> decode(std::string_view in, std::string_view alphabet, bool
 
 }  // namespace
 
-std::string base64url_encode(std::string_view bytes) { return encode(bytes, kUrl, false); }
-std::optional<Bytes> base64url_decode(std::string_view text) { return decode(text, kUrl, false); }
-std::string base64_encode(std::string_view bytes) { return encode(bytes, kStd, true); }
-std::optional<Bytes> base64_decode(std::string_view text) { return decode(text, kStd, true); }
+std::string base64url_encode(std::string_view bytes) {
+    return encode(bytes, kUrl, false);
+}
+std::optional<Bytes> base64url_decode(std::string_view text) {
+    return decode(text, kUrl, false);
+}
+std::string base64_encode(std::string_view bytes) {
+    return encode(bytes, kStd, true);
+}
+std::optional<Bytes> base64_decode(std::string_view text) {
+    return decode(text, kStd, true);
+}
 
 std::string hex_encode(std::string_view bytes) {
     static constexpr char kHex[] = "0123456789abcdef";

@@ -16,10 +16,12 @@ namespace {
 constexpr size_t kHashLen = 32;
 constexpr uint64_t kMaxMem = 256ull * 1024 * 1024;
 
-bool derive(std::string_view password, std::string_view salt, const ScryptParams& p, std::string& out) {
+bool derive(std::string_view password, std::string_view salt, const ScryptParams& p,
+            std::string& out) {
     out.assign(kHashLen, '\0');
-    return EVP_PBE_scrypt(password.data(), password.size(), reinterpret_cast<const unsigned char*>(salt.data()),
-                          salt.size(), p.n, p.r, p.p, kMaxMem, reinterpret_cast<unsigned char*>(out.data()),
+    return EVP_PBE_scrypt(password.data(), password.size(),
+                          reinterpret_cast<const unsigned char*>(salt.data()), salt.size(), p.n,
+                          p.r, p.p, kMaxMem, reinterpret_cast<unsigned char*>(out.data()),
                           out.size()) == 1;
 }
 
@@ -29,8 +31,8 @@ std::string hash_password(std::string_view password, const ScryptParams& params)
     std::string salt = random_bytes(16);
     std::string hash;
     if (!derive(password, salt, params, hash)) throw std::runtime_error("scrypt failed");
-    return "scrypt$" + std::to_string(params.n) + "$" + std::to_string(params.r) + "$" + std::to_string(params.p) +
-           "$" + base64url_encode(salt) + "$" + base64url_encode(hash);
+    return "scrypt$" + std::to_string(params.n) + "$" + std::to_string(params.r) + "$" +
+           std::to_string(params.p) + "$" + base64url_encode(salt) + "$" + base64url_encode(hash);
 }
 
 bool verify_password(std::string_view password, std::string_view stored) {

@@ -17,7 +17,9 @@ std::string random_bytes(size_t count) {
     return out;
 }
 
-std::string random_token(size_t count) { return base64url_encode(random_bytes(count)); }
+std::string random_token(size_t count) {
+    return base64url_encode(random_bytes(count));
+}
 
 std::string uuid_v4() {
     std::string b = random_bytes(16);

@@ -8,7 +8,8 @@ using nlohmann::json;
 
 std::string sign_compact(const crypto::Ed25519PrivateKey& key, std::string_view header_json,
                          std::string_view payload_json) {
-    std::string input = crypto::base64url_encode(header_json) + "." + crypto::base64url_encode(payload_json);
+    std::string input =
+        crypto::base64url_encode(header_json) + "." + crypto::base64url_encode(payload_json);
     std::string sig = key.sign(input);
     return input + "." + crypto::base64url_encode(sig);
 }
@@ -30,7 +31,8 @@ struct Parts {
 Result<Parts> split(std::string_view compact) {
     if (compact.size() > 1 << 20) return fail(ErrorCode::invalid_argument, "JWS larger than 1 MiB");
     size_t a = compact.find('.');
-    if (a == std::string_view::npos) return fail(ErrorCode::invalid_argument, "JWS must have three parts");
+    if (a == std::string_view::npos)
+        return fail(ErrorCode::invalid_argument, "JWS must have three parts");
     size_t b = compact.find('.', a + 1);
     if (b == std::string_view::npos || compact.find('.', b + 1) != std::string_view::npos) {
         return fail(ErrorCode::invalid_argument, "JWS must have three parts");
@@ -40,10 +42,12 @@ Result<Parts> split(std::string_view compact) {
 
 Result<json> decode_json_part(std::string_view b64, const char* what) {
     auto raw = crypto::base64url_decode(b64);
-    if (!raw) return fail(ErrorCode::invalid_argument, std::string("JWS ") + what + " is not base64url");
+    if (!raw)
+        return fail(ErrorCode::invalid_argument, std::string("JWS ") + what + " is not base64url");
     json j = json::parse(*raw, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) {
-        return fail(ErrorCode::invalid_argument, std::string("JWS ") + what + " is not a JSON object");
+        return fail(ErrorCode::invalid_argument,
+                    std::string("JWS ") + what + " is not a JSON object");
     }
     return j;
 }
@@ -69,11 +73,14 @@ Result<Jws> verify(std::string_view compact, const crypto::Ed25519PublicKey& key
     if (alg == header->end() || !alg->is_string() || *alg != "EdDSA") {
         return fail(ErrorCode::integrity, "JWS algorithm must be EdDSA");
     }
-    if (header->contains("crit")) return fail(ErrorCode::integrity, "JWS critical header parameters are not supported");
+    if (header->contains("crit"))
+        return fail(ErrorCode::integrity, "JWS critical header parameters are not supported");
     auto sig = crypto::base64url_decode(parts->signature_b64);
     if (!sig) return fail(ErrorCode::invalid_argument, "JWS signature is not base64url");
-    std::string_view input = compact.substr(0, parts->header_b64.size() + 1 + parts->payload_b64.size());
-    if (!key.verify(input, *sig)) return fail(ErrorCode::integrity, "JWS signature does not verify");
+    std::string_view input =
+        compact.substr(0, parts->header_b64.size() + 1 + parts->payload_b64.size());
+    if (!key.verify(input, *sig))
+        return fail(ErrorCode::integrity, "JWS signature does not verify");
     auto payload = decode_json_part(parts->payload_b64, "payload");
     if (!payload) return std::unexpected(payload.error());
     return Jws{std::move(*header), std::move(*payload)};
@@ -100,17 +107,20 @@ Status check_claims(const Jws& jws, const ClaimRules& rules) {
     auto exp = int_claim(p, "exp");
     if (!exp) return fail(ErrorCode::invalid_argument, "token has no integer exp claim");
     if (rules.now > *exp + rules.leeway_seconds) {
-        return fail(ErrorCode::expired, "token expired " + std::to_string(rules.now - *exp) + " s ago");
+        return fail(ErrorCode::expired,
+                    "token expired " + std::to_string(rules.now - *exp) + " s ago");
     }
     if (p.contains("nbf")) {
         auto nbf = int_claim(p, "nbf");
         if (!nbf) return fail(ErrorCode::invalid_argument, "token nbf claim is not an integer");
-        if (rules.now + rules.leeway_seconds < *nbf) return fail(ErrorCode::expired, "token is not valid yet (nbf)");
+        if (rules.now + rules.leeway_seconds < *nbf)
+            return fail(ErrorCode::expired, "token is not valid yet (nbf)");
     }
     if (p.contains("iat")) {
         auto iat = int_claim(p, "iat");
         if (!iat) return fail(ErrorCode::invalid_argument, "token iat claim is not an integer");
-        if (rules.now + rules.leeway_seconds < *iat) return fail(ErrorCode::expired, "token was issued in the future (iat)");
+        if (rules.now + rules.leeway_seconds < *iat)
+            return fail(ErrorCode::expired, "token was issued in the future (iat)");
     }
     if (!rules.issuer.empty()) {
         auto iss = p.find("iss");
@@ -125,7 +135,9 @@ Status check_claims(const Jws& jws, const ClaimRules& rules) {
         if (aud != p.end() && aud->is_array()) {
             for (const auto& a : *aud) ok = ok || (a.is_string() && a == rules.audience);
         }
-        if (!ok) return fail(ErrorCode::permission_denied, "token audience does not include " + rules.audience);
+        if (!ok)
+            return fail(ErrorCode::permission_denied,
+                        "token audience does not include " + rules.audience);
     }
     if (rules.require_jti) {
         auto jti = p.find("jti");

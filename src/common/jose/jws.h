@@ -36,16 +36,17 @@ Result<Jws> decode_unverified(std::string_view compact);
 Result<Jws> verify(std::string_view compact, const crypto::Ed25519PublicKey& key);
 
 struct ClaimRules {
-    std::string issuer;        // required "iss" value; empty = not checked
-    std::string audience;      // required to appear in "aud" (string or array)
-    std::string type;          // required header "typ"; empty = not checked
-    int64_t now = 0;           // Unix seconds
+    std::string issuer;    // required "iss" value; empty = not checked
+    std::string audience;  // required to appear in "aud" (string or array)
+    std::string type;      // required header "typ"; empty = not checked
+    int64_t now = 0;       // Unix seconds
     int64_t leeway_seconds = 60;
     bool require_jti = true;
 };
 
 // Checks exp (required), nbf/iat (if present, with leeway), iss, aud, typ, jti.
-// Errors: expired for exp/nbf, permission_denied for aud/iss/typ, invalid_argument for missing claims.
+// Errors: expired for exp/nbf, permission_denied for aud/iss/typ, invalid_argument for missing
+// claims.
 Status check_claims(const Jws& jws, const ClaimRules& rules);
 
 }  // namespace sa::jose

@@ -26,7 +26,8 @@ TEST(JwsRfc8037, PublicKeyMatchesVector) {
 
 TEST(JwsRfc8037, SignatureMatchesVector) {
     // Ed25519 is deterministic, so our signer must reproduce the RFC's bytes.
-    EXPECT_EQ(sign_compact(rfc_private_key(), R"({"alg":"EdDSA"})", "Example of Ed25519 signing"), kRfcJws);
+    EXPECT_EQ(sign_compact(rfc_private_key(), R"({"alg":"EdDSA"})", "Example of Ed25519 signing"),
+              kRfcJws);
 }
 
 TEST(JwsRfc8037, VectorVerifiesWithPublicKey) {
@@ -45,7 +46,7 @@ TEST(JwsRfc8037, VectorVerifiesWithPublicKey) {
 }
 
 class JwsTest : public ::testing::Test {
-protected:
+  protected:
     crypto::Ed25519PrivateKey key_ = crypto::Ed25519PrivateKey::generate();
     json claims_ = {{"iss", "agent-hub"}, {"aud", "client-1"}, {"jti", "j-1"},
                     {"iat", 1000},        {"nbf", 1000},       {"exp", 1600}};
@@ -75,7 +76,8 @@ TEST_F(JwsTest, TamperedPayloadIsRefused) {
     evil["aud"] = "client-2";
     size_t a = token.find('.');
     size_t b = token.rfind('.');
-    std::string forged = token.substr(0, a + 1) + crypto::base64url_encode(evil.dump()) + token.substr(b);
+    std::string forged =
+        token.substr(0, a + 1) + crypto::base64url_encode(evil.dump()) + token.substr(b);
     auto jws = verify(forged, key_.public_key());
     ASSERT_FALSE(jws);
     EXPECT_EQ(jws.error().code, ErrorCode::integrity);
@@ -90,7 +92,8 @@ TEST_F(JwsTest, FlippedSignatureBitIsRefused) {
 TEST_F(JwsTest, AlgNoneAndOtherAlgorithmsAreRefused) {
     for (const char* alg : {"none", "HS256", "RS256"}) {
         std::string header = json{{"alg", alg}}.dump();
-        std::string token = crypto::base64url_encode(header) + "." + crypto::base64url_encode(claims_.dump()) + ".";
+        std::string token =
+            crypto::base64url_encode(header) + "." + crypto::base64url_encode(claims_.dump()) + ".";
         auto jws = verify(token, key_.public_key());
         ASSERT_FALSE(jws) << alg;
         EXPECT_EQ(jws.error().message, "JWS algorithm must be EdDSA");

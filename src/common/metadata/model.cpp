@@ -9,47 +9,59 @@ namespace {
 constexpr size_t kMaxName = 1024;
 constexpr size_t kMaxText = 1 << 20;
 
-json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+json opt(const std::optional<std::string>& v) {
+    return v ? json(*v) : json(nullptr);
+}
 
 // Field readers that record the JSON path of the first problem.
 class Reader {
-public:
+  public:
     Reader(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
 
     Status object() const {
         if (!j_.is_object()) return fail(ErrorCode::invalid_argument, where() + "expected object");
         return {};
     }
-    Result<std::string> string(const char* key, size_t max = kMaxName, bool allow_empty = false) const {
+    Result<std::string> string(const char* key, size_t max = kMaxName,
+                               bool allow_empty = false) const {
         auto it = j_.find(key);
-        if (it == j_.end() || !it->is_string()) return fail(ErrorCode::invalid_argument, where(key) + "expected string");
+        if (it == j_.end() || !it->is_string())
+            return fail(ErrorCode::invalid_argument, where(key) + "expected string");
         const auto& s = it->get_ref<const std::string&>();
         if (s.size() > max) return fail(ErrorCode::invalid_argument, where(key) + "too long");
-        if (s.empty() && !allow_empty) return fail(ErrorCode::invalid_argument, where(key) + "must not be empty");
+        if (s.empty() && !allow_empty)
+            return fail(ErrorCode::invalid_argument, where(key) + "must not be empty");
         return s;
     }
-    Result<std::optional<std::string>> optional_string(const char* key, size_t max = kMaxText) const {
+    Result<std::optional<std::string>> optional_string(const char* key,
+                                                       size_t max = kMaxText) const {
         auto it = j_.find(key);
         if (it == j_.end() || it->is_null()) return std::optional<std::string>();
-        if (!it->is_string()) return fail(ErrorCode::invalid_argument, where(key) + "expected string or null");
-        if (it->get_ref<const std::string&>().size() > max) return fail(ErrorCode::invalid_argument, where(key) + "too long");
+        if (!it->is_string())
+            return fail(ErrorCode::invalid_argument, where(key) + "expected string or null");
+        if (it->get_ref<const std::string&>().size() > max)
+            return fail(ErrorCode::invalid_argument, where(key) + "too long");
         return std::optional<std::string>(it->get<std::string>());
     }
     Result<int64_t> integer(const char* key, int64_t min, int64_t max) const {
         auto it = j_.find(key);
-        if (it == j_.end() || !it->is_number_integer()) return fail(ErrorCode::invalid_argument, where(key) + "expected integer");
+        if (it == j_.end() || !it->is_number_integer())
+            return fail(ErrorCode::invalid_argument, where(key) + "expected integer");
         int64_t v = it->get<int64_t>();
-        if (v < min || v > max) return fail(ErrorCode::invalid_argument, where(key) + "out of range");
+        if (v < min || v > max)
+            return fail(ErrorCode::invalid_argument, where(key) + "out of range");
         return v;
     }
     Result<bool> boolean(const char* key) const {
         auto it = j_.find(key);
-        if (it == j_.end() || !it->is_boolean()) return fail(ErrorCode::invalid_argument, where(key) + "expected boolean");
+        if (it == j_.end() || !it->is_boolean())
+            return fail(ErrorCode::invalid_argument, where(key) + "expected boolean");
         return it->get<bool>();
     }
     Result<const json*> array(const char* key) const {
         auto it = j_.find(key);
-        if (it == j_.end() || !it->is_array()) return fail(ErrorCode::invalid_argument, where(key) + "expected array");
+        if (it == j_.end() || !it->is_array())
+            return fail(ErrorCode::invalid_argument, where(key) + "expected array");
         return &*it;
     }
     Result<std::vector<std::string>> string_array(const char* key) const {
@@ -59,15 +71,18 @@ public:
         for (size_t i = 0; i < (*arr)->size(); ++i) {
             const json& e = (**arr)[i];
             if (!e.is_string() || e.get_ref<const std::string&>().size() > kMaxName) {
-                return fail(ErrorCode::invalid_argument, where(key) + "[" + std::to_string(i) + "] expected string");
+                return fail(ErrorCode::invalid_argument,
+                            where(key) + "[" + std::to_string(i) + "] expected string");
             }
             out.push_back(e.get<std::string>());
         }
         return out;
     }
-    std::string child(const char* key, size_t i) const { return prefix() + key + "[" + std::to_string(i) + "]"; }
+    std::string child(const char* key, size_t i) const {
+        return prefix() + key + "[" + std::to_string(i) + "]";
+    }
 
-private:
+  private:
     std::string prefix() const { return path_.empty() ? "" : path_ + "."; }
     std::string where(const char* key = nullptr) const {
         std::string p = key ? prefix() + key : path_;
@@ -77,11 +92,11 @@ private:
     std::string path_;
 };
 
-#define SA_TRY_ASSIGN(lhs, expr)                                   \
-    do {                                                           \
-        auto sa_tmp_ = (expr);                                     \
-        if (!sa_tmp_) return std::unexpected(sa_tmp_.error());     \
-        lhs = std::move(*sa_tmp_);                                 \
+#define SA_TRY_ASSIGN(lhs, expr)                               \
+    do {                                                       \
+        auto sa_tmp_ = (expr);                                 \
+        if (!sa_tmp_) return std::unexpected(sa_tmp_.error()); \
+        lhs = std::move(*sa_tmp_);                             \
     } while (0)
 
 Result<Column> column_from_json(const json& j, std::string path) {
@@ -119,7 +134,8 @@ Result<ForeignKey> foreign_key_from_json(const json& j, std::string path) {
     SA_TRY_ASSIGN(f.on_update, r.string("on_update", kMaxName, true));
     SA_TRY_ASSIGN(f.on_delete, r.string("on_delete", kMaxName, true));
     if (f.columns.size() != f.referenced_columns.size()) {
-        return fail(ErrorCode::invalid_argument, path + ": columns and referenced_columns differ in length");
+        return fail(ErrorCode::invalid_argument,
+                    path + ": columns and referenced_columns differ in length");
     }
     return f;
 }
@@ -138,7 +154,11 @@ json to_json(const Table& t) {
     }
     json idx = json::array();
     for (const auto& i : t.indexes) {
-        idx.push_back({{"name", i.name}, {"unique", i.unique}, {"origin", i.origin}, {"partial", i.partial}, {"columns", i.columns}});
+        idx.push_back({{"name", i.name},
+                       {"unique", i.unique},
+                       {"origin", i.origin},
+                       {"partial", i.partial},
+                       {"columns", i.columns}});
     }
     json fks = json::array();
     for (const auto& f : t.foreign_keys) {
@@ -163,13 +183,17 @@ Result<Table> table_from_json(const json& j) {
     Reader r(j, "");
     if (auto st = r.object(); !st) return std::unexpected(st.error());
     auto version = r.integer("model_version", kModelVersion, kModelVersion);
-    if (!version) return fail(ErrorCode::invalid_argument, "model_version: unsupported (this build reads version " + std::to_string(kModelVersion) + ")");
+    if (!version)
+        return fail(ErrorCode::invalid_argument,
+                    "model_version: unsupported (this build reads version " +
+                        std::to_string(kModelVersion) + ")");
     Table t;
     SA_TRY_ASSIGN(t.database, r.string("database"));
     SA_TRY_ASSIGN(t.schema, r.string("schema"));
     SA_TRY_ASSIGN(t.name, r.string("name"));
     SA_TRY_ASSIGN(t.kind, r.string("kind"));
-    if (t.kind != "table" && t.kind != "view") return fail(ErrorCode::invalid_argument, "kind: must be \"table\" or \"view\"");
+    if (t.kind != "table" && t.kind != "view")
+        return fail(ErrorCode::invalid_argument, "kind: must be \"table\" or \"view\"");
     SA_TRY_ASSIGN(t.definition, r.optional_string("definition"));
     const json* arr = nullptr;
     SA_TRY_ASSIGN(arr, r.array("columns"));
@@ -205,9 +229,13 @@ Result<std::vector<Table>> parse_chunk(std::string_view ndjson) {
         ++line_no;
         if (line.empty()) continue;
         json j = json::parse(line, nullptr, false);
-        if (j.is_discarded()) return fail(ErrorCode::invalid_argument, "line " + std::to_string(line_no) + ": not valid JSON");
+        if (j.is_discarded())
+            return fail(ErrorCode::invalid_argument,
+                        "line " + std::to_string(line_no) + ": not valid JSON");
         auto t = table_from_json(j);
-        if (!t) return fail(ErrorCode::invalid_argument, "line " + std::to_string(line_no) + ": " + t.error().message);
+        if (!t)
+            return fail(ErrorCode::invalid_argument,
+                        "line " + std::to_string(line_no) + ": " + t.error().message);
         out.push_back(std::move(*t));
     }
     return out;

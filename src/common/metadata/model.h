@@ -18,17 +18,17 @@ inline constexpr int kModelVersion = 1;
 
 struct Column {
     std::string name;
-    int64_t ordinal = 0;             // 1-based position in the table
-    std::string data_type;           // as the engine spells it ("" when untyped)
+    int64_t ordinal = 0;    // 1-based position in the table
+    std::string data_type;  // as the engine spells it ("" when untyped)
     bool nullable = true;
     std::optional<std::string> default_value;  // SQL expression text
-    int64_t primary_key_position = 0;  // 0 = not part of the primary key
+    int64_t primary_key_position = 0;          // 0 = not part of the primary key
 };
 
 struct Index {
     std::string name;
     bool unique = false;
-    std::string origin;              // "create_index", "primary_key", "unique_constraint"
+    std::string origin;  // "create_index", "primary_key", "unique_constraint"
     bool partial = false;
     std::vector<std::string> columns;  // "<expr>" for expression parts
 };
@@ -45,7 +45,7 @@ struct Table {
     std::string database;  // e.g. "main" for SQLite
     std::string schema;    // e.g. "main" for SQLite
     std::string name;
-    std::string kind;      // "table" or "view"
+    std::string kind;                       // "table" or "view"
     std::optional<std::string> definition;  // view SQL
     std::vector<Column> columns;
     std::vector<Index> indexes;

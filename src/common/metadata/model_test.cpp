@@ -7,11 +7,20 @@ namespace {
 
 Table sample() {
     Table t{.database = "main", .schema = "main", .name = "orders", .kind = "table"};
-    t.columns.push_back({.name = "id", .ordinal = 1, .data_type = "INTEGER", .nullable = false, .primary_key_position = 1});
-    t.columns.push_back({.name = "note", .ordinal = 2, .data_type = "TEXT", .default_value = "'none'"});
-    t.indexes.push_back({.name = "i1", .unique = true, .origin = "create_index", .columns = {"note"}});
-    t.foreign_keys.push_back({.referenced_table = "c", .columns = {"id"}, .referenced_columns = {"id"},
-                              .on_update = "NO ACTION", .on_delete = "CASCADE"});
+    t.columns.push_back({.name = "id",
+                         .ordinal = 1,
+                         .data_type = "INTEGER",
+                         .nullable = false,
+                         .primary_key_position = 1});
+    t.columns.push_back(
+        {.name = "note", .ordinal = 2, .data_type = "TEXT", .default_value = "'none'"});
+    t.indexes.push_back(
+        {.name = "i1", .unique = true, .origin = "create_index", .columns = {"note"}});
+    t.foreign_keys.push_back({.referenced_table = "c",
+                              .columns = {"id"},
+                              .referenced_columns = {"id"},
+                              .on_update = "NO ACTION",
+                              .on_delete = "CASCADE"});
     return t;
 }
 

@@ -10,7 +10,8 @@ namespace {
 // RFC 9530 Appendix B.1: {"hello": "world"} with a trailing newline.
 TEST(ContentDigest, Rfc9530Example) {
     std::string body = "{\"hello\": \"world\"}\n";
-    EXPECT_EQ(content_digest_sha256(body), "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:");
+    EXPECT_EQ(content_digest_sha256(body),
+              "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:");
 }
 
 TEST(ContentDigest, ParsesAmongOtherAlgorithms) {

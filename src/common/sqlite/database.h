@@ -17,7 +17,7 @@ namespace sa::sqlite {
 class Statement;
 
 class Database final {
-public:
+  public:
     enum class Mode { read_only, read_write_create };
 
     static Result<Database> open(const std::string& path, Mode mode);
@@ -32,14 +32,16 @@ public:
     int changes() const;
     sqlite3* native() const { return db_.get(); }
 
-private:
-    struct Close { void operator()(sqlite3* db) const { sqlite3_close_v2(db); } };
+  private:
+    struct Close {
+        void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+    };
     explicit Database(sqlite3* db) : db_(db) {}
     std::unique_ptr<sqlite3, Close> db_;
 };
 
 class Statement final {
-public:
+  public:
     enum class Step { row, done };
 
     Statement(Statement&&) = default;
@@ -64,9 +66,11 @@ public:
     int64_t integer(int index) const;
     std::string blob(int index) const;
 
-private:
+  private:
     friend class Database;
-    struct Finalize { void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); } };
+    struct Finalize {
+        void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+    };
     Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
     sqlite3* db_;
     std::unique_ptr<sqlite3_stmt, Finalize> stmt_;
@@ -74,14 +78,14 @@ private:
 
 // BEGIN IMMEDIATE on construction, ROLLBACK on destruction unless committed.
 class Transaction final {
-public:
+  public:
     static Result<Transaction> begin(Database& db);
     Transaction(Transaction&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
     Transaction& operator=(Transaction&&) = delete;
     ~Transaction();
     Status commit();
 
-private:
+  private:
     explicit Transaction(Database* db) : db_(db) {}
     Database* db_;
 };

@@ -23,7 +23,9 @@ Result<std::string> read_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return fail(ErrorCode::not_found, "no such file: " + path);
-        if (errno == EACCES) return fail(ErrorCode::permission_denied, "cannot read " + path + ": permission denied");
+        if (errno == EACCES)
+            return fail(ErrorCode::permission_denied,
+                        "cannot read " + path + ": permission denied");
         return std::unexpected(errno_error("cannot open", path));
     }
     std::string out;
@@ -45,8 +47,11 @@ Result<std::string> read_file(const std::string& path) {
 
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode) {
     std::filesystem::path target(path);
-    std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
-    std::string tmp = (dir / ("." + target.filename().string() + "." + crypto::random_token(6) + ".tmp")).string();
+    std::filesystem::path dir =
+        target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+    std::string tmp =
+        (dir / ("." + target.filename().string() + "." + crypto::random_token(6) + ".tmp"))
+            .string();
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) return std::unexpected(errno_error("cannot create", tmp));
     size_t off = 0;
@@ -88,9 +93,11 @@ Status make_dirs(const std::string& path, unsigned mode) {
     for (const auto& part : p) {
         acc /= part;
         if (acc.empty() || std::filesystem::exists(acc, ec)) continue;
-        if (::mkdir(acc.c_str(), mode) != 0 && errno != EEXIST) return std::unexpected(errno_error("cannot create directory", acc.string()));
+        if (::mkdir(acc.c_str(), mode) != 0 && errno != EEXIST)
+            return std::unexpected(errno_error("cannot create directory", acc.string()));
     }
-    if (!std::filesystem::is_directory(p, ec)) return fail(ErrorCode::io, "not a directory: " + path);
+    if (!std::filesystem::is_directory(p, ec))
+        return fail(ErrorCode::io, "not a directory: " + path);
     return {};
 }
 

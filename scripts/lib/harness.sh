@@ -1,0 +1,184 @@
+# Shared shell harness: starts agent-hub and secure-agent on loopback with
+# OS-chosen ports, creates apps and jobs, and waits for outcomes. Sourced by
+# scripts/demo, the integration tests and the benchmarks.
+#
+# Callers set HUB_BIN and AGENT_BIN. Every process started here is recorded
+# and stopped by harness_cleanup (install it as an EXIT trap).
+# Secrets (client secrets) go only into files with mode 0600, never to output.
+
+HARNESS_PIDS=()
+
+harness_log() { echo "[harness] $*" >&2; }
+
+harness_die() {
+  harness_log "error: $*"
+  exit 1
+}
+
+harness_cleanup() {
+  local pid
+  for pid in "${HARNESS_PIDS[@]:-}"; do
+    [ -n "$pid" ] || continue
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  HARNESS_PIDS=()
+}
+
+# wait_for_file PATH TIMEOUT_SECONDS [PID]: waits until PATH exists (and, if
+# PID is given, fails early when that process dies).
+wait_for_file() {
+  local path=$1 timeout=$2 pid=${3:-} i
+  for ((i = 0; i < timeout * 20; i++)); do
+    [ -s "$path" ] && return 0
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      harness_log "process $pid exited before $path appeared"
+      return 1
+    fi
+    sleep 0.05
+  done
+  harness_log "timed out after ${timeout}s waiting for $path"
+  return 1
+}
+
+# hub_start DATA_DIR LOG_FILE: sets HUB_PID and HUB_URL.
+hub_start() {
+  local data=$1 log=$2
+  "$HUB_BIN" serve --data "$data" --listen 127.0.0.1:0 >"$log.out" 2>"$log" &
+  HUB_PID=$!
+  HARNESS_PIDS+=("$HUB_PID")
+  wait_for_file "$data/listen-url" 30 "$HUB_PID" || { cat "$log" >&2; harness_die "hub did not start"; }
+  HUB_URL=$(cat "$data/listen-url")
+  HUB_DATA=$data
+}
+
+# hub_app_create NAME SECRET_FILE: creates an app, writes its client secret to
+# SECRET_FILE (0600) and sets CLIENT_ID.
+hub_app_create() {
+  local name=$1 secret_file=$2 out
+  out=$("$HUB_BIN" app create "$name" --data "$HUB_DATA" --json) || harness_die "app create failed"
+  CLIENT_ID=$(jq -r .client_id <<<"$out")
+  (umask 077 && jq -j .client_secret <<<"$out" >"$secret_file")
+  [ -n "$CLIENT_ID" ] && [ -s "$secret_file" ] || harness_die "app create printed no credentials"
+}
+
+# hub_job_create APP SOURCE: prints the job id.
+hub_job_create() {
+  "$HUB_BIN" job create --data "$HUB_DATA" --app "$1" --source "$2" --operation extract_metadata
+}
+
+# hub_job_json ID: prints `job show --json`.
+hub_job_json() { "$HUB_BIN" job show "$1" --data "$HUB_DATA" --json; }
+
+# hub_job_wait ID TIMEOUT_SECONDS: waits for a final status and prints it.
+hub_job_wait() {
+  local id=$1 timeout=$2 i status
+  for ((i = 0; i < timeout * 20; i++)); do
+    status=$(hub_job_json "$id" | jq -r .status)
+    case "$status" in
+      succeeded | failed | refused) echo "$status"; return 0 ;;
+    esac
+    sleep 0.05
+  done
+  echo "timeout"
+  return 1
+}
+
+# agent_write_config FILE STATE_DIR SECRETS_DIR SOURCE_NAME SQLITE_PATH JOB_KEY_PEM
+agent_write_config() {
+  local file=$1 state=$2 secrets=$3 source=$4 db=$5 job_key=$6
+  cat >"$file" <<YAML
+agent:
+  id: harness-agent
+  state_dir: $state
+hub:
+  url: $HUB_URL
+  ca_file: $HUB_DATA/ca.pem
+  job_signing_public_key: $job_key
+  client_id: $CLIENT_ID
+  client_secret: {secret: "files/hub-client-secret"}
+  poll_wait_seconds: 25
+secret_stores:
+  files:
+    type: file
+    path: $secrets
+sources:
+  - name: $source
+    connector: sqlite
+    path: $db
+health:
+  listen: 127.0.0.1:0
+log:
+  level: info
+YAML
+}
+
+# agent_start CONFIG STATE_DIR LOG_FILE: sets AGENT_PID and HEALTH_URL; waits
+# until /readyz answers 200.
+agent_start() {
+  local config=$1 state=$2 log=$3 i
+  "$AGENT_BIN" run --config "$config" >"$log.out" 2>"$log" &
+  AGENT_PID=$!
+  HARNESS_PIDS+=("$AGENT_PID")
+  wait_for_file "$state/health-url" 30 "$AGENT_PID" || { cat "$log" >&2; harness_die "agent did not start"; }
+  HEALTH_URL=$(cat "$state/health-url")
+  for ((i = 0; i < 600; i++)); do
+    curl -fsS "$HEALTH_URL/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$AGENT_PID" 2>/dev/null || { cat "$log" >&2; harness_die "agent exited"; }
+    sleep 0.05
+  done
+  cat "$log" >&2
+  harness_die "agent never became ready"
+}
+
+# stop_process PID: SIGTERM, wait, and return the exit status.
+stop_process() {
+  local pid=$1 rc=0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  wait "$pid" || rc=$?
+  return $rc
+}
+
+# make_sample_db PATH TABLES: a catalog that looks like a small company's:
+# tables with primary keys, NOT NULL columns, defaults, foreign keys
+# (including ON DELETE CASCADE), unique and partial indexes, and one view for
+# every five tables.
+make_sample_db() {
+  local path=$1 n=$2 i prev domains entities d e name
+  domains=(sales billing crm inventory hr)
+  entities=(customers orders invoices products shipments employees payments contracts tickets regions)
+  rm -f "$path"
+  {
+    echo "PRAGMA foreign_keys = ON;"
+    echo "BEGIN;"
+    prev=""
+    for ((i = 0; i < n; i++)); do
+      d=${domains[$((i % ${#domains[@]}))]}
+      e=${entities[$(((i / ${#domains[@]}) % ${#entities[@]}))]}
+      name="${d}_${e}_$((i / (${#domains[@]} * ${#entities[@]})))"
+      echo "CREATE TABLE $name ("
+      echo "  id INTEGER PRIMARY KEY,"
+      echo "  code TEXT NOT NULL UNIQUE,"
+      echo "  title VARCHAR(200) NOT NULL DEFAULT 'untitled',"
+      echo "  amount NUMERIC(12,2) DEFAULT 0,"
+      echo "  status TEXT CHECK (status IN ('open','closed')) DEFAULT 'open',"
+      echo "  created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,"
+      if [ -n "$prev" ]; then
+        echo "  parent_id INTEGER REFERENCES $prev(id) ON DELETE CASCADE,"
+      else
+        echo "  parent_id INTEGER,"
+      fi
+      echo "  note BLOB"
+      echo ");"
+      echo "CREATE INDEX idx_${name}_parent ON $name(parent_id);"
+      echo "CREATE INDEX idx_${name}_open ON $name(created_at) WHERE status = 'open';"
+      if ((i % 5 == 4)); then
+        echo "CREATE VIEW v_${name}_summary AS SELECT t.id, t.code, t.amount, p.code AS parent_code FROM $name t LEFT JOIN $prev p ON p.id = t.parent_id;"
+      fi
+      prev=$name
+    done
+    echo "COMMIT;"
+  } | sqlite3 "$path"
+}

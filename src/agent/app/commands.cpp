@@ -1,0 +1,219 @@
+#include "agent/app/commands.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "agent/app/job_runner.h"
+#include "agent/app/run_loop.h"
+#include "agent/app/signals.h"
+#include "agent/auth/token_client.h"
+#include "agent/config/config.h"
+#include "agent/control/hub_client.h"
+#include "agent/egress/http_client.h"
+#include "agent/jobs/job_verifier.h"
+#include "agent/observe/agent_metrics.h"
+#include "agent/observe/health_server.h"
+#include "agent/observe/logger.h"
+#include "agent/secrets/hardening.h"
+#include "agent/secrets/secret_stores.h"
+#include "build_info.h"
+#include "common/crypto/digest.h"
+#include "common/crypto/ed25519.h"
+#include "common/crypto/encoding.h"
+#include "common/protocol/protocol.h"
+#include "common/util/files.h"
+
+namespace sa::agent::app {
+namespace {
+
+Result<config::Config> load_checked_config(const std::string& path) {
+    auto config = config::load_config(path);
+    if (!config) return config;
+    if (auto files = config::check_files(*config); !files) return std::unexpected(files.error());
+    return config;
+}
+
+observe::Level to_observe(config::LogLevel level) {
+    switch (level) {
+        case config::LogLevel::debug:
+            return observe::Level::debug;
+        case config::LogLevel::info:
+            return observe::Level::info;
+        case config::LogLevel::warn:
+            return observe::Level::warn;
+        case config::LogLevel::error:
+            return observe::Level::error;
+    }
+    return observe::Level::info;
+}
+
+std::string source_names(const config::Config& config) {
+    std::string out;
+    for (const auto& source : config.sources) {
+        out += (out.empty() ? "" : ", ") + source.name + " (" + source.connector + ")";
+    }
+    return out.empty() ? "(none)" : out;
+}
+
+// Startup step: the state directory, private to the agent (0700).
+Status create_state_dir(const std::string& dir, const observe::Logger& logger) {
+    if (auto made = util::make_dirs(dir, 0700); !made) return made;
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+        logger.warn("state directory is accessible to other users",
+                    {{"state_dir", dir}, {"mode", st.st_mode & 0777}});
+    }
+    return {};
+}
+
+}  // namespace
+
+std::string binary_sha256() {
+    const int fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::string("unavailable (") + std::strerror(errno) + ")";
+    crypto::Sha256 hash;
+    char buf[1 << 16];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            ::close(fd);
+            return std::string("unavailable (") + std::strerror(errno) + ")";
+        }
+        if (n == 0) break;
+        hash.update(std::string_view(buf, static_cast<size_t>(n)));
+    }
+    ::close(fd);
+    return crypto::hex_encode(hash.finish());
+}
+
+int print_version(std::ostream& out) {
+    out << "secure-agent " << build::kVersion << "\n"
+        << "protocol " << build::kProtocolVersion << "\n"
+        << "binary sha256 " << binary_sha256() << "\n";
+    return kExitOk;
+}
+
+int check_config(const std::string& config_path, std::ostream& out, std::ostream& err) {
+    auto config = load_checked_config(config_path);
+    if (!config) {
+        err << "config error: " << config.error().message << "\n";
+        return kExitConfig;
+    }
+    out << "config OK\n"
+        << "agent id: " << config->agent.id << "\n"
+        << "hub url: " << config->hub.url << "\n"
+        << "sources: " << source_names(*config) << "\n"
+        << "config fingerprint: " << config->fingerprint << "\n";
+    return kExitOk;
+}
+
+// The startup steps, in order; each failure ends the process with a log
+// line naming the step.
+int run_agent(const std::string& config_path) {
+    // 1. Load config (exit 2 on error, before anything else happens).
+    auto loaded = load_checked_config(config_path);
+    if (!loaded) {
+        std::cerr << "config error: " << loaded.error().message << "\n";
+        return kExitConfig;
+    }
+    const config::Config config = std::move(*loaded);
+    const observe::Logger logger(config.agent.id, to_observe(config.log_level));
+    const auto startup_failed = [&](const char* step, const Error& error) {
+        logger.error("startup failed", {{"step", step}, {"error", error.describe()}});
+        return kExitFailure;
+    };
+
+    // 2. Harden the process before any secret is read; take over signals.
+    if (auto hardened = secrets::harden_process(); !hardened) {
+        return startup_failed("harden process", hardened.error());
+    }
+    install_signal_handlers();
+    logger.info("secure-agent starting", {{"version", build::kVersion},
+                                          {"protocol", build::kProtocolVersion},
+                                          {"binary_sha256", binary_sha256()},
+                                          {"config_fingerprint", config.fingerprint},
+                                          {"hub_url", config.hub.url},
+                                          {"sources", source_names(config)}});
+
+    // 3. Secret stores (no secret is read yet).
+    auto stores = secrets::SecretStores::create(config.secret_stores);
+    if (!stores) return startup_failed("build secret stores", stores.error());
+
+    // 4. The pinned job-signing key: the only trust anchor for jobs.
+    auto job_key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
+    if (!job_key) {
+        std::cerr << "config error: hub.job_signing_public_key: " << job_key.error().message
+                  << "\n";
+        return kExitConfig;
+    }
+    logger.info("pinned job-signing key loaded", {{"key_id", job_key->key_id()}});
+
+    // 5. State directory.
+    if (auto made = create_state_dir(config.agent.state_dir, logger); !made) {
+        return startup_failed("create state directory", made.error());
+    }
+
+    // 6. Metrics and the loopback health endpoint.
+    observe::Registry registry;
+    observe::AgentMetrics metrics(registry, build::kVersion);
+    observe::Readiness readiness;
+    auto health = observe::HealthServer::start(
+        {config.health.host, config.health.port, config.agent.state_dir}, registry, readiness,
+        logger);
+    if (!health) return startup_failed("start health endpoint", health.error());
+
+    // 7. Hub clients and the job pipeline, wired explicitly.
+    egress::HttpClient::Options http_options;
+    http_options.ca_file = config.hub.ca_file;
+    http_options.abort = &stop_requested();
+    http_options.user_agent = std::string("secure-agent/") + build::kVersion;
+    auto http = egress::HttpClient::create(http_options);
+    if (!http) return startup_failed("create HTTP client", http.error());
+    const auto observer = [&metrics](std::string_view endpoint, long status) {
+        metrics.hub_request(endpoint, status);
+    };
+    const auth::SystemClock clock;
+    auth::TokenClient tokens(*http, *stores,
+                             {.token_url = config.hub.url + protocol::kTokenPath,
+                              .client_id = config.hub.client_id,
+                              .client_secret = config.hub.client_secret,
+                              .observer = observer},
+                             clock);
+    control::HubClient hub(
+        *http, tokens,
+        {.hub_url = config.hub.url,
+         .agent_id = config.agent.id,
+         .observer = observer,
+         .sleep = [](std::chrono::milliseconds delay) {
+             const auto until = std::chrono::steady_clock::now() + delay;
+             while (!stop_requested().load() && std::chrono::steady_clock::now() < until) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
+             }
+             return !stop_requested().load();
+         }});
+    jobs::JobVerifier verifier(*job_key, {.audience = config.hub.client_id,
+                                          .leeway_seconds = protocol::kClockLeewaySeconds});
+    JobRunner runner(config, verifier, hub, logger, metrics);
+
+    // 8. The control loop, until SIGTERM/SIGINT.
+    RunLoop loop({.poll_wait_seconds = config.hub.poll_wait_seconds}, tokens, hub, runner,
+                 readiness, metrics, logger, stop_requested());
+    loop.run();
+
+    // 9. Orderly shutdown.
+    (*health)->stop();
+    logger.info("secure-agent stopped");
+    return kExitOk;
+}
+
+}  // namespace sa::agent::app

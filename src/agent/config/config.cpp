@@ -1,0 +1,395 @@
+#include "agent/config/config.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <climits>
+#include <initializer_list>
+#include <set>
+
+#include "common/crypto/digest.h"
+#include "common/crypto/ed25519.h"
+#include "common/util/files.h"
+
+namespace sa::agent::config {
+namespace {
+
+// Carried out of the parsing helpers by exception, converted to a Result at
+// the module edge (parse_config); never escapes this file.
+struct ConfigError {
+    std::string message;
+};
+
+[[noreturn]] void error_at(const std::string& path, const std::string& what) {
+    throw ConfigError{(path.empty() ? std::string("(root)") : path) + ": " + what};
+}
+
+std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+}
+
+std::string quoted(std::string_view s) {
+    return "\"" + std::string(s) + "\"";
+}
+
+std::string list(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+    return out;
+}
+
+bool is_name(std::string_view s, size_t max) {
+    if (s.empty() || s.size() > max) return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == '-';
+    });
+}
+
+// A YAML mapping whose keys are checked: duplicates and unknown keys are
+// errors; get() returns an undefined node for an absent key.
+class Map final {
+  public:
+    Map(const YAML::Node& node, std::string path, std::initializer_list<const char*> allowed)
+        : node_(node), path_(std::move(path)) {
+        if (!node.IsMap()) error_at(path_, "must be a mapping");
+        std::set<std::string> seen;
+        for (const auto& entry : node) {
+            if (!entry.first.IsScalar()) error_at(path_, "keys must be plain strings");
+            const std::string key = entry.first.Scalar();
+            if (!seen.insert(key).second) error_at(join(path_, key), "duplicate key");
+            if (allowed.size() > 0 && std::none_of(allowed.begin(), allowed.end(),
+                                                   [&](const char* a) { return key == a; })) {
+                error_at(join(path_, key), "unknown key");
+            }
+        }
+    }
+
+    YAML::Node get(const std::string& key) const { return node_[key]; }
+    bool has(const std::string& key) const {
+        const YAML::Node child = node_[key];
+        return child.IsDefined() && !child.IsNull();
+    }
+    const std::string& path() const { return path_; }
+    std::string at(const std::string& key) const { return join(path_, key); }
+
+    std::string required_string(const std::string& key) const {
+        if (!has(key)) error_at(at(key), "missing required key");
+        return string_value(get(key), at(key));
+    }
+    std::optional<std::string> optional_string(const std::string& key) const {
+        if (!has(key)) return std::nullopt;
+        return string_value(get(key), at(key));
+    }
+
+    static std::string string_value(const YAML::Node& node, const std::string& path) {
+        if (!node.IsScalar()) error_at(path, "must be a string");
+        std::string value = node.Scalar();
+        if (value.empty()) error_at(path, "must not be empty");
+        return value;
+    }
+
+  private:
+    YAML::Node node_;
+    std::string path_;
+};
+
+std::string parse_hub_url(const std::string& url, const std::string& path) {
+    static constexpr std::string_view kScheme = "https://";
+    if (url.rfind(kScheme, 0) != 0) error_at(path, "must start with https://");
+    if (url.find_first_of(" \t\r\n") != std::string::npos)
+        error_at(path, "must not contain spaces");
+    if (url.find_first_of("?#") != std::string::npos) {
+        error_at(path, "must not have a query or fragment");
+    }
+    const std::string rest = url.substr(kScheme.size());
+    const std::string authority = rest.substr(0, rest.find('/'));
+    if (authority.find('@') != std::string::npos) {
+        error_at(path, "must not contain user credentials");
+    }
+    if (authority.empty() || authority.front() == ':') error_at(path, "has no host");
+    std::string out = url;
+    while (out.size() > kScheme.size() && out.back() == '/') out.pop_back();
+    return out;
+}
+
+int parse_int(const YAML::Node& node, int min, int max, const std::string& path) {
+    const std::string what =
+        "must be an integer between " + std::to_string(min) + " and " + std::to_string(max);
+    if (!node.IsScalar()) error_at(path, what);
+    const std::string& text = node.Scalar();
+    int value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
+        error_at(path, what);
+    }
+    return value;
+}
+
+secrets::SecretRef parse_secret_field(const YAML::Node& node, const std::string& path) {
+    // The value is not echoed: a literal here is very likely a real secret.
+    if (!node.IsMap()) {
+        error_at(path, "literal secrets are not allowed; use {secret: \"STORE/PATH#KEY\"}");
+    }
+    Map map(node, path, {"secret"});
+    const std::string text = map.required_string("secret");
+    auto ref = secrets::parse_secret_ref(text);
+    if (!ref) error_at(map.at("secret"), ref.error().message);
+    return *ref;
+}
+
+void parse_listen(const std::string& text, const std::string& path, HealthSection& out) {
+    std::string host;
+    std::string port_text;
+    if (!text.empty() && text.front() == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            error_at(path, "must be HOST:PORT (IPv6 as [::1]:PORT)");
+        }
+        host = text.substr(1, close - 1);
+        port_text = text.substr(close + 2);
+    } else {
+        const size_t colon = text.rfind(':');
+        if (colon == std::string::npos || text.find(':') != colon) {
+            error_at(path, "must be HOST:PORT (IPv6 as [::1]:PORT)");
+        }
+        host = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+    }
+    if (!is_loopback_literal(host)) {
+        error_at(path, "must be a loopback address (127.0.0.0/8 or ::1)");
+    }
+    int port = -1;
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
+        port < 0 || port > 65535) {
+        error_at(path, "port must be an integer between 0 and 65535");
+    }
+    out.host = host;
+    out.port = port;
+}
+
+std::string host_name() {
+    char buf[HOST_NAME_MAX + 1] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return {};
+    return buf;
+}
+
+Config parse_document(const YAML::Node& root) {
+    Config config;
+    if (!root.IsDefined() || root.IsNull()) error_at("", "config is empty");
+    Map top(root, "", {"agent", "hub", "secret_stores", "sources", "health", "log"});
+
+    // agent
+    if (!top.has("agent")) error_at("agent", "missing required key");
+    {
+        Map agent(top.get("agent"), "agent", {"id", "state_dir"});
+        if (auto id = agent.optional_string("id")) {
+            if (!is_name(*id, 128)) error_at(agent.at("id"), "must match [A-Za-z0-9_.-]{1,128}");
+            config.agent.id = *id;
+        } else {
+            config.agent.id = host_name();
+            if (!is_name(config.agent.id, 128)) {
+                error_at(agent.at("id"), "the host name " + quoted(config.agent.id) +
+                                             " is not a valid agent id; set agent.id");
+            }
+        }
+        config.agent.state_dir = agent.required_string("state_dir");
+    }
+
+    // secret_stores (before hub: references are checked against it)
+    if (top.has("secret_stores")) {
+        Map stores(top.get("secret_stores"), "secret_stores", {});
+        for (const auto& entry : top.get("secret_stores")) {
+            const std::string name = entry.first.Scalar();
+            const std::string path = stores.at(name);
+            if (!is_name(name, 64)) error_at(path, "store names must match [A-Za-z0-9_.-]{1,64}");
+            Map store(entry.second, path, {"type", "path"});
+            secrets::StoreSpec spec{.name = name, .type = store.required_string("type")};
+            const auto& types = secrets::supported_store_types();
+            if (std::find(types.begin(), types.end(), spec.type) == types.end()) {
+                error_at(store.at("type"), "unknown secret store type " + quoted(spec.type) +
+                                               " (supported: " + list(types) + ")");
+            }
+            spec.path = store.required_string("path");
+            config.secret_stores.push_back(std::move(spec));
+        }
+    }
+    auto check_store = [&](const secrets::SecretRef& ref, const std::string& path) {
+        const bool known = std::any_of(config.secret_stores.begin(), config.secret_stores.end(),
+                                       [&](const auto& s) { return s.name == ref.store; });
+        if (!known) error_at(path, "unknown secret store " + quoted(ref.store));
+    };
+
+    // hub
+    if (!top.has("hub")) error_at("hub", "missing required key");
+    {
+        Map hub(top.get("hub"), "hub",
+                {"url", "ca_file", "job_signing_public_key", "client_id", "client_secret",
+                 "poll_wait_seconds"});
+        config.hub.url = parse_hub_url(hub.required_string("url"), hub.at("url"));
+        config.hub.ca_file = hub.optional_string("ca_file");
+        config.hub.job_signing_public_key = hub.required_string("job_signing_public_key");
+        config.hub.client_id = hub.required_string("client_id");
+        if (!hub.has("client_secret")) error_at(hub.at("client_secret"), "missing required key");
+        config.hub.client_secret =
+            parse_secret_field(hub.get("client_secret"), hub.at("client_secret"));
+        check_store(config.hub.client_secret, hub.at("client_secret"));
+        if (hub.has("poll_wait_seconds")) {
+            config.hub.poll_wait_seconds =
+                parse_int(hub.get("poll_wait_seconds"), 0, 30, hub.at("poll_wait_seconds"));
+        }
+    }
+
+    // sources
+    if (top.has("sources")) {
+        const YAML::Node sources = top.get("sources");
+        if (!sources.IsSequence()) error_at("sources", "must be a list");
+        std::set<std::string> names;
+        for (size_t i = 0; i < sources.size(); ++i) {
+            const std::string path = "sources[" + std::to_string(i) + "]";
+            Map source(sources[i], path, {"name", "connector", "path"});
+            SourceConfig out;
+            out.name = source.required_string("name");
+            if (!is_name(out.name, 128)) {
+                error_at(source.at("name"), "must match [A-Za-z0-9_.-]{1,128}");
+            }
+            if (!names.insert(out.name).second) {
+                error_at(source.at("name"), "duplicate source name " + quoted(out.name));
+            }
+            out.connector = source.required_string("connector");
+            const auto& connectors = supported_connectors();
+            if (std::find(connectors.begin(), connectors.end(), out.connector) ==
+                connectors.end()) {
+                error_at(source.at("connector"), "unknown connector " + quoted(out.connector) +
+                                                     " (supported: " + list(connectors) + ")");
+            }
+            out.path = source.required_string("path");
+            config.sources.push_back(std::move(out));
+        }
+    }
+
+    // health
+    if (top.has("health")) {
+        Map health(top.get("health"), "health", {"listen"});
+        if (auto listen = health.optional_string("listen")) {
+            parse_listen(*listen, health.at("listen"), config.health);
+        }
+    }
+
+    // log
+    if (top.has("log")) {
+        Map log(top.get("log"), "log", {"level"});
+        if (auto level = log.optional_string("level")) {
+            if (*level == "debug") {
+                config.log_level = LogLevel::debug;
+            } else if (*level == "info") {
+                config.log_level = LogLevel::info;
+            } else if (*level == "warn") {
+                config.log_level = LogLevel::warn;
+            } else if (*level == "error") {
+                config.log_level = LogLevel::error;
+            } else {
+                error_at(log.at("level"), "must be one of debug, info, warn, error");
+            }
+        }
+    }
+    return config;
+}
+
+}  // namespace
+
+const SourceConfig* Config::find_source(std::string_view name) const {
+    for (const auto& source : sources) {
+        if (source.name == name) return &source;
+    }
+    return nullptr;
+}
+
+const std::vector<std::string>& supported_connectors() {
+    static const std::vector<std::string> connectors{"sqlite"};
+    return connectors;
+}
+
+const char* to_string(LogLevel level) {
+    switch (level) {
+        case LogLevel::debug:
+            return "debug";
+        case LogLevel::info:
+            return "info";
+        case LogLevel::warn:
+            return "warn";
+        case LogLevel::error:
+            return "error";
+    }
+    return "info";
+}
+
+bool is_loopback_literal(std::string_view host) {
+    const std::string text(host);
+    in_addr v4{};
+    if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    in6_addr v6{};
+    if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    }
+    return false;
+}
+
+Result<Config> parse_config(std::string_view yaml_text) {
+    try {
+        const YAML::Node root = YAML::Load(std::string(yaml_text));
+        Config config = parse_document(root);
+        config.fingerprint = crypto::sha256_hex(yaml_text);
+        return config;
+    } catch (const ConfigError& e) {
+        return fail(ErrorCode::invalid_argument, e.message);
+    } catch (const YAML::Exception& e) {
+        if (e.mark.is_null()) return fail(ErrorCode::invalid_argument, "YAML error: " + e.msg);
+        return fail(ErrorCode::invalid_argument,
+                    "line " + std::to_string(e.mark.line + 1) + ", column " +
+                        std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+    } catch (const std::exception& e) {
+        return fail(ErrorCode::invalid_argument, std::string("cannot parse config: ") + e.what());
+    }
+}
+
+Result<Config> load_config(const std::string& path) {
+    auto text = util::read_file(path);
+    if (!text) return std::unexpected(text.error());
+    return parse_config(*text);
+}
+
+Status check_files(const Config& config) {
+    if (config.hub.ca_file) {
+        auto ca = util::read_file(*config.hub.ca_file);
+        if (!ca) return fail(ErrorCode::invalid_argument, "hub.ca_file: " + ca.error().message);
+        if (ca->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+            return fail(ErrorCode::invalid_argument,
+                        "hub.ca_file: " + *config.hub.ca_file + " holds no PEM certificate");
+        }
+    }
+    auto key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
+    if (!key) {
+        return fail(ErrorCode::invalid_argument,
+                    "hub.job_signing_public_key: " + key.error().message);
+    }
+    for (const auto& store : config.secret_stores) {
+        if (store.type != "file") continue;
+        struct stat st {};
+        if (::stat(store.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+            return fail(ErrorCode::invalid_argument,
+                        "secret_stores." + store.name + ".path: no such directory: " + store.path);
+        }
+    }
+    return {};
+}
+
+}  // namespace sa::agent::config

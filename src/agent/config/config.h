@@ -1,0 +1,85 @@
+#pragma once
+// The agent's configuration: a YAML file parsed once, at startup, into an
+// immutable Config that is passed down explicitly (no globals).
+//
+// Every error is a single line "<path.of.key>: <what is wrong>" (ErrorCode
+// invalid_argument), e.g. `sources[1].connector: unknown connector "oracle"
+// (supported: sqlite)`; YAML syntax errors give "line L, column C: ...".
+// Unknown keys are errors, so a typo never silently falls back to a default.
+// SECURITY NOTE: secret-bearing fields (hub.client_secret) accept only a
+// reference {secret: "STORE/PATH#KEY"}; a literal is refused and never
+// echoed in the error.
+// Parsing never throws: yaml-cpp exceptions are caught and converted.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/secrets/secret_store.h"
+#include "agent/secrets/secret_stores.h"
+#include "common/result.h"
+
+namespace sa::agent::config {
+
+enum class LogLevel { debug, info, warn, error };
+
+struct AgentSection {
+    std::string id;         // default: the host name
+    std::string state_dir;  // required
+};
+
+struct HubSection {
+    std::string url;                     // https://host[:port][/prefix], no trailing '/'
+    std::optional<std::string> ca_file;  // absent: system trust store
+    std::string job_signing_public_key;  // path to the pinned Ed25519 SPKI PEM
+    std::string client_id;
+    secrets::SecretRef client_secret;  // always a reference
+    int poll_wait_seconds = 25;        // 0..30
+};
+
+struct SourceConfig {
+    std::string name;       // [A-Za-z0-9_.-]{1,128}, unique
+    std::string connector;  // "sqlite"
+    std::string path;       // sqlite: the database file
+};
+
+struct HealthSection {
+    std::string host = "127.0.0.1";  // a loopback IP literal (127.0.0.0/8 or ::1)
+    int port = 9464;                 // 0: the OS picks
+};
+
+struct Config {
+    AgentSection agent;
+    HubSection hub;
+    std::vector<secrets::StoreSpec> secret_stores;
+    std::vector<SourceConfig> sources;
+    HealthSection health;
+    LogLevel log_level = LogLevel::info;
+    // SHA-256 (hex) of the exact file bytes, so drift between deployments is visible.
+    std::string fingerprint;
+
+    const SourceConfig* find_source(std::string_view name) const;
+};
+
+// Parses YAML text. Checks everything that needs no file system access.
+Result<Config> parse_config(std::string_view yaml_text);
+
+// Reads and parses the file; errors reading it name the file.
+Result<Config> load_config(const std::string& path);
+
+// Checks what parse_config cannot: the CA file and the job-signing key exist
+// and are readable (the key must be an Ed25519 public key PEM), and each file
+// secret store's directory exists. Does NOT read any secret.
+Status check_files(const Config& config);
+
+// Connectors this build supports.
+const std::vector<std::string>& supported_connectors();
+
+const char* to_string(LogLevel level);
+
+// True for 127.0.0.0/8 and ::1 written as IP literals (no names: "localhost"
+// could resolve elsewhere).
+bool is_loopback_literal(std::string_view host);
+
+}  // namespace sa::agent::config

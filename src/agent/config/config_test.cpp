@@ -1,0 +1,343 @@
+#include "agent/config/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/crypto/digest.h"
+#include "common/crypto/ed25519.h"
+#include "common/crypto/random.h"
+
+namespace sa::agent::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kGood = R"(agent:
+  id: edge-1
+  state_dir: /var/lib/secure-agent
+hub:
+  url: https://hub.example.com:8443/
+  ca_file: /etc/secure-agent/hub-ca.pem
+  job_signing_public_key: /etc/secure-agent/job-signing.pub.pem
+  client_id: cid_abc
+  client_secret: {secret: "files/hub-client-secret"}
+  poll_wait_seconds: 20
+secret_stores:
+  files:
+    type: file
+    path: /etc/secure-agent/secrets
+sources:
+  - name: demo
+    connector: sqlite
+    path: /data/demo.db
+  - name: other.db_2
+    connector: sqlite
+    path: /data/other.db
+health:
+  listen: 127.0.0.1:0
+log:
+  level: debug
+)";
+
+// Replaces the first occurrence of from with to in the good config.
+std::string variant(const std::string& from, const std::string& to) {
+    std::string text = kGood;
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+    return text;
+}
+
+// The error message for a config that must be refused.
+std::string error_of(const std::string& text) {
+    auto config = parse_config(text);
+    EXPECT_FALSE(config) << "accepted:\n" << text;
+    if (config) return "";
+    EXPECT_EQ(config.error().code, ErrorCode::invalid_argument);
+    return config.error().message;
+}
+
+TEST(ConfigTest, ParsesGoodConfig) {
+    auto config = parse_config(kGood);
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->agent.id, "edge-1");
+    EXPECT_EQ(config->agent.state_dir, "/var/lib/secure-agent");
+    EXPECT_EQ(config->hub.url, "https://hub.example.com:8443");  // trailing '/' dropped
+    EXPECT_EQ(config->hub.ca_file, "/etc/secure-agent/hub-ca.pem");
+    EXPECT_EQ(config->hub.job_signing_public_key, "/etc/secure-agent/job-signing.pub.pem");
+    EXPECT_EQ(config->hub.client_id, "cid_abc");
+    EXPECT_EQ(config->hub.client_secret, (secrets::SecretRef{"files", "hub-client-secret", ""}));
+    EXPECT_EQ(config->hub.poll_wait_seconds, 20);
+    ASSERT_EQ(config->secret_stores.size(), 1u);
+    EXPECT_EQ(config->secret_stores[0].name, "files");
+    EXPECT_EQ(config->secret_stores[0].type, "file");
+    EXPECT_EQ(config->secret_stores[0].path, "/etc/secure-agent/secrets");
+    ASSERT_EQ(config->sources.size(), 2u);
+    EXPECT_EQ(config->sources[1].name, "other.db_2");
+    EXPECT_EQ(config->sources[1].path, "/data/other.db");
+    ASSERT_NE(config->find_source("demo"), nullptr);
+    EXPECT_EQ(config->find_source("demo")->connector, "sqlite");
+    EXPECT_EQ(config->find_source("nope"), nullptr);
+    EXPECT_EQ(config->health.host, "127.0.0.1");
+    EXPECT_EQ(config->health.port, 0);
+    EXPECT_EQ(config->log_level, LogLevel::debug);
+}
+
+TEST(ConfigTest, FingerprintIsSha256OfTheBytes) {
+    auto config = parse_config(kGood);
+    ASSERT_TRUE(config);
+    EXPECT_EQ(config->fingerprint, crypto::sha256_hex(kGood));
+    EXPECT_EQ(config->fingerprint.size(), 64u);
+    // A comment changes the bytes, hence the fingerprint.
+    auto commented = parse_config(std::string(kGood) + "# changed\n");
+    ASSERT_TRUE(commented);
+    EXPECT_NE(commented->fingerprint, config->fingerprint);
+}
+
+TEST(ConfigTest, AppliesDefaults) {
+    const char* minimal = R"(agent:
+  state_dir: /s
+hub:
+  url: https://hub
+  job_signing_public_key: /k.pem
+  client_id: c
+  client_secret: {secret: "files/x#a.b"}
+secret_stores:
+  files: {type: file, path: /sec}
+)";
+    auto config = parse_config(minimal);
+    ASSERT_TRUE(config) << config.error().describe();
+    char host[256] = {};
+    ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+    EXPECT_EQ(config->agent.id, host);
+    EXPECT_FALSE(config->hub.ca_file);
+    EXPECT_EQ(config->hub.poll_wait_seconds, 25);
+    EXPECT_EQ(config->hub.client_secret, (secrets::SecretRef{"files", "x", "a.b"}));
+    EXPECT_TRUE(config->sources.empty());
+    EXPECT_EQ(config->health.host, "127.0.0.1");
+    EXPECT_EQ(config->health.port, 9464);
+    EXPECT_EQ(config->log_level, LogLevel::info);
+}
+
+TEST(ConfigTest, UnknownConnector) {
+    EXPECT_EQ(error_of(variant("connector: sqlite\n    path: /data/other.db",
+                               "connector: oracle\n    path: /data/other.db")),
+              "sources[1].connector: unknown connector \"oracle\" (supported: sqlite)");
+}
+
+TEST(ConfigTest, HubUrlMustBeHttps) {
+    EXPECT_EQ(error_of(variant("https://hub.example.com:8443/", "http://hub.example.com")),
+              "hub.url: must start with https://");
+    EXPECT_EQ(error_of(variant("https://hub.example.com:8443/", "https://u:p@hub")),
+              "hub.url: must not contain user credentials");
+    EXPECT_EQ(error_of(variant("https://hub.example.com:8443/", "https://")),
+              "hub.url: has no host");
+    EXPECT_EQ(error_of(variant("https://hub.example.com:8443/", "https://h/?x=1")),
+              "hub.url: must not have a query or fragment");
+}
+
+TEST(ConfigTest, LiteralSecretIsRefusedWithoutEchoingIt) {
+    const std::string message =
+        error_of(variant("{secret: \"files/hub-client-secret\"}", "\"hunter2-literal\""));
+    EXPECT_EQ(message,
+              "hub.client_secret: literal secrets are not allowed; use {secret: "
+              "\"STORE/PATH#KEY\"}");
+    EXPECT_EQ(message.find("hunter2"), std::string::npos);
+    // Even a string that looks like a reference is a literal.
+    EXPECT_NE(error_of(variant("{secret: \"files/hub-client-secret\"}", "files/x"))
+                  .find("literal secrets are not allowed"),
+              std::string::npos);
+}
+
+TEST(ConfigTest, SecretReferenceMustNameAConfiguredStore) {
+    EXPECT_EQ(error_of(variant("files/hub-client-secret", "vault/x")),
+              "hub.client_secret: unknown secret store \"vault\"");
+    EXPECT_EQ(error_of(variant("{secret: \"files/hub-client-secret\"}", "{secret: \"files\"}")),
+              "hub.client_secret.secret: secret reference must look like STORE/PATH or "
+              "STORE/PATH#KEY");
+    EXPECT_EQ(error_of(variant("{secret: \"files/hub-client-secret\"}",
+                               "{secret: \"files/x\", extra: 1}")),
+              "hub.client_secret.extra: unknown key");
+}
+
+TEST(ConfigTest, PollWaitRange) {
+    for (const char* bad : {"31", "-1", "abc", "2.5", "[1]"}) {
+        EXPECT_EQ(
+            error_of(variant("poll_wait_seconds: 20", std::string("poll_wait_seconds: ") + bad)),
+            "hub.poll_wait_seconds: must be an integer between 0 and 30")
+            << bad;
+    }
+    auto zero = parse_config(variant("poll_wait_seconds: 20", "poll_wait_seconds: 0"));
+    ASSERT_TRUE(zero);
+    EXPECT_EQ(zero->hub.poll_wait_seconds, 0);
+}
+
+TEST(ConfigTest, UnknownKeys) {
+    EXPECT_EQ(error_of(variant("  url:", "  urll:")), "hub.urll: unknown key");
+    EXPECT_EQ(error_of(std::string(kGood) + "extra: 1\n"), "extra: unknown key");
+    EXPECT_EQ(error_of(variant("    path: /data/demo.db", "    path: /data/demo.db\n    user: x")),
+              "sources[0].user: unknown key");
+}
+
+TEST(ConfigTest, DuplicateKeys) {
+    EXPECT_EQ(error_of(variant("  client_id: cid_abc", "  client_id: cid_abc\n  client_id: b")),
+              "hub.client_id: duplicate key");
+}
+
+TEST(ConfigTest, MissingRequiredKeys) {
+    EXPECT_EQ(error_of(variant("  state_dir: /var/lib/secure-agent\n", "")),
+              "agent.state_dir: missing required key");
+    EXPECT_EQ(error_of(variant("  client_id: cid_abc\n", "")),
+              "hub.client_id: missing required key");
+    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n", "")),
+              "hub.client_secret: missing required key");
+    EXPECT_EQ(error_of(variant("    path: /data/demo.db\n", "")),
+              "sources[0].path: missing required key");
+    EXPECT_EQ(error_of("log: {level: info}\n"), "agent: missing required key");
+    EXPECT_EQ(error_of(variant("  url: https://hub.example.com:8443/\n", "  url: \"\"\n")),
+              "hub.url: must not be empty");
+}
+
+TEST(ConfigTest, SourceNamesAreCheckedAndUnique) {
+    EXPECT_EQ(error_of(variant("name: other.db_2", "name: demo")),
+              "sources[1].name: duplicate source name \"demo\"");
+    EXPECT_EQ(error_of(variant("name: other.db_2", "name: \"bad name\"")),
+              "sources[1].name: must match [A-Za-z0-9_.-]{1,128}");
+    EXPECT_EQ(error_of(variant("name: other.db_2", "name: " + std::string(129, 'a'))),
+              "sources[1].name: must match [A-Za-z0-9_.-]{1,128}");
+    EXPECT_EQ(error_of(variant("sources:\n  - name: demo\n    connector: sqlite\n    path: "
+                               "/data/demo.db\n  - name: other.db_2\n    connector: sqlite\n    "
+                               "path: /data/other.db\n",
+                               "sources: 3\n")),
+              "sources: must be a list");
+}
+
+TEST(ConfigTest, HealthListenMustBeLoopback) {
+    for (const char* bad : {"0.0.0.0:9464", "10.0.0.1:1", "localhost:9464", "[::]:1"}) {
+        EXPECT_EQ(error_of(variant("listen: 127.0.0.1:0", std::string("listen: \"") + bad + "\"")),
+                  "health.listen: must be a loopback address (127.0.0.0/8 or ::1)")
+            << bad;
+    }
+    EXPECT_EQ(error_of(variant("listen: 127.0.0.1:0", "listen: 127.0.0.1:70000")),
+              "health.listen: port must be an integer between 0 and 65535");
+    auto v6 = parse_config(variant("listen: 127.0.0.1:0", "listen: \"[::1]:9000\""));
+    ASSERT_TRUE(v6) << v6.error().describe();
+    EXPECT_EQ(v6->health.host, "::1");
+    EXPECT_EQ(v6->health.port, 9000);
+    auto other_loopback = parse_config(variant("listen: 127.0.0.1:0", "listen: 127.1.2.3:5"));
+    ASSERT_TRUE(other_loopback);
+    EXPECT_EQ(other_loopback->health.host, "127.1.2.3");
+}
+
+TEST(ConfigTest, SecretStoreTypeAndLogLevel) {
+    EXPECT_EQ(error_of(variant("type: file", "type: vault")),
+              "secret_stores.files.type: unknown secret store type \"vault\" (supported: file)");
+    EXPECT_EQ(error_of(variant("level: debug", "level: verbose")),
+              "log.level: must be one of debug, info, warn, error");
+}
+
+TEST(ConfigTest, YamlSyntaxErrorsHaveLineAndColumn) {
+    const std::string message = error_of("agent:\n  id: [unclosed\n");
+    EXPECT_EQ(message.rfind("line ", 0), 0u) << message;
+    EXPECT_NE(message.find("column"), std::string::npos) << message;
+    EXPECT_NE(message.find("YAML syntax error"), std::string::npos) << message;
+}
+
+TEST(ConfigTest, NonMappingsAndEmptyInput) {
+    EXPECT_EQ(error_of(""), "(root): config is empty");
+    EXPECT_EQ(error_of("- a\n- b\n"), "(root): must be a mapping");
+    EXPECT_EQ(
+        error_of(variant("agent:\n  id: edge-1\n  state_dir: /var/lib/secure-agent", "agent: [1]")),
+        "agent: must be a mapping");
+    EXPECT_EQ(error_of(variant("client_id: cid_abc", "client_id: {a: b}")),
+              "hub.client_id: must be a string");
+}
+
+TEST(ConfigTest, GarbageNeverThrows) {
+    for (const char* text :
+         {"\t\x01\x02", "{{{{", "agent: &a [*a]", "? [a]\n: b\n", "%YAML 9\n---"}) {
+        auto config = parse_config(text);
+        EXPECT_FALSE(config) << text;
+    }
+}
+
+class ConfigFilesTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() / ("sa-config-" + crypto::random_token(8));
+        fs::create_directories(dir_ / "secrets");
+        auto key = crypto::Ed25519PrivateKey::generate();
+        std::ofstream(dir_ / "job.pub.pem") << key.public_key().pem();
+        std::ofstream(dir_ / "ca.pem")
+            << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::ofstream(dir_ / "not-a-key.pem") << "hello";
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+    std::string config_text(const std::string& ca, const std::string& key,
+                            const std::string& secrets) {
+        return "agent: {state_dir: " + (dir_ / "state").string() + "}\n" +
+               "hub:\n  url: https://h\n  ca_file: " + ca + "\n  job_signing_public_key: " + key +
+               "\n  client_id: c\n  client_secret: {secret: \"files/s\"}\n" +
+               "secret_stores:\n  files: {type: file, path: " + secrets + "}\n";
+    }
+    fs::path dir_;
+};
+
+TEST_F(ConfigFilesTest, LoadsFileAndChecksReferencedFiles) {
+    const fs::path file = dir_ / "agent.yaml";
+    const std::string text = config_text(
+        (dir_ / "ca.pem").string(), (dir_ / "job.pub.pem").string(), (dir_ / "secrets").string());
+    std::ofstream(file) << text;
+    auto config = load_config(file.string());
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->fingerprint, crypto::sha256_hex(text));
+    EXPECT_TRUE(check_files(*config));
+
+    auto missing = load_config((dir_ / "nope.yaml").string());
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, ErrorCode::not_found);
+}
+
+TEST_F(ConfigFilesTest, ReportsMissingOrBadFilesByKey) {
+    auto check = [&](const std::string& text) {
+        auto config = parse_config(text);
+        EXPECT_TRUE(config) << config.error().describe();
+        auto status = check_files(*config);
+        EXPECT_FALSE(status);
+        return status ? std::string() : status.error().message;
+    };
+    const std::string ca = (dir_ / "ca.pem").string();
+    const std::string key = (dir_ / "job.pub.pem").string();
+    const std::string secrets = (dir_ / "secrets").string();
+    EXPECT_EQ(
+        check(config_text((dir_ / "no-ca.pem").string(), key, secrets)).rfind("hub.ca_file: ", 0),
+        0u);
+    EXPECT_EQ(check(config_text(key, key, secrets)).rfind("hub.ca_file: ", 0), 0u);
+    EXPECT_EQ(check(config_text(ca, (dir_ / "no-key.pem").string(), secrets))
+                  .rfind("hub.job_signing_public_key: ", 0),
+              0u);
+    EXPECT_EQ(check(config_text(ca, (dir_ / "not-a-key.pem").string(), secrets))
+                  .rfind("hub.job_signing_public_key: ", 0),
+              0u);
+    EXPECT_EQ(check(config_text(ca, key, (dir_ / "no-secrets").string()))
+                  .rfind("secret_stores.files.path: no such directory", 0),
+              0u);
+}
+
+TEST(LoopbackTest, RecognisesLoopbackLiteralsOnly) {
+    EXPECT_TRUE(is_loopback_literal("127.0.0.1"));
+    EXPECT_TRUE(is_loopback_literal("127.255.0.9"));
+    EXPECT_TRUE(is_loopback_literal("::1"));
+    EXPECT_FALSE(is_loopback_literal("128.0.0.1"));
+    EXPECT_FALSE(is_loopback_literal("0.0.0.0"));
+    EXPECT_FALSE(is_loopback_literal("::"));
+    EXPECT_FALSE(is_loopback_literal("::ffff:127.0.0.1"));
+    EXPECT_FALSE(is_loopback_literal("localhost"));
+    EXPECT_FALSE(is_loopback_literal(""));
+}
+
+}  // namespace
+}  // namespace sa::agent::config

@@ -1,0 +1,261 @@
+#include "agent/control/hub_client.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "agent/control/backoff.h"
+#include "common/crypto/encoding.h"
+#include "common/protocol/content_digest.h"
+#include "common/protocol/protocol.h"
+#include "common/util/time.h"
+
+namespace sa::agent::control {
+namespace {
+
+using nlohmann::json;
+
+bool is_unreserved(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+std::string percent_encode(std::string_view text) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (is_unreserved(c)) {
+            out.push_back(ch);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 0x0f];
+        }
+    }
+    return out;
+}
+
+bool is_retryable(long status) {
+    return status == 429 || status >= 500;
+}
+
+ErrorCode code_for(long status) {
+    switch (status) {
+        case 401:
+            return ErrorCode::unauthenticated;
+        case 403:
+            return ErrorCode::permission_denied;
+        case 404:
+            return ErrorCode::not_found;
+        case 409:
+            return ErrorCode::conflict;
+        default:
+            break;
+    }
+    if (is_retryable(status)) return ErrorCode::unavailable;
+    if (status >= 400) return ErrorCode::invalid_argument;
+    return ErrorCode::unavailable;  // an unexpected 1xx/2xx/3xx
+}
+
+// Reads a required string field of the lease response.
+std::optional<std::string> string_field(const json& doc, const char* name) {
+    if (!doc.contains(name) || !doc[name].is_string()) return std::nullopt;
+    std::string value = doc[name].get<std::string>();
+    if (value.empty()) return std::nullopt;
+    return value;
+}
+
+// Ids travel back in URLs and headers: printable ASCII only, so a bad lease
+// response cannot smuggle a header line (CR/LF) into later requests.
+bool is_wire_id(std::string_view id) {
+    return !id.empty() && id.size() <= 256 &&
+           std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+// Serialises without throwing: invalid UTF-8 (say, in an error message) is
+// replaced, not fatal.
+std::string dump(const json& value) {
+    return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string job_path(const std::string& job_id) {
+    return protocol::kJobsPrefix + percent_encode(job_id);
+}
+
+Error hub_error(const std::string& what, const egress::HttpResponse& response) {
+    std::string message = what + ": HTTP " + std::to_string(response.status);
+    const json doc = json::parse(response.body, nullptr, false);
+    if (doc.is_object() && doc.contains("error") && doc["error"].is_string()) {
+        message += " " + doc["error"].get<std::string>();
+        if (doc.contains("error_description") && doc["error_description"].is_string()) {
+            // Bounded: the hub is trusted, but error text lands in logs.
+            message += ": " + doc["error_description"].get<std::string>().substr(0, 1000);
+        }
+    }
+    return Error{code_for(response.status), message};
+}
+
+HubClient::HubClient(egress::Transport& transport, auth::TokenSource& tokens, Options options)
+    : transport_(transport), tokens_(tokens), options_(std::move(options)) {
+    if (!options_.sleep) {
+        options_.sleep = [](std::chrono::milliseconds delay) {
+            std::this_thread::sleep_for(delay);
+            return true;
+        };
+    }
+}
+
+Result<egress::HttpResponse> HubClient::call(
+    const char* endpoint, const std::string& method, const std::string& path,
+    const std::string& body, std::vector<std::pair<std::string, std::string>> headers,
+    std::chrono::milliseconds timeout) {
+    egress::HttpRequest request;
+    request.method = method;
+    request.url = options_.hub_url + path;
+    request.headers = std::move(headers);
+    request.headers.emplace_back("Accept", "application/json");
+    request.body = body;
+    request.timeout = timeout;
+    // One retry after a 401: the token may have expired early or been
+    // revoked; a fresh one (with the client secret re-read) settles it.
+    for (int attempt = 0;; ++attempt) {
+        auto token = tokens_.access_token();
+        if (!token) return std::unexpected(token.error());
+        request.authorization = egress::Authorization::bearer(**token);
+        auto response = transport_.send(request);
+        if (options_.observer) options_.observer(endpoint, response ? response->status : 0);
+        if (!response) {
+            return sa::fail(response.error().code,
+                            "hub " + method + " " + path + ": " + response.error().message);
+        }
+        last_retry_after_.reset();
+        if (response->status == 429 || response->status == 503) {
+            if (const std::string* value = response->header("retry-after")) {
+                last_retry_after_ = parse_retry_after(*value, util::unix_seconds());
+            }
+        }
+        if (response->status == 401 && attempt == 0) {
+            tokens_.invalidate();
+            continue;
+        }
+        return response;
+    }
+}
+
+Result<egress::HttpResponse> HubClient::post_json(const char* endpoint, const std::string& path,
+                                                  const json& body) {
+    return call(endpoint, "POST", path, dump(body), {{"Content-Type", "application/json"}},
+                options_.request_timeout);
+}
+
+Result<std::optional<jobs::LeaseEnvelope>> HubClient::lease(int wait_seconds) {
+    const json body{{"agent_id", options_.agent_id}, {"wait_seconds", wait_seconds}};
+    auto response =
+        call("lease", "POST", protocol::kLeasePath, dump(body),
+             {{"Content-Type", "application/json"}}, std::chrono::seconds(wait_seconds + 10));
+    if (!response) return std::unexpected(response.error());
+    if (response->status == 204) return std::optional<jobs::LeaseEnvelope>();
+    if (response->status != 200) {
+        return std::unexpected(
+            hub_error("hub POST " + std::string(protocol::kLeasePath), *response));
+    }
+    const json doc = json::parse(response->body, nullptr, false);
+    if (!doc.is_object())
+        return sa::fail(ErrorCode::invalid_argument, "lease response is not a JSON object");
+    jobs::LeaseEnvelope envelope;
+    auto lease_id = string_field(doc, "lease_id");
+    auto job_id = string_field(doc, "job_id");
+    auto job = string_field(doc, "job");
+    if (!lease_id || !job_id || !job) {
+        return sa::fail(ErrorCode::invalid_argument,
+                        "lease response lacks lease_id, job_id or job");
+    }
+    if (!is_wire_id(*lease_id) || !is_wire_id(*job_id)) {
+        return sa::fail(ErrorCode::invalid_argument,
+                        "lease response has a lease_id or job_id that is not printable ASCII");
+    }
+    if (!doc.contains("lease_expires_at") || !doc["lease_expires_at"].is_number_integer()) {
+        return sa::fail(ErrorCode::invalid_argument, "lease response lacks lease_expires_at");
+    }
+    envelope.lease_id = std::move(*lease_id);
+    envelope.job_id = std::move(*job_id);
+    envelope.job_jws = std::move(*job);
+    envelope.lease_expires_at = doc["lease_expires_at"].get<int64_t>();
+    return std::optional<jobs::LeaseEnvelope>(std::move(envelope));
+}
+
+Status HubClient::upload_chunk(const std::string& job_id, const std::string& lease_id,
+                               const delivery::Chunk& chunk) {
+    const std::string path = job_path(job_id) + protocol::kChunksSuffix + std::to_string(chunk.seq);
+    std::vector<std::pair<std::string, std::string>> headers{
+        {protocol::kLeaseHeader, lease_id},
+        {"Content-Type", "application/x-ndjson"},
+        {protocol::kDigestHeader, protocol::content_digest_sha256(chunk.body)},
+    };
+    Backoff backoff(options_.retry_base, options_.retry_cap);
+    Error last{ErrorCode::unavailable, "chunk upload not attempted"};
+    for (int attempt = 1;; ++attempt) {
+        auto response = call("chunk", "PUT", path, chunk.body, headers, options_.request_timeout);
+        bool retryable = false;
+        if (!response) {
+            last = response.error();
+            retryable = last.code == ErrorCode::unavailable;
+        } else if (response->status == 200 || response->status == 201) {
+            return {};
+        } else {
+            last = hub_error("hub PUT " + path, *response);
+            retryable = is_retryable(response->status);
+        }
+        if (!retryable || attempt >= options_.upload_attempts) return std::unexpected(last);
+        auto delay = backoff.next();
+        // The hub knows best when to come back, within reason.
+        if (last_retry_after_)
+            delay =
+                std::min<std::chrono::milliseconds>(*last_retry_after_, std::chrono::seconds(60));
+        if (!options_.sleep(delay)) return std::unexpected(last);
+    }
+}
+
+Result<json> HubClient::complete(const std::string& job_id, const Completion& completion) {
+    json chunks = json::array();
+    for (const auto& info : completion.chunks) {
+        chunks.push_back({{"seq", info.seq}, {"sha256", info.sha256_hex}, {"size", info.size}});
+    }
+    const json body{
+        {"lease_id", completion.lease_id},
+        {"agent_id", options_.agent_id},
+        {"chunks", std::move(chunks)},
+        {"summary",
+         {{"tables", completion.summary.tables},
+          {"views", completion.summary.views},
+          {"columns", completion.summary.columns}}},
+        {"started_at_ms", completion.started_at_ms},
+        {"finished_at_ms", completion.finished_at_ms},
+    };
+    const std::string path = job_path(job_id) + protocol::kCompleteSuffix;
+    auto response = post_json("complete", path, body);
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) return std::unexpected(hub_error("hub POST " + path, *response));
+    json doc = json::parse(response->body, nullptr, false);
+    if (doc.is_discarded()) doc = json::object();
+    return doc;
+}
+
+Status HubClient::fail(const std::string& job_id, const std::string& lease_id,
+                       const std::string& outcome, const std::string& reason_code,
+                       const std::string& message) {
+    const json body{{"lease_id", lease_id},
+                    {"agent_id", options_.agent_id},
+                    {"outcome", outcome},
+                    {"reason_code", reason_code},
+                    {"message", message.substr(0, 1000)}};
+    const std::string path = job_path(job_id) + protocol::kFailSuffix;
+    auto response = post_json("fail", path, body);
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) return std::unexpected(hub_error("hub POST " + path, *response));
+    return {};
+}
+
+}  // namespace sa::agent::control

@@ -1,0 +1,64 @@
+#include "agent/delivery/chunk_writer.h"
+
+#include <utility>
+
+#include "common/crypto/digest.h"
+#include "common/crypto/encoding.h"
+#include "common/protocol/protocol.h"
+
+namespace sa::agent::delivery {
+
+ChunkWriter::ChunkWriter(size_t target_bytes, Emit emit)
+    : target_bytes_(target_bytes), emit_(std::move(emit)) {}
+
+Status ChunkWriter::write(const metadata::Table& table) {
+    if (failed_) return std::unexpected(*failed_);
+    // Names come from the source and SQLite does not enforce UTF-8; invalid
+    // bytes become U+FFFD instead of an exception that would end the job.
+    std::string line =
+        metadata::to_json(table).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    line += '\n';
+    if (line.size() > protocol::kMaxChunkBytes) {
+        // The hub refuses such a body; failing here names the table instead.
+        Error e{ErrorCode::invalid_argument,
+                "table " + table.name + " serializes to " + std::to_string(line.size()) +
+                    " bytes, more than the protocol's chunk limit of " +
+                    std::to_string(protocol::kMaxChunkBytes)};
+        failed_ = e;
+        return std::unexpected(std::move(e));
+    }
+    if (!buffer_.empty() && buffer_.size() + line.size() > target_bytes_) {
+        if (auto st = flush(); !st) return st;
+    }
+    buffer_ += line;
+    // A full (or oversize) chunk goes out now rather than on the next write,
+    // so upload can start while extraction continues.
+    if (buffer_.size() >= target_bytes_) return flush();
+    return {};
+}
+
+Status ChunkWriter::finish() {
+    if (failed_) return std::unexpected(*failed_);
+    if (buffer_.empty()) return {};
+    return flush();
+}
+
+Status ChunkWriter::flush() {
+    Chunk chunk;
+    chunk.seq = static_cast<int64_t>(chunks_.size());
+    chunk.body = std::exchange(buffer_, {});
+    chunk.sha256 = crypto::sha256(chunk.body);
+    ChunkInfo info{.seq = chunk.seq,
+                   .sha256_hex = crypto::hex_encode(chunk.sha256),
+                   .size = static_cast<int64_t>(chunk.body.size())};
+    if (auto st = emit_(std::move(chunk)); !st) {
+        // The chunk's bytes are gone with it, so the stream cannot continue
+        // consistently: every later call reports this error.
+        failed_ = st.error();
+        return st;
+    }
+    chunks_.push_back(std::move(info));
+    return {};
+}
+
+}  // namespace sa::agent::delivery

@@ -1,0 +1,53 @@
+#pragma once
+// Turns the stream of tables from a connector into NDJSON chunks of bounded
+// size (docs/protocol.md §3), each with its SHA-256, handed to emit() as soon
+// as it is full so extraction and upload overlap and memory stays bounded.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/connectors/connector.h"
+
+namespace sa::agent::delivery {
+
+struct Chunk {
+    int64_t seq = 0;
+    std::string body;    // NDJSON, whole lines only
+    std::string sha256;  // 32 raw bytes of SHA-256(body)
+};
+
+struct ChunkInfo {
+    int64_t seq = 0;
+    std::string sha256_hex;
+    int64_t size = 0;
+};
+
+class ChunkWriter final : public connectors::MetadataSink {
+  public:
+    using Emit = std::function<Status(Chunk&& chunk)>;
+
+    // A chunk is emitted before it would exceed target_bytes; a single table
+    // larger than target_bytes becomes a chunk of its own.
+    ChunkWriter(size_t target_bytes, Emit emit);
+
+    // Errors: emit()'s error, unchanged; invalid_argument for a table whose
+    // line exceeds protocol::kMaxChunkBytes (the hub would refuse it). The
+    // first error sticks: every later write()/finish() returns it. A chunk is
+    // recorded in chunks() only once emit() has accepted it.
+    Status write(const metadata::Table& table) override;
+    // Emits the last, partial chunk (if any). Call once at the end.
+    Status finish();
+    const std::vector<ChunkInfo>& chunks() const { return chunks_; }
+
+  private:
+    Status flush();
+    size_t target_bytes_;
+    Emit emit_;
+    std::string buffer_;
+    std::vector<ChunkInfo> chunks_;
+    std::optional<Error> failed_;  // set by the first error; later calls return it
+};
+
+}  // namespace sa::agent::delivery

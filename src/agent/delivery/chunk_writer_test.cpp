@@ -1,0 +1,193 @@
+#include "agent/delivery/chunk_writer.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/crypto/digest.h"
+#include "common/crypto/encoding.h"
+#include "common/protocol/protocol.h"
+
+namespace sa::agent::delivery {
+namespace {
+
+metadata::Table make_table(const std::string& name, int columns = 2) {
+    metadata::Table t{.database = "main", .schema = "main", .name = name, .kind = "table"};
+    for (int i = 0; i < columns; ++i) {
+        t.columns.push_back({.name = "c" + std::to_string(i),
+                             .ordinal = i + 1,
+                             .data_type = "TEXT",
+                             .nullable = true});
+    }
+    return t;
+}
+
+std::string line_of(const metadata::Table& t) {
+    return metadata::to_json(t).dump() + "\n";
+}
+
+struct Collector {
+    std::vector<Chunk> chunks;
+    ChunkWriter::Emit emit() {
+        return [this](Chunk&& c) -> Status {
+            chunks.push_back(std::move(c));
+            return {};
+        };
+    }
+};
+
+TEST(ChunkWriterTest, SmallTargetSplitsIntoChunksOfWholeLines) {
+    std::vector<metadata::Table> tables;
+    for (int i = 0; i < 20; ++i) tables.push_back(make_table("table_" + std::to_string(i)));
+    const size_t line_size = line_of(tables[0]).size();
+    // Room for three lines of this size, not four.
+    const size_t target = line_size * 3 + line_size / 2;
+
+    Collector out;
+    ChunkWriter writer(target, out.emit());
+    for (const auto& t : tables) ASSERT_TRUE(writer.write(t));
+    ASSERT_TRUE(writer.finish());
+
+    ASSERT_GT(out.chunks.size(), 2u);
+    ASSERT_EQ(writer.chunks().size(), out.chunks.size());
+    for (size_t i = 0; i < out.chunks.size(); ++i) {
+        const Chunk& c = out.chunks[i];
+        EXPECT_EQ(c.seq, static_cast<int64_t>(i));
+        EXPECT_LE(c.body.size(), target);
+        EXPECT_FALSE(c.body.empty());
+        EXPECT_EQ(c.body.back(), '\n') << "chunk " << i << " ends mid-line";
+        auto parsed = metadata::parse_chunk(c.body);
+        ASSERT_TRUE(parsed) << parsed.error().message;
+        EXPECT_FALSE(parsed->empty());
+        // Digests: raw bytes in the chunk, hex in the recorded info.
+        EXPECT_EQ(c.sha256, crypto::sha256(c.body));
+        EXPECT_EQ(writer.chunks()[i].seq, c.seq);
+        EXPECT_EQ(writer.chunks()[i].sha256_hex, crypto::sha256_hex(c.body));
+        EXPECT_EQ(writer.chunks()[i].size, static_cast<int64_t>(c.body.size()));
+    }
+    // Every chunk but the last was as full as whole lines allow.
+    for (size_t i = 0; i + 1 < out.chunks.size(); ++i) {
+        EXPECT_GT(out.chunks[i].body.size() + line_size, target);
+    }
+}
+
+TEST(ChunkWriterTest, ConcatenatedChunksParseBackToTheSameTables) {
+    std::vector<metadata::Table> tables;
+    for (int i = 0; i < 50; ++i) tables.push_back(make_table("t" + std::to_string(i), i % 7));
+    tables[3].kind = "view";
+    tables[3].definition = "CREATE VIEW t3 AS SELECT 1";
+    tables[4].indexes.push_back({"idx", true, "create_index", true, {"c0", "<expr>"}});
+    tables[5].foreign_keys.push_back({"t4", {"c0"}, {""}, "NO ACTION", "CASCADE"});
+
+    Collector out;
+    ChunkWriter writer(1000, out.emit());
+    for (const auto& t : tables) ASSERT_TRUE(writer.write(t));
+    ASSERT_TRUE(writer.finish());
+    ASSERT_GT(out.chunks.size(), 1u);
+
+    std::string all;
+    for (const auto& c : out.chunks) all += c.body;
+    auto parsed = metadata::parse_chunk(all);
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    ASSERT_EQ(parsed->size(), tables.size());
+    for (size_t i = 0; i < tables.size(); ++i) {
+        EXPECT_EQ(metadata::to_json((*parsed)[i]), metadata::to_json(tables[i]));
+    }
+}
+
+TEST(ChunkWriterTest, EmptyInputGivesNoChunks) {
+    Collector out;
+    ChunkWriter writer(1024, out.emit());
+    ASSERT_TRUE(writer.finish());
+    EXPECT_TRUE(out.chunks.empty());
+    EXPECT_TRUE(writer.chunks().empty());
+}
+
+TEST(ChunkWriterTest, OversizeLineIsAChunkOfItsOwn) {
+    metadata::Table small_a = make_table("a");
+    metadata::Table big = make_table("big", 200);
+    metadata::Table small_b = make_table("b");
+    const size_t target = line_of(small_a).size() * 2 + 10;
+    ASSERT_GT(line_of(big).size(), target);
+
+    Collector out;
+    ChunkWriter writer(target, out.emit());
+    ASSERT_TRUE(writer.write(small_a));
+    ASSERT_TRUE(writer.write(big));
+    ASSERT_TRUE(writer.write(small_b));
+    ASSERT_TRUE(writer.finish());
+
+    ASSERT_EQ(out.chunks.size(), 3u);
+    EXPECT_EQ(out.chunks[0].body, line_of(small_a));
+    EXPECT_EQ(out.chunks[1].body, line_of(big));
+    EXPECT_EQ(out.chunks[2].body, line_of(small_b));
+}
+
+TEST(ChunkWriterTest, FullChunkIsEmittedWithoutWaitingForTheNextTable) {
+    metadata::Table t = make_table("a");
+    Collector out;
+    ChunkWriter writer(line_of(t).size(), out.emit());
+    ASSERT_TRUE(writer.write(t));
+    EXPECT_EQ(out.chunks.size(), 1u);
+    ASSERT_TRUE(writer.finish());
+    EXPECT_EQ(out.chunks.size(), 1u);
+}
+
+TEST(ChunkWriterTest, EmitErrorPropagatesAndIsNotRecorded) {
+    int calls = 0;
+    ChunkWriter writer(10, [&](Chunk&&) -> Status {
+        ++calls;
+        if (calls == 2) return fail(ErrorCode::unavailable, "hub unreachable");
+        return {};
+    });
+    ASSERT_TRUE(writer.write(make_table("a")));
+    auto st = writer.write(make_table("b"));
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error().code, ErrorCode::unavailable);
+    EXPECT_EQ(st.error().message, "hub unreachable");
+    ASSERT_EQ(writer.chunks().size(), 1u);
+    EXPECT_EQ(writer.chunks()[0].seq, 0);
+    // The stream is broken: later calls keep failing without emitting.
+    EXPECT_FALSE(writer.write(make_table("c")));
+    auto fin = writer.finish();
+    ASSERT_FALSE(fin);
+    EXPECT_EQ(fin.error().message, "hub unreachable");
+    EXPECT_EQ(calls, 2);
+}
+
+TEST(ChunkWriterTest, EmitErrorFromFinishPropagates) {
+    ChunkWriter writer(1 << 20,
+                       [](Chunk&&) -> Status { return fail(ErrorCode::io, "spool full"); });
+    ASSERT_TRUE(writer.write(make_table("a")));
+    auto st = writer.finish();
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error().code, ErrorCode::io);
+    EXPECT_TRUE(writer.chunks().empty());
+}
+
+TEST(ChunkWriterTest, InvalidUtf8InNamesDoesNotThrow) {
+    Collector out;
+    ChunkWriter writer(1 << 20, out.emit());
+    ASSERT_TRUE(writer.write(make_table("bad\xff\xfename")));
+    ASSERT_TRUE(writer.finish());
+    ASSERT_EQ(out.chunks.size(), 1u);
+    auto parsed = metadata::parse_chunk(out.chunks[0].body);
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    EXPECT_EQ((*parsed)[0].name.substr(0, 3), "bad");
+}
+
+TEST(ChunkWriterTest, TableBeyondTheProtocolLimitIsRefused) {
+    metadata::Table huge = make_table("huge");
+    huge.definition = std::string(protocol::kMaxChunkBytes + 1, 'x');
+    Collector out;
+    ChunkWriter writer(1024, out.emit());
+    auto st = writer.write(huge);
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(st.error().message.find("huge"), std::string::npos);
+    EXPECT_TRUE(out.chunks.empty());
+}
+
+}  // namespace
+}  // namespace sa::agent::delivery

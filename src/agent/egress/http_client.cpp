@@ -1,0 +1,316 @@
+#include "agent/egress/http_client.h"
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <mutex>
+
+namespace sa::agent::egress {
+namespace {
+
+struct EasyFree {
+    void operator()(CURL* p) const { curl_easy_cleanup(p); }
+};
+struct MultiFree {
+    void operator()(CURLM* p) const { curl_multi_cleanup(p); }
+};
+struct UrlFree {
+    void operator()(CURLU* p) const { curl_url_cleanup(p); }
+};
+struct CurlStringFree {
+    void operator()(char* p) const { curl_free(p); }
+};
+using CurlString = std::unique_ptr<char, CurlStringFree>;
+
+// Owns a header list; wipes every line before freeing it, because one of
+// them may carry the Authorization credentials.
+class HeaderList final {
+  public:
+    HeaderList() = default;
+    ~HeaderList() {
+        for (curl_slist* node = list_; node != nullptr; node = node->next) {
+            OPENSSL_cleanse(node->data, std::strlen(node->data));
+        }
+        curl_slist_free_all(list_);
+    }
+    HeaderList(const HeaderList&) = delete;
+    HeaderList& operator=(const HeaderList&) = delete;
+
+    bool append(const char* line) {
+        curl_slist* next = curl_slist_append(list_, line);
+        if (next == nullptr) return false;
+        list_ = next;
+        return true;
+    }
+    curl_slist* get() const { return list_; }
+
+  private:
+    curl_slist* list_ = nullptr;
+};
+
+// Per-request state the libcurl callbacks write into.
+struct Transfer {
+    HttpResponse response;
+    size_t max_body = 0;
+    bool body_too_large = false;
+    const std::atomic<bool>* abort = nullptr;
+};
+
+size_t on_body(char* data, size_t size, size_t count, void* user) {
+    auto* transfer = static_cast<Transfer*>(user);
+    const size_t n = size * count;
+    if (transfer->response.body.size() + n > transfer->max_body) {
+        transfer->body_too_large = true;
+        return 0;  // makes libcurl fail the transfer with CURLE_WRITE_ERROR
+    }
+    transfer->response.body.append(data, n);
+    return n;
+}
+
+std::string trim(std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    return std::string(s);
+}
+
+size_t on_header(char* data, size_t size, size_t count, void* user) {
+    auto* transfer = static_cast<Transfer*>(user);
+    const size_t n = size * count;
+    const std::string_view line(data, n);
+    if (line.rfind("HTTP/", 0) == 0) {
+        // A new status line (e.g. after "100 Continue"): only the final
+        // response's fields count.
+        transfer->response.headers.clear();
+        return n;
+    }
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return n;
+    std::string name(line.substr(0, colon));
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string value = trim(line.substr(colon + 1));
+    auto [it, inserted] = transfer->response.headers.try_emplace(name, value);
+    if (!inserted) it->second += ", " + value;
+    return n;
+}
+
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto* transfer = static_cast<Transfer*>(user);
+    return transfer->abort != nullptr && transfer->abort->load() ? 1 : 0;
+}
+
+bool is_tls_error(CURLcode code) {
+    switch (code) {
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_SHUTDOWN_FAILED:
+        case CURLE_USE_SSL_FAILED:
+            return true;
+        default:
+            return false;
+    }
+}
+
+void global_init() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+}  // namespace
+
+struct HttpClient::Handles {
+    std::unique_ptr<CURL, EasyFree> easy;
+    // The transfer runs on a multi handle so the abort flag can be checked
+    // every 100 ms without depending on libcurl's progress-callback pace.
+    std::unique_ptr<CURLM, MultiFree> multi;
+};
+
+Result<HttpClient> HttpClient::create(Options options) {
+    global_init();
+    auto handles = std::make_unique<Handles>();
+    handles->easy.reset(curl_easy_init());
+    handles->multi.reset(curl_multi_init());
+    if (!handles->easy || !handles->multi) {
+        return fail(ErrorCode::internal, "libcurl could not allocate a handle");
+    }
+    return HttpClient(std::move(options), std::move(handles));
+}
+
+HttpClient::HttpClient(Options options, std::unique_ptr<Handles> handles)
+    : options_(std::move(options)), handles_(std::move(handles)) {}
+HttpClient::HttpClient(HttpClient&&) noexcept = default;
+HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
+HttpClient::~HttpClient() = default;
+
+Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
+    // Parse the URL first so policy errors never touch the network.
+    std::unique_ptr<CURLU, UrlFree> url(curl_url());
+    if (!url || curl_url_set(url.get(), CURLUPART_URL, request.url.c_str(), 0) != CURLUE_OK) {
+        return fail(ErrorCode::invalid_argument, "malformed URL");
+    }
+    char* raw = nullptr;
+    CurlString scheme(curl_url_get(url.get(), CURLUPART_SCHEME, &raw, 0) == CURLUE_OK ? raw
+                                                                                      : nullptr);
+    raw = nullptr;
+    CurlString host_part(curl_url_get(url.get(), CURLUPART_HOST, &raw, 0) == CURLUE_OK ? raw
+                                                                                       : nullptr);
+    std::string scheme_text = scheme ? scheme.get() : "";
+    std::transform(scheme_text.begin(), scheme_text.end(), scheme_text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (scheme_text != "https") {
+        return fail(ErrorCode::permission_denied,
+                    "egress policy: only https:// URLs are allowed (got " + scheme_text + "://)");
+    }
+    const std::string host = host_part ? host_part.get() : "";
+
+    CURL* easy = handles_->easy.get();
+    // Reset options from the previous request; live connections are kept.
+    curl_easy_reset(easy);
+
+    Transfer transfer;
+    transfer.max_body = options_.max_response_bytes;
+    transfer.abort = options_.abort;
+    char error_buffer[CURL_ERROR_SIZE] = {};
+
+    // A line break in a field would start a new header (or the body).
+    const auto has_line_break = [](std::string_view text) {
+        return text.find_first_of("\r\n") != std::string_view::npos;
+    };
+    for (const auto& [name, value] : request.headers) {
+        if (has_line_break(name) || has_line_break(value)) {
+            return fail(ErrorCode::invalid_argument, "header " + name + " contains a line break");
+        }
+    }
+    if (request.authorization && request.authorization->credentials != nullptr &&
+        has_line_break(request.authorization->credentials->reveal())) {
+        return fail(ErrorCode::invalid_argument, "authorization credentials contain a line break");
+    }
+
+    HeaderList headers;
+    bool ok = true;
+    for (const auto& [name, value] : request.headers) {
+        ok = ok && headers.append((name + ": " + value).c_str());
+    }
+    // libcurl would otherwise wait for "100 Continue" before large bodies.
+    ok = ok && headers.append("Expect:");
+    if (request.authorization && request.authorization->credentials != nullptr) {
+        const auto& auth = *request.authorization;
+        const std::string_view prefix = auth.scheme == Authorization::Scheme::basic
+                                            ? "Authorization: Basic "
+                                            : "Authorization: Bearer ";
+        // Reserved once (no reallocation leaves copies behind) and wiped as
+        // soon as libcurl has its own copy; the HeaderList wipes that one.
+        std::string line;
+        line.reserve(prefix.size() + auth.credentials->size() + 1);
+        line.append(prefix);
+        line.append(auth.credentials->reveal());
+        ok = ok && headers.append(line.c_str());
+        secrets::wipe(line);
+    }
+    if (!ok) return fail(ErrorCode::internal, "libcurl could not allocate request headers");
+
+    curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+    // --- egress policy (see the SECURITY NOTE in the header) ---
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (options_.ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_file->c_str());
+    curl_easy_setopt(easy, CURLOPT_PROXY, "");  // ignore *_proxy environment variables
+    // --- transfer ---
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(options_.connect_timeout.count()));
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
+    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &on_progress);
+    curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &transfer);
+    if (request.method == "GET") {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(request.body.size()));
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.data());
+    }
+
+    CURLM* multi = handles_->multi.get();
+    if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
+        return fail(ErrorCode::internal, "libcurl could not start the transfer");
+    }
+    CURLcode result = CURLE_OK;
+    bool done = false;
+    bool aborted = false;
+    while (!done) {
+        int running = 0;
+        if (curl_multi_perform(multi, &running) != CURLM_OK) {
+            result = CURLE_FAILED_INIT;
+            break;
+        }
+        int queued = 0;
+        while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) {
+                result = msg->data.result;
+                done = true;
+            }
+        }
+        if (done) break;
+        if (options_.abort != nullptr && options_.abort->load()) {
+            aborted = true;
+            break;
+        }
+        curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+    }
+    curl_multi_remove_handle(multi, easy);
+
+    if (aborted || result == CURLE_ABORTED_BY_CALLBACK) {
+        return fail(ErrorCode::unavailable, "request to " + host + " aborted");
+    }
+    if (result != CURLE_OK) {
+        const std::string detail =
+            error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(result);
+        if (result == CURLE_WRITE_ERROR && transfer.body_too_large) {
+            return fail(ErrorCode::invalid_argument,
+                        "response from " + host + " exceeds " +
+                            std::to_string(options_.max_response_bytes) + " bytes");
+        }
+        if (result == CURLE_UNSUPPORTED_PROTOCOL) {
+            return fail(ErrorCode::permission_denied, "egress policy: only https is allowed");
+        }
+        if (is_tls_error(result)) {
+            return fail(ErrorCode::unavailable,
+                        "TLS handshake with " + host + " failed: " + detail);
+        }
+        if (result == CURLE_OPERATION_TIMEDOUT) {
+            return fail(ErrorCode::unavailable, "request to " + host + " timed out: " + detail);
+        }
+        return fail(ErrorCode::unavailable, "cannot reach " + host + ": " + detail);
+    }
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    transfer.response.status = status;
+    return std::move(transfer.response);
+}
+
+}  // namespace sa::agent::egress

@@ -1,0 +1,41 @@
+#pragma once
+// The agent's named metrics, registered up front so every series the
+// dashboards expect exists (at 0) from the first scrape.
+//
+//   secure_agent_build_info{version}                 gauge, always 1
+//   secure_agent_ready                               gauge 0/1
+//   secure_agent_jobs_total{outcome}                 succeeded | failed | refused
+//   secure_agent_job_refusals_total{reason}          reason codes of protocol section 5
+//   secure_agent_hub_requests_total{endpoint,code}   code: HTTP status, "error" without one
+//   secure_agent_lease_latency_seconds               histogram: duration of lease
+//                                                    requests that returned a job (pickup wait)
+//   secure_agent_job_duration_seconds                histogram: lease received -> reported
+#include <string>
+#include <string_view>
+
+#include "agent/observe/metrics.h"
+
+namespace sa::agent::observe {
+
+class AgentMetrics final {
+  public:
+    // registry must outlive this object.
+    AgentMetrics(Registry& registry, const std::string& version);
+
+    void job_finished(std::string_view outcome);  // "succeeded" | "failed" | "refused"
+    void job_refused(std::string_view reason);
+    void hub_request(std::string_view endpoint, long status);
+    void lease_latency(double seconds) { lease_latency_.observe(seconds); }
+    void job_duration(double seconds) { job_duration_.observe(seconds); }
+    void set_ready(bool ready) { ready_.set(ready ? 1 : 0); }
+
+    Registry& registry() { return registry_; }
+
+  private:
+    Registry& registry_;
+    Gauge& ready_;
+    Histogram& lease_latency_;
+    Histogram& job_duration_;
+};
+
+}  // namespace sa::agent::observe

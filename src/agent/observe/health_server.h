@@ -1,0 +1,73 @@
+#pragma once
+// The loopback health endpoint: GET /healthz (200 "ok" while the process
+// runs), GET /readyz (200 when ready, else 503 with a JSON reason) and
+// GET /metrics (Prometheus text format 0.0.4).
+// SECURITY NOTE: this is the agent's only listening socket; it binds only a
+// loopback IP literal (checked in config and again here) and serves nothing
+// that changes state.
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/observe/logger.h"
+#include "agent/observe/metrics.h"
+#include "common/result.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace sa::agent::observe {
+
+// Thread-safe readiness flag with the reason it is not ready.
+class Readiness final {
+  public:
+    void set_ready();
+    void set_not_ready(std::string reason);
+    bool ready() const;
+    std::string reason() const;
+
+  private:
+    mutable std::mutex mutex_;
+    bool ready_ = false;
+    std::string reason_ = "starting";
+};
+
+class HealthServer final {
+  public:
+    struct Options {
+        std::string host = "127.0.0.1";  // loopback IP literal
+        int port = 0;                    // 0: the OS picks
+        // When set, the URL is written atomically to STATE_DIR/health-url.
+        std::string state_dir;
+    };
+
+    // Binds and starts serving on its own thread. registry, readiness and
+    // logger must outlive the server. Errors: permission_denied for a
+    // non-loopback host, unavailable when the port cannot be bound, io when
+    // the URL file cannot be written.
+    static Result<std::unique_ptr<HealthServer>> start(Options options, const Registry& registry,
+                                                       const Readiness& readiness,
+                                                       const Logger& logger);
+    ~HealthServer();
+    HealthServer(const HealthServer&) = delete;
+    HealthServer& operator=(const HealthServer&) = delete;
+
+    // Stops serving and joins the thread; idempotent.
+    void stop();
+    int port() const { return port_; }
+    const std::string& url() const { return url_; }
+
+  private:
+    HealthServer() = default;
+
+    std::unique_ptr<httplib::Server> server_;
+    std::thread thread_;
+    std::atomic<bool> finished_{false};
+    int port_ = 0;
+    std::string url_;
+};
+
+}  // namespace sa::agent::observe

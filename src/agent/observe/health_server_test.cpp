@@ -1,0 +1,115 @@
+#include "agent/observe/health_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/crypto/random.h"
+#include "common/util/files.h"
+
+namespace sa::agent::observe {
+namespace {
+
+namespace fs = std::filesystem;
+
+class HealthServerTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() / ("sa-health-" + crypto::random_token(8));
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    fs::path dir_;
+    Registry registry_;
+    Readiness readiness_;
+    std::vector<std::string> log_lines_;
+    Logger logger_{"edge-1", Level::info,
+                   [this](std::string_view line) { log_lines_.emplace_back(line); }};
+};
+
+TEST_F(HealthServerTest, ServesHealthReadinessAndMetrics) {
+    registry_.gauge("secure_agent_ready", "Ready.").set(0);
+    auto server =
+        HealthServer::start({"127.0.0.1", 0, dir_.string()}, registry_, readiness_, logger_);
+    ASSERT_TRUE(server) << server.error().describe();
+    ASSERT_GT((*server)->port(), 0);
+    const std::string url = "http://127.0.0.1:" + std::to_string((*server)->port());
+    EXPECT_EQ((*server)->url(), url);
+
+    // The URL file is written for scripts, and the URL is logged.
+    auto written = util::read_file((dir_ / "health-url").string());
+    ASSERT_TRUE(written);
+    EXPECT_EQ(*written, url);
+    ASSERT_FALSE(log_lines_.empty());
+    EXPECT_NE(log_lines_.back().find(url), std::string::npos);
+
+    httplib::Client client("127.0.0.1", (*server)->port());
+    auto health = client.Get("/healthz");
+    ASSERT_TRUE(health);
+    EXPECT_EQ(health->status, 200);
+    EXPECT_EQ(health->body, "ok\n");
+
+    auto not_ready = client.Get("/readyz");
+    ASSERT_TRUE(not_ready);
+    EXPECT_EQ(not_ready->status, 503);
+    const auto body = nlohmann::json::parse(not_ready->body);
+    EXPECT_EQ(body["ready"], false);
+    EXPECT_EQ(body["reason"], "starting");
+
+    readiness_.set_ready();
+    auto ready = client.Get("/readyz");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 200);
+
+    readiness_.set_not_ready("hub unreachable");
+    auto again = client.Get("/readyz");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->status, 503);
+    EXPECT_EQ(nlohmann::json::parse(again->body)["reason"], "hub unreachable");
+
+    auto metrics = client.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_EQ(metrics->status, 200);
+    EXPECT_EQ(metrics->get_header_value("Content-Type"),
+              "text/plain; version=0.0.4; charset=utf-8");
+    EXPECT_EQ(metrics->body, registry_.render());
+
+    auto missing = client.Get("/admin");
+    ASSERT_TRUE(missing);
+    EXPECT_EQ(missing->status, 404);
+
+    (*server)->stop();
+    (*server)->stop();  // idempotent
+    httplib::Client after("127.0.0.1", (*server)->port());
+    after.set_connection_timeout(1);
+    EXPECT_FALSE(after.Get("/healthz"));
+}
+
+TEST_F(HealthServerTest, RefusesNonLoopbackAddresses) {
+    for (const char* host : {"0.0.0.0", "::", "192.168.1.1", "localhost"}) {
+        auto server = HealthServer::start({host, 0, ""}, registry_, readiness_, logger_);
+        ASSERT_FALSE(server) << host;
+        EXPECT_EQ(server.error().code, ErrorCode::permission_denied);
+    }
+}
+
+TEST_F(HealthServerTest, BindsIpv6LoopbackToo) {
+    auto server = HealthServer::start({"::1", 0, ""}, registry_, readiness_, logger_);
+    if (!server) GTEST_SKIP() << "no IPv6 loopback here: " << server.error().describe();
+    EXPECT_EQ((*server)->url(), "http://[::1]:" + std::to_string((*server)->port()));
+}
+
+TEST_F(HealthServerTest, BusyPortIsUnavailable) {
+    auto first = HealthServer::start({"127.0.0.1", 0, ""}, registry_, readiness_, logger_);
+    ASSERT_TRUE(first);
+    auto second =
+        HealthServer::start({"127.0.0.1", (*first)->port(), ""}, registry_, readiness_, logger_);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, ErrorCode::unavailable);
+}
+
+}  // namespace
+}  // namespace sa::agent::observe

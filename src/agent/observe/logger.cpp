@@ -1,0 +1,81 @@
+#include "agent/observe/logger.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/util/time.h"
+
+namespace sa::agent::observe {
+namespace {
+
+// Never throws on invalid UTF-8 (log text may come from anywhere): such
+// bytes are replaced.
+std::string dump(const nlohmann::json& value) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void write_stderr(std::string_view line) {
+    size_t off = 0;
+    while (off < line.size()) {
+        const ssize_t n = ::write(STDERR_FILENO, line.data() + off, line.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;  // nowhere left to report a logging failure
+        off += static_cast<size_t>(n);
+    }
+}
+
+}  // namespace
+
+const char* to_string(Level level) {
+    switch (level) {
+        case Level::debug:
+            return "debug";
+        case Level::info:
+            return "info";
+        case Level::warn:
+            return "warn";
+        case Level::error:
+            return "error";
+    }
+    return "info";
+}
+
+Logger::Logger(std::string agent_id, Level min_level, Sink sink)
+    : agent_id_(std::move(agent_id)), min_level_(min_level), sink_(std::move(sink)) {
+    if (!sink_) sink_ = &write_stderr;
+}
+
+std::string Logger::format(int64_t unix_ms, Level level, std::string_view msg,
+                           const Fields& fields) const {
+    std::string line = "{\"ts\":" + dump(util::rfc3339_millis(unix_ms)) +
+                       ",\"level\":" + dump(to_string(level)) + ",\"msg\":" + dump(msg) +
+                       ",\"agent_id\":" + dump(agent_id_);
+    if (fields.is_object()) {
+        for (const char* key : {"job_id", "lease_id"}) {
+            if (auto it = fields.find(key); it != fields.end()) {
+                line += ",\"" + std::string(key) + "\":" + dump(*it);
+            }
+        }
+        for (auto it = fields.begin(); it != fields.end(); ++it) {
+            const std::string& key = it.key();
+            if (key == "job_id" || key == "lease_id" || key == "ts" || key == "level" ||
+                key == "msg" || key == "agent_id") {
+                continue;
+            }
+            line += "," + dump(key) + ":" + dump(it.value());
+        }
+    }
+    line += "}";
+    return line;
+}
+
+void Logger::log(Level level, std::string_view msg, const Fields& fields) const {
+    if (!enabled(level)) return;
+    std::string line = format(util::unix_millis(), level, msg, fields);
+    line += '\n';
+    std::lock_guard lock(mutex_);
+    sink_(line);
+}
+
+}  // namespace sa::agent::observe

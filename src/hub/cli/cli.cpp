@@ -1,0 +1,162 @@
+// The command line of agent-hub (CLI11 is slow to compile: this is the only
+// file that includes it). It only parses and dispatches; the work is in
+// commands.cpp and server/serve.cpp.
+#include "hub/cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "build_info.h"
+#include "hub/cli/commands.h"
+#include "hub/server/serve.h"
+
+namespace sa::hub::cli {
+
+int run(int argc, char** argv) {
+    CLI::App app{
+        "agent-hub: control plane for secure-agent (token endpoint, signed jobs, "
+        "metadata ingest)",
+        "agent-hub"};
+    app.set_version_flag(
+        "--version", std::string(build::kVersion) + " (protocol " + build::kProtocolVersion + ")");
+    app.require_subcommand(1);
+
+    std::optional<std::string> data;
+    auto add_data = [&](CLI::App* cmd) {
+        cmd->add_option("--data", data,
+                        std::string("hub data directory (default: $") + kDataDirEnv + ")");
+    };
+    bool as_json = false;
+    auto add_json = [&](CLI::App* cmd) {
+        cmd->add_flag("--json", as_json, "print JSON instead of text");
+    };
+    int code = 0;
+    Io io{std::cout, std::cerr};
+    // Runs body with the resolved data directory, or fails with exit code 2.
+    auto with_data = [&](auto body) {
+        return [&, body] {
+            auto dir = resolve_data_dir(data);
+            if (!dir) {
+                std::cerr << "agent-hub: " << dir.error().message << "\n";
+                code = 2;
+                return;
+            }
+            code = body(*dir);
+        };
+    };
+
+    // serve
+    auto* serve = app.add_subcommand("serve", "run the HTTPS control plane");
+    add_data(serve);
+    std::string listen = "127.0.0.1:8443";
+    std::vector<std::string> sans;
+    serve->add_option("--listen", listen, "HOST:PORT to listen on; port 0 lets the OS pick")
+        ->capture_default_str();
+    serve->add_option("--san", sans,
+                      "extra DNS name or IP address for the server certificate (repeatable)");
+    serve->callback(with_data([&](const std::string& dir) {
+        auto address = server::parse_listen_address(listen);
+        if (!address) {
+            std::cerr << "agent-hub serve: " << address.error().message << "\n";
+            return 2;
+        }
+        server::HubOptions options;
+        options.data_dir = dir;
+        options.listen = *address;
+        options.extra_sans = sans;
+        return server::serve(options, std::cout, std::cerr);
+    }));
+
+    // app
+    auto* app_cmd = app.add_subcommand("app", "manage apps (OAuth clients of agents)");
+    app_cmd->require_subcommand(1);
+    auto* app_create_cmd = app_cmd->add_subcommand(
+        "create", "create an app and print its client id and secret (shown once)");
+    std::string app_name;
+    app_create_cmd->add_option("NAME", app_name, "app name, [A-Za-z0-9_.-]{1,64}")->required();
+    add_data(app_create_cmd);
+    add_json(app_create_cmd);
+    app_create_cmd->callback(
+        with_data([&](const std::string& dir) { return app_create(dir, app_name, as_json, io); }));
+    auto* app_list_cmd = app_cmd->add_subcommand("list", "list apps");
+    add_data(app_list_cmd);
+    add_json(app_list_cmd);
+    app_list_cmd->callback(
+        with_data([&](const std::string& dir) { return app_list(dir, as_json, io); }));
+
+    // job
+    auto* job_cmd = app.add_subcommand("job", "create and inspect jobs");
+    job_cmd->require_subcommand(1);
+    auto* job_create_cmd = job_cmd->add_subcommand("create", "queue a job and print its id");
+    std::string job_app;
+    std::string job_source;
+    std::string job_operation;
+    job_create_cmd->add_option("--app", job_app, "app whose agents run the job")->required();
+    job_create_cmd->add_option("--source", job_source, "logical source name, as the agent names it")
+        ->required();
+    job_create_cmd->add_option("--operation", job_operation, "operation (extract_metadata)")
+        ->required();
+    add_data(job_create_cmd);
+    add_json(job_create_cmd);
+    job_create_cmd->callback(with_data([&](const std::string& dir) {
+        return job_create(dir, job_app, job_source, job_operation, as_json, io);
+    }));
+    auto* job_show_cmd = job_cmd->add_subcommand("show", "show one job");
+    std::string job_id;
+    job_show_cmd->add_option("ID", job_id, "job id")->required();
+    add_data(job_show_cmd);
+    add_json(job_show_cmd);
+    job_show_cmd->callback(
+        with_data([&](const std::string& dir) { return job_show(dir, job_id, as_json, io); }));
+    auto* job_list_cmd = job_cmd->add_subcommand("list", "list recent jobs, newest first");
+    std::optional<std::string> list_app;
+    std::optional<std::string> list_status;
+    job_list_cmd->add_option("--app", list_app, "only this app");
+    job_list_cmd->add_option("--status", list_status, "only this status")
+        ->check(CLI::IsMember({"queued", "leased", "succeeded", "failed", "refused"}));
+    add_data(job_list_cmd);
+    add_json(job_list_cmd);
+    job_list_cmd->callback(with_data(
+        [&](const std::string& dir) { return job_list(dir, list_app, list_status, as_json, io); }));
+
+    // catalog
+    auto* catalog_cmd = app.add_subcommand("catalog", "browse delivered metadata");
+    catalog_cmd->require_subcommand(1);
+    auto* tables_cmd = catalog_cmd->add_subcommand("tables", "list tables and views");
+    std::optional<std::string> cat_source;
+    std::optional<std::string> cat_app;
+    tables_cmd->add_option("--source", cat_source, "only this source");
+    tables_cmd->add_option("--app", cat_app, "only this app");
+    add_data(tables_cmd);
+    add_json(tables_cmd);
+    tables_cmd->callback(with_data([&](const std::string& dir) {
+        return catalog_tables(dir, cat_source, cat_app, as_json, io);
+    }));
+    auto* columns_cmd = catalog_cmd->add_subcommand("columns", "list the columns of a table");
+    std::string col_source;
+    std::string col_table;
+    columns_cmd->add_option("--source", col_source, "source name")->required();
+    columns_cmd->add_option("--table", col_table, "table or view name")->required();
+    columns_cmd->add_option("--app", cat_app, "only this app");
+    add_data(columns_cmd);
+    add_json(columns_cmd);
+    columns_cmd->callback(with_data([&](const std::string& dir) {
+        return catalog_columns(dir, col_source, col_table, cat_app, as_json, io);
+    }));
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);  // prints the message and a hint to use --help
+        return 2;
+    }
+    return code;
+}
+
+}  // namespace sa::hub::cli

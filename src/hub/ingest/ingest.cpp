@@ -1,0 +1,301 @@
+#include "hub/ingest/ingest.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <variant>
+
+#include "common/crypto/digest.h"
+#include "common/crypto/encoding.h"
+#include "common/metadata/model.h"
+#include "common/protocol/content_digest.h"
+#include "common/protocol/protocol.h"
+#include "hub/ingest/catalog.h"
+
+namespace sa::hub::ingest {
+namespace {
+
+using sqlite::Statement;
+using wire::wire_fail;
+namespace code = wire::code;
+
+struct StoredChunk {
+    int64_t seq = 0;
+    std::string sha256;
+    int64_t size = 0;
+    std::string data;
+};
+
+Result<std::vector<StoredChunk>> load_chunks(sqlite::Database& db, const std::string& job_id,
+                                             bool with_data) {
+    auto st = store::prepare(db,
+                             with_data ? "SELECT seq, sha256, size, data FROM chunks WHERE job_id "
+                                         "= ? ORDER BY seq"
+                                       : "SELECT seq, sha256, size, NULL FROM chunks WHERE job_id "
+                                         "= ? ORDER BY seq",
+                             job_id);
+    if (!st) return std::unexpected(st.error());
+    std::vector<StoredChunk> out;
+    for (;;) {
+        auto step = st->step();
+        if (!step) return std::unexpected(step.error());
+        if (*step == Statement::Step::done) break;
+        out.push_back(StoredChunk{st->integer(0), st->text(1), st->integer(2),
+                                  with_data ? st->blob(3) : std::string()});
+    }
+    return out;
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    });
+    return s;
+}
+
+// Checks the completion's list against what was uploaded. The list is sorted
+// by seq and free of duplicates by then.
+std::optional<wire::WireError> check_manifest(const std::vector<ChunkRef>& listed,
+                                              const std::vector<StoredChunk>& stored) {
+    std::map<int64_t, const StoredChunk*> by_seq;
+    for (const auto& c : stored) by_seq[c.seq] = &c;
+    for (const auto& ref : listed) {
+        auto it = by_seq.find(ref.seq);
+        std::string name = "chunk " + std::to_string(ref.seq);
+        if (it == by_seq.end()) {
+            return wire::WireError{code::kMissingChunk, name + " was never uploaded"};
+        }
+        const StoredChunk& c = *it->second;
+        if (!crypto::equal_constant_time(lower(ref.sha256), c.sha256)) {
+            return wire::WireError{code::kDigestMismatch,
+                                   name + ": listed sha256 " + ref.sha256.substr(0, 64) +
+                                       " but the uploaded chunk has " + c.sha256};
+        }
+        if (ref.size != c.size) {
+            return wire::WireError{code::kDigestMismatch,
+                                   name + ": listed size " + std::to_string(ref.size) +
+                                       " but the uploaded chunk has " + std::to_string(c.size)};
+        }
+        // Re-hash what the database returns: the stored digest alone would
+        // not notice storage corruption.
+        std::string actual = crypto::sha256_hex(c.data);
+        if (!crypto::equal_constant_time(actual, c.sha256) ||
+            static_cast<int64_t>(c.data.size()) != c.size) {
+            return wire::WireError{code::kDigestMismatch,
+                                   name + ": stored bytes no longer match their digest"};
+        }
+        by_seq.erase(it);
+    }
+    if (!by_seq.empty()) {
+        return wire::WireError{code::kMissingChunk,
+                               "chunk " + std::to_string(by_seq.begin()->first) +
+                                   " was uploaded but is missing from the completion list"};
+    }
+    return std::nullopt;
+}
+
+struct Parsed {
+    std::vector<metadata::Table> tables;
+    jobs::Summary summary;
+};
+
+std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk>& chunks,
+                                                   const std::string& source) {
+    Parsed out;
+    std::set<std::string> seen;
+    for (const auto& c : chunks) {
+        std::string name = "chunk " + std::to_string(c.seq);
+        auto tables = metadata::parse_chunk(c.data);
+        if (!tables) return wire::WireError{code::kBadChunk, name + ": " + tables.error().message};
+        for (auto& t : *tables) {
+            std::string q = metadata::qualified_name(source, t);
+            if (!seen.insert(q).second) {
+                return wire::WireError{code::kBadChunk,
+                                       name + ": table " + q + " is delivered more than once"};
+            }
+            if (t.kind == "view") {
+                ++out.summary.views;
+            } else {
+                ++out.summary.tables;
+            }
+            out.summary.columns += static_cast<int64_t>(t.columns.size());
+            out.tables.push_back(std::move(t));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+Ingest::Ingest(store::Store& store, const clock::Clock& clock) : store_(store), clock_(clock) {}
+
+wire::WireResult<ChunkReceipt> Ingest::put_chunk(const std::string& app, const std::string& job_id,
+                                                 const std::string& lease_id, int64_t seq,
+                                                 std::optional<std::string_view> digest_header,
+                                                 std::string_view body) {
+    if (seq < 0 || seq > kMaxChunkSeq) {
+        return wire_fail(code::kInvalidRequest,
+                         "chunk seq must be 0.." + std::to_string(kMaxChunkSeq));
+    }
+    if (body.size() > protocol::kMaxChunkBytes) {
+        return wire_fail(code::kTooLarge, "a chunk may hold at most " +
+                                              std::to_string(protocol::kMaxChunkBytes) + " bytes");
+    }
+    if (!digest_header) {
+        return wire_fail(code::kInvalidDigest, "Content-Digest header with sha-256 is required");
+    }
+    auto claimed = protocol::parse_content_digest_sha256(*digest_header);
+    if (!claimed) {
+        return wire_fail(code::kInvalidDigest, "Content-Digest has no well-formed sha-256 member");
+    }
+    // Hash before taking the store lock: 8 MiB takes a while.
+    std::string actual = crypto::sha256(body);
+    if (!crypto::equal_constant_time(actual, *claimed)) {
+        return wire_fail(code::kDigestMismatch,
+                         "chunk " + std::to_string(seq) + ": body does not match Content-Digest");
+    }
+    ChunkReceipt receipt{seq, crypto::hex_encode(actual), static_cast<int64_t>(body.size()), true};
+    int64_t now = clock_.now_ms();
+    return store_.with([&](sqlite::Database& db) -> wire::WireResult<ChunkReceipt> {
+        auto tx = sqlite::Transaction::begin(db);
+        if (!tx) return wire::internal_failure(tx.error());
+        if (auto lease = jobs::check_lease(db, app, job_id, lease_id, now); !lease) {
+            return std::unexpected(lease.error());
+        }
+        auto existing = store::prepare(db, "SELECT sha256 FROM chunks WHERE job_id = ? AND seq = ?",
+                                       job_id, seq);
+        if (!existing) return wire::internal_failure(existing.error());
+        auto step = existing->step();
+        if (!step) return wire::internal_failure(step.error());
+        if (*step == Statement::Step::row) {
+            if (existing->text(0) != receipt.sha256) {
+                return wire_fail(code::kChunkConflict,
+                                 "chunk " + std::to_string(seq) +
+                                     " was already uploaded with a different digest");
+            }
+            receipt.created = false;
+            return receipt;  // a retry: nothing to change
+        }
+        existing->reset();
+        if (auto s =
+                store::execute(db,
+                               "INSERT INTO chunks(job_id, seq, sha256, size, data, "
+                               "received_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                               job_id, seq, receipt.sha256, receipt.size, store::Blob{body}, now);
+            !s) {
+            return wire::internal_failure(s.error());
+        }
+        if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
+        return receipt;
+    });
+}
+
+void Ingest::fail_job(const std::string& app, const std::string& job_id,
+                      const Completion& completion, const wire::WireError& why) {
+    int64_t now = clock_.now_ms();
+    // Best effort: if this fails the lease simply expires and the job is
+    // re-queued, which is also a safe outcome.
+    (void)store_.with([&](sqlite::Database& db) -> Status {
+        auto tx = sqlite::Transaction::begin(db);
+        if (!tx) return std::unexpected(tx.error());
+        if (!jobs::check_lease(db, app, job_id, completion.lease_id, now)) return {};
+        if (auto s = store::execute(
+                db,
+                "UPDATE jobs SET status = 'failed', reason_code = ?, message = ?, agent_id = ?, "
+                "started_at_ms = ?, finished_at_ms = ?, completed_at_ms = ? WHERE id = ?",
+                why.code, jobs::truncate_utf8(why.description, jobs::kMaxMessageBytes),
+                completion.agent_id, completion.started_at_ms, completion.finished_at_ms, now,
+                job_id);
+            !s) {
+            return s;
+        }
+        if (auto s = store::execute(db, "DELETE FROM chunks WHERE job_id = ?", job_id); !s)
+            return s;
+        return tx->commit();
+    });
+}
+
+wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
+                                                    const std::string& job_id,
+                                                    const Completion& completion) {
+    std::vector<ChunkRef> listed = completion.chunks;
+    std::sort(listed.begin(), listed.end(),
+              [](const ChunkRef& a, const ChunkRef& b) { return a.seq < b.seq; });
+    for (size_t i = 1; i < listed.size(); ++i) {
+        if (listed[i].seq == listed[i - 1].seq) {
+            return wire_fail(code::kInvalidRequest,
+                             "chunk " + std::to_string(listed[i].seq) + " is listed twice");
+        }
+    }
+
+    // Phase 1, under the store lock: the lease and the uploaded chunks.
+    int64_t now = clock_.now_ms();
+    std::string source;
+    auto loaded =
+        store_.with([&](sqlite::Database& db) -> wire::WireResult<std::vector<StoredChunk>> {
+            auto lease = jobs::check_lease(db, app, job_id, completion.lease_id, now);
+            if (!lease) return std::unexpected(lease.error());
+            source = lease->source;
+            auto chunks = load_chunks(db, job_id, true);
+            if (!chunks) return wire::internal_failure(chunks.error());
+            return std::move(*chunks);
+        });
+    if (!loaded) return std::unexpected(loaded.error());
+
+    // Phase 2, without the lock: checks and parsing of untrusted bytes.
+    if (auto problem = check_manifest(listed, *loaded)) {
+        fail_job(app, job_id, completion, *problem);
+        return std::unexpected(*problem);
+    }
+    auto parsed = parse_chunks(*loaded, source);
+    if (auto* problem = std::get_if<wire::WireError>(&parsed)) {
+        fail_job(app, job_id, completion, *problem);
+        return std::unexpected(*problem);
+    }
+    Parsed& data = std::get<Parsed>(parsed);
+    std::vector<std::pair<int64_t, std::string>> expected;
+    for (const auto& c : *loaded) expected.emplace_back(c.seq, c.sha256);
+    loaded->clear();
+
+    // Phase 3: one transaction that re-checks the lease and the chunk set
+    // (both may have changed while the lock was free) and commits it all.
+    now = clock_.now_ms();
+    std::optional<wire::WireError> late_problem;
+    auto done = store_.with([&](sqlite::Database& db) -> wire::WireResult<CompletionResult> {
+        auto tx = sqlite::Transaction::begin(db);
+        if (!tx) return wire::internal_failure(tx.error());
+        auto lease = jobs::check_lease(db, app, job_id, completion.lease_id, now);
+        if (!lease) return std::unexpected(lease.error());
+        auto current = load_chunks(db, job_id, false);
+        if (!current) return wire::internal_failure(current.error());
+        std::vector<std::pair<int64_t, std::string>> now_stored;
+        for (const auto& c : *current) now_stored.emplace_back(c.seq, c.sha256);
+        if (now_stored != expected) {
+            late_problem = wire::WireError{code::kMissingChunk,
+                                           "chunks changed while the completion was checked"};
+            return std::unexpected(*late_problem);
+        }
+        if (auto s = replace_catalog(db, app, source, data.tables, job_id, now); !s) {
+            return wire::internal_failure(s.error());
+        }
+        if (auto s = store::execute(
+                db,
+                "UPDATE jobs SET status = 'succeeded', reason_code = NULL, message = NULL, "
+                "agent_id = ?, started_at_ms = ?, finished_at_ms = ?, completed_at_ms = ?, "
+                "summary_tables = ?, summary_views = ?, summary_columns = ? WHERE id = ?",
+                completion.agent_id, completion.started_at_ms, completion.finished_at_ms, now,
+                data.summary.tables, data.summary.views, data.summary.columns, job_id);
+            !s) {
+            return wire::internal_failure(s.error());
+        }
+        if (auto s = store::execute(db, "DELETE FROM chunks WHERE job_id = ?", job_id); !s) {
+            return wire::internal_failure(s.error());
+        }
+        if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
+        return CompletionResult{job_id, data.summary};
+    });
+    if (late_problem) fail_job(app, job_id, completion, *late_problem);
+    return done;
+}
+
+}  // namespace sa::hub::ingest

@@ -1,0 +1,83 @@
+#pragma once
+// Receives a job's metadata: chunk uploads (PUT .../chunks/{seq}) and the
+// completion (POST .../complete) that turns the chunks into catalog rows.
+// docs/protocol.md sections 3 and 4 define the rules; in short:
+//   - only the holder of the job's live lease may upload or complete;
+//   - a chunk is stored only if its body matches its Content-Digest;
+//     re-sending the same (seq, digest) is a no-op, a different digest for a
+//     stored seq is a conflict;
+//   - completion requires exactly the listed chunks (same digests and sizes,
+//     re-hashed), every chunk must parse, and then the catalog of
+//     (app, source) is replaced and the job marked succeeded in ONE
+//     transaction. Any problem fails the job and leaves the catalog as it was.
+//
+// Chunks are untrusted input: parsing errors become bad_chunk, never crashes.
+// Thread safety: safe to share between threads.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hub/clock/clock.h"
+#include "hub/jobs/job_queue.h"
+#include "hub/store/store.h"
+#include "hub/wire/wire_error.h"
+
+namespace sa::hub::ingest {
+
+struct ChunkReceipt {
+    int64_t seq = 0;
+    std::string sha256;  // lowercase hex
+    int64_t size = 0;
+    bool created = false;  // false: an identical chunk was already stored
+};
+
+struct ChunkRef {
+    int64_t seq = 0;
+    std::string sha256;  // lowercase hex, as the agent lists it
+    int64_t size = 0;
+};
+
+struct Completion {
+    std::string lease_id;
+    std::string agent_id;
+    std::vector<ChunkRef> chunks;
+    std::optional<int64_t> started_at_ms;
+    std::optional<int64_t> finished_at_ms;
+};
+
+struct CompletionResult {
+    std::string job_id;
+    jobs::Summary summary;  // counted by the hub from the delivered tables
+};
+
+inline constexpr int64_t kMaxChunkSeq = 1'000'000;
+
+class Ingest final {
+  public:
+    Ingest(store::Store& store, const clock::Clock& clock);
+
+    // digest_header is the Content-Digest field value, nullopt when absent.
+    // Errors: invalid_digest, digest_mismatch, chunk_conflict, lease_lost,
+    // request_too_large, invalid_request (seq out of range).
+    wire::WireResult<ChunkReceipt> put_chunk(const std::string& app, const std::string& job_id,
+                                             const std::string& lease_id, int64_t seq,
+                                             std::optional<std::string_view> digest_header,
+                                             std::string_view body);
+
+    // Errors: lease_lost (job untouched), invalid_request (malformed list,
+    // job untouched), missing_chunk, digest_mismatch, bad_chunk (job failed).
+    wire::WireResult<CompletionResult> complete(const std::string& app, const std::string& job_id,
+                                                const Completion& completion);
+
+  private:
+    // Marks the job failed with the delivery problem, if the lease still holds.
+    void fail_job(const std::string& app, const std::string& job_id, const Completion& completion,
+                  const wire::WireError& why);
+
+    store::Store& store_;
+    const clock::Clock& clock_;
+};
+
+}  // namespace sa::hub::ingest

@@ -1,0 +1,271 @@
+#include "hub/server/api.h"
+
+#include <gtest/gtest.h>
+
+#include "common/crypto/digest.h"
+#include "common/crypto/encoding.h"
+#include "common/protocol/content_digest.h"
+#include "common/util/time.h"
+#include "hub/testing/test_support.h"
+
+namespace sa::hub::server {
+namespace {
+
+using json = nlohmann::json;
+using testing::chunk_of;
+using testing::sample_table;
+
+std::string header_of(const ApiResponse& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+        if (k == name) return v;
+    }
+    return "";
+}
+
+class ApiTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        auto s = store::Store::open(tmp.file("hub.db"));
+        ASSERT_TRUE(s.has_value());
+        store = std::move(*s);
+        auto n = store::ChangeNotifier::start(tmp.file("hub.db"));
+        ASSERT_TRUE(n.has_value());
+        notifier = std::move(*n);
+        apps = std::make_unique<identity::AppRegistry>(*store, clock, testing::fast_scrypt());
+        tokens =
+            std::make_unique<identity::TokenService>(crypto::Ed25519PrivateKey::generate(), clock);
+        queue = std::make_unique<jobs::JobQueue>(*store, clock, notifier.get());
+        dispatcher = std::make_unique<jobs::Dispatcher>(*queue, signer, *notifier);
+        ingest = std::make_unique<ingest::Ingest>(*store, clock);
+        api = std::make_unique<Api>(Services{*apps, *tokens, *queue, *dispatcher, *ingest});
+        auto created = apps->create("app-a");
+        ASSERT_TRUE(created.has_value());
+        client_id = created->app.client_id;
+        secret = created->client_secret;
+    }
+
+    static std::string basic(const std::string& id, const std::string& pw) {
+        return "Basic " + crypto::base64_encode(id + ":" + pw);
+    }
+
+    std::string bearer() {
+        auto r = api->token(basic(client_id, secret), "grant_type=client_credentials");
+        EXPECT_EQ(r.status, 200) << r.body;
+        return "Bearer " + json::parse(r.body)["access_token"].get<std::string>();
+    }
+
+    testing::TempDir tmp;
+    clock::ManualClock clock{util::unix_millis()};
+    std::unique_ptr<store::Store> store;
+    std::unique_ptr<store::ChangeNotifier> notifier;
+    std::unique_ptr<identity::AppRegistry> apps;
+    std::unique_ptr<identity::TokenService> tokens;
+    std::unique_ptr<jobs::JobQueue> queue;
+    jobs::JobSigner signer{crypto::Ed25519PrivateKey::generate()};
+    std::unique_ptr<jobs::Dispatcher> dispatcher;
+    std::unique_ptr<ingest::Ingest> ingest;
+    std::unique_ptr<Api> api;
+    std::string client_id;
+    std::string secret;
+};
+
+TEST_F(ApiTest, TokenEndpointIssuesForGoodCredentialsOnly) {
+    auto ok = api->token(basic(client_id, secret), "grant_type=client_credentials");
+    ASSERT_EQ(ok.status, 200) << ok.body;
+    auto body = json::parse(ok.body);
+    EXPECT_EQ(body["token_type"], "Bearer");
+    EXPECT_EQ(body["expires_in"], 900);
+    EXPECT_TRUE(tokens->verify(body["access_token"].get<std::string>()).has_value());
+    EXPECT_EQ(header_of(ok, "Cache-Control"), "no-store");
+    EXPECT_EQ(ok.client_id, client_id);
+    EXPECT_EQ(ok.detail.find(body["access_token"].get<std::string>()), std::string::npos);
+
+    auto wrong = api->token(basic(client_id, "wrong"), "grant_type=client_credentials");
+    EXPECT_EQ(wrong.status, 401);
+    EXPECT_EQ(json::parse(wrong.body)["error"], "invalid_client");
+    EXPECT_EQ(header_of(wrong, "WWW-Authenticate"), "Basic realm=\"agent-hub\"");
+    EXPECT_EQ(header_of(wrong, "Cache-Control"), "no-store");
+
+    auto unknown = api->token(basic("cid_nobody", secret), "grant_type=client_credentials");
+    EXPECT_EQ(unknown.status, 401);
+    EXPECT_EQ(unknown.body, wrong.body);
+    EXPECT_EQ(api->token(std::nullopt, "grant_type=client_credentials").status, 401);
+    EXPECT_EQ(api->token("Basic !!!", "grant_type=client_credentials").status, 401);
+    EXPECT_EQ(api->token("Bearer x", "grant_type=client_credentials").status, 401);
+
+    auto grant = api->token(basic(client_id, secret), "grant_type=password");
+    EXPECT_EQ(grant.status, 400);
+    EXPECT_EQ(json::parse(grant.body)["error"], "unsupported_grant_type");
+    auto none = api->token(basic(client_id, secret), "scope=x");
+    EXPECT_EQ(none.status, 400);
+    EXPECT_EQ(json::parse(none.body)["error"], "invalid_request");
+    EXPECT_EQ(api->token(basic(client_id, secret), "grant_type=%zz").status, 400);
+    EXPECT_EQ(api->token(basic(client_id, secret), std::string(kMaxFormBody + 1, 'a')).status, 413);
+}
+
+TEST_F(ApiTest, BasicCredentialsAreFormUrlDecoded) {
+    // RFC 6749 section 2.3.1: id and secret are form-url-encoded before base64.
+    std::string encoded_id;
+    for (char c : client_id) {
+        char buf[4];
+        std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+        encoded_id += buf;
+    }
+    auto ok = api->token(basic(encoded_id, secret), "grant_type=client_credentials");
+    EXPECT_EQ(ok.status, 200) << ok.body;
+    EXPECT_EQ(form_url_decode("a+b%2Fc%3a"), "a b/c:");
+    EXPECT_FALSE(form_url_decode("%").has_value());
+    EXPECT_FALSE(form_url_decode("%4").has_value());
+    EXPECT_FALSE(form_url_decode("%g0").has_value());
+    auto form = parse_form("a=1&&b=&c");
+    ASSERT_TRUE(form.has_value());
+    ASSERT_EQ(form->size(), 3u);
+    EXPECT_EQ((*form)[1], (std::pair<std::string, std::string>{"b", ""}));
+}
+
+TEST_F(ApiTest, V1EndpointsRequireAValidBearerToken) {
+    auto check = [](const ApiResponse& r) {
+        EXPECT_EQ(r.status, 401);
+        EXPECT_EQ(json::parse(r.body)["error"], "invalid_token");
+        EXPECT_NE(header_of(r, "WWW-Authenticate").find("invalid_token"), std::string::npos);
+    };
+    check(api->lease(std::nullopt, R"({"agent_id":"e","wait_seconds":0})"));
+    check(api->lease("Bearer nonsense", R"({"agent_id":"e","wait_seconds":0})"));
+    check(api->complete("Basic abc", "j", "{}"));
+    check(api->fail(std::nullopt, "j", "{}"));
+    check(api->put_chunk(std::nullopt, "j", "0", "l", "d", "body"));
+
+    std::string token = bearer();
+    clock.advance_ms(901'000);
+    check(api->lease(token, R"({"agent_id":"e","wait_seconds":0})"));
+}
+
+TEST_F(ApiTest, TokensOfADeletedAppStopWorking) {
+    std::string token = bearer();
+    EXPECT_EQ(api->lease(token, R"({"agent_id":"e","wait_seconds":0})").status, 204);
+    ASSERT_TRUE(store->with([](sqlite::Database& db) { return db.exec("DELETE FROM apps"); }));
+    EXPECT_EQ(api->lease(token, R"({"agent_id":"e","wait_seconds":0})").status, 401);
+}
+
+TEST_F(ApiTest, MalformedRequestsGet400NotACrash) {
+    std::string token = bearer();
+    for (const char* body :
+         {"", "not json", "[]", "{\"agent_id\": 5}", "{\"agent_id\": \"\"}",
+          "{\"agent_id\": \"has space\"}", "{\"agent_id\": \"e\", \"wait_seconds\": 31}",
+          "{\"agent_id\": \"e\", \"wait_seconds\": -1}",
+          "{\"agent_id\": \"e\", \"wait_seconds\": \"5\"}",
+          "{\"agent_id\": \"e\", \"wait_seconds\": 1.5}"}) {
+        auto r = api->lease(token, body);
+        EXPECT_EQ(r.status, 400) << body;
+        EXPECT_EQ(json::parse(r.body)["error"], "invalid_request") << body;
+        EXPECT_FALSE(json::parse(r.body)["error_description"].get<std::string>().empty());
+    }
+    std::string deep(100000, '[');
+    EXPECT_EQ(api->lease(token, deep).status, 400);
+    EXPECT_EQ(api->lease(token, std::string(kMaxJsonBody + 1, ' ')).status, 413);
+    EXPECT_EQ(api->complete(token, "j", R"({"lease_id":"l","agent_id":"e","chunks":"x"})").status,
+              400);
+    EXPECT_EQ(
+        api->complete(
+               token, "j",
+               R"({"lease_id":"l","agent_id":"e","chunks":[{"seq":-1,"sha256":"a","size":1}]})")
+            .status,
+        400);
+    EXPECT_EQ(api->fail(token, "j", R"({"lease_id":"l","agent_id":"e"})").status, 400);
+    EXPECT_EQ(api->put_chunk(token, "j", "0", std::nullopt, "d", "x").status, 400);
+    EXPECT_EQ(api->put_chunk(token, "j", "0x1", "l", "d", "x").status, 400);
+    EXPECT_EQ(api->healthz().body, "ok");
+}
+
+TEST_F(ApiTest, FullJobLifecycle) {
+    std::string token = bearer();
+    auto job = queue->create("app-a", "inv", "extract_metadata");
+    ASSERT_TRUE(job.has_value());
+
+    auto leased = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":0})");
+    ASSERT_EQ(leased.status, 200) << leased.body;
+    auto lease = json::parse(leased.body);
+    EXPECT_EQ(lease["job_id"], job->id);
+    EXPECT_TRUE(lease["lease_expires_at"].is_number_integer());
+    EXPECT_TRUE(lease["job"].is_string());
+    std::string lease_id = lease["lease_id"];
+    EXPECT_EQ(leased.client_id, client_id);
+
+    std::string body = chunk_of({sample_table("orders", 3), sample_table("v", 1, "view")});
+    std::string digest = protocol::content_digest_sha256(body);
+    auto put = api->put_chunk(token, job->id, "0", lease_id, digest, body);
+    ASSERT_EQ(put.status, 201) << put.body;
+    auto receipt = json::parse(put.body);
+    EXPECT_EQ(receipt["seq"], 0);
+    EXPECT_EQ(receipt["sha256"], crypto::sha256_hex(body));
+    EXPECT_EQ(receipt["size"], body.size());
+    EXPECT_EQ(api->put_chunk(token, job->id, "0", lease_id, digest, body).status, 200);
+    EXPECT_EQ(api->put_chunk(token, job->id, "0", lease_id, std::nullopt, body).status, 400);
+    EXPECT_EQ(api->put_chunk(token, job->id, "1", "wrong", digest, body).status, 409);
+
+    json completion = {
+        {"lease_id", lease_id},
+        {"agent_id", "edge-1"},
+        {"chunks", {{{"seq", 0}, {"sha256", crypto::sha256_hex(body)}, {"size", body.size()}}}},
+        {"summary", {{"tables", 1}, {"views", 1}, {"columns", 4}}},
+        {"started_at_ms", 10},
+        {"finished_at_ms", 20}};
+    auto done = api->complete(token, job->id, completion.dump());
+    ASSERT_EQ(done.status, 200) << done.body;
+    auto result = json::parse(done.body);
+    EXPECT_EQ(result["job_id"], job->id);
+    EXPECT_EQ(result["status"], "succeeded");
+    EXPECT_EQ(result["tables"], 1);
+    EXPECT_EQ(result["columns"], 4);
+    EXPECT_EQ(queue->get(job->id)->status, "succeeded");
+
+    // Completed: the lease is gone.
+    auto late = api->complete(token, job->id, completion.dump());
+    EXPECT_EQ(late.status, 409);
+    EXPECT_EQ(json::parse(late.body)["error"], "lease_lost");
+}
+
+TEST_F(ApiTest, FailureReportsEndTheJob) {
+    std::string token = bearer();
+    auto job = queue->create("app-a", "inv", "extract_metadata");
+    auto leased = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":0})");
+    ASSERT_EQ(leased.status, 200);
+    std::string lease_id = json::parse(leased.body)["lease_id"];
+    json report = {{"lease_id", lease_id},
+                   {"agent_id", "edge-1"},
+                   {"outcome", "refused"},
+                   {"reason_code", "no_such_reason"},
+                   {"message", "m"}};
+    EXPECT_EQ(api->fail(token, job->id, report.dump()).status, 400);
+    report["reason_code"] = "bad_signature";
+    report["message"] = std::string(5000, 'm');
+    auto r = api->fail(token, job->id, report.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body)["status"], "refused");
+    auto j = queue->get(job->id);
+    EXPECT_EQ(j->reason_code, "bad_signature");
+    EXPECT_EQ(j->message->size(), 1000u);
+}
+
+TEST_F(ApiTest, LongPollReturnsWhenAJobArrives) {
+    std::string token = bearer();
+    std::thread creator([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        (void)queue->create("app-a", "inv", "extract_metadata");
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":10})");
+    creator.join();
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
+TEST_F(ApiTest, InternalErrorsAreNotLeakedToThePeer) {
+    ApiResponse r = Api::error("server_error", "SQLite: disk I/O error at /secret/path");
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(r.body.find("/secret/path"), std::string::npos);
+    EXPECT_NE(r.detail.find("/secret/path"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sa::hub::server

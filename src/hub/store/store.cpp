@@ -1,0 +1,156 @@
+#include "hub/store/store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace sa::hub::store {
+namespace {
+
+// Version 1 of the schema. Timestamps are Unix milliseconds.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE IF NOT EXISTS apps (
+    name           TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL UNIQUE,
+    secret_hash    TEXT NOT NULL,          -- scrypt; the secret itself is never stored
+    created_at_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    n                   INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order
+    id                  TEXT NOT NULL UNIQUE,
+    app                 TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    source              TEXT NOT NULL,
+    operation           TEXT NOT NULL,
+    status              TEXT NOT NULL
+        CHECK (status IN ('queued', 'leased', 'succeeded', 'failed', 'refused')),
+    reason_code         TEXT,
+    message             TEXT,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    agent_id            TEXT,
+    lease_id            TEXT,
+    lease_expires_at_ms INTEGER,
+    created_at_ms       INTEGER NOT NULL,
+    leased_at_ms        INTEGER,
+    started_at_ms       INTEGER,
+    finished_at_ms      INTEGER,
+    completed_at_ms     INTEGER,
+    summary_tables      INTEGER,
+    summary_views       INTEGER,
+    summary_columns     INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_app_status ON jobs(app, status, n);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id  TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    sha256  TEXT NOT NULL,                 -- lowercase hex of the body
+    size    INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS catalog_tables (
+    id             INTEGER PRIMARY KEY,
+    app            TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    database_name  TEXT NOT NULL,
+    schema_name    TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    definition     TEXT,
+    job_id         TEXT NOT NULL,
+    ingested_at_ms INTEGER NOT NULL,
+    UNIQUE (app, source, database_name, schema_name, name)
+);
+CREATE TABLE IF NOT EXISTS catalog_columns (
+    table_id             INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    name                 TEXT NOT NULL,
+    ordinal              INTEGER NOT NULL,
+    data_type            TEXT NOT NULL,
+    nullable             INTEGER NOT NULL,
+    default_value        TEXT,
+    primary_key_position INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_columns_by_table ON catalog_columns(table_id, ordinal);
+CREATE TABLE IF NOT EXISTS catalog_indexes (
+    table_id   INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    is_unique  INTEGER NOT NULL,
+    origin     TEXT NOT NULL,
+    partial    INTEGER NOT NULL,
+    columns    TEXT NOT NULL                -- JSON array of column names
+);
+CREATE INDEX IF NOT EXISTS catalog_indexes_by_table ON catalog_indexes(table_id);
+CREATE TABLE IF NOT EXISTS catalog_foreign_keys (
+    table_id           INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    position           INTEGER NOT NULL,
+    referenced_table   TEXT NOT NULL,
+    columns            TEXT NOT NULL,       -- JSON array
+    referenced_columns TEXT NOT NULL,       -- JSON array
+    on_update          TEXT NOT NULL,
+    on_delete          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_foreign_keys_by_table ON catalog_foreign_keys(table_id);
+)sql";
+
+Status create_file_private(const std::string& path) {
+    // SQLite creates files with the process umask; the database holds secret
+    // hashes and customer metadata, so it is created 0600 up front (SQLite
+    // gives its -wal and -shm files the same mode).
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return fail(ErrorCode::io, "cannot create " + path + ": " + std::strerror(errno));
+    }
+    ::close(fd);
+    return {};
+}
+
+Status migrate(sqlite::Database& db) {
+    auto tx = sqlite::Transaction::begin(db);
+    if (!tx) return std::unexpected(tx.error());
+    auto st = db.prepare("PRAGMA user_version");
+    if (!st) return std::unexpected(st.error());
+    auto step = st->step();
+    if (!step) return std::unexpected(step.error());
+    int64_t version = *step == sqlite::Statement::Step::row ? st->integer(0) : 0;
+    if (version > kSchemaVersion) {
+        return fail(ErrorCode::conflict, "the database has schema version " +
+                                             std::to_string(version) +
+                                             ", newer than this agent-hub understands (" +
+                                             std::to_string(kSchemaVersion) + ")");
+    }
+    if (version < 1) {
+        if (auto s = db.exec(kSchemaV1); !s) return s;
+        if (auto s = db.exec("PRAGMA user_version = 1"); !s) return s;
+    }
+    return tx->commit();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, Create create) {
+    std::error_code ec;
+    bool exists = std::filesystem::exists(path, ec);
+    if (!exists) {
+        if (create == Create::never) {
+            return fail(ErrorCode::not_found, "no hub database at " + path);
+        }
+        if (auto s = create_file_private(path); !s) return std::unexpected(s.error());
+    }
+    auto db = sqlite::Database::open(path, sqlite::Database::Mode::read_write_create);
+    if (!db) return std::unexpected(db.error());
+    // journal_mode=WAL lets the server's readers and a CLI writer work at the
+    // same time; the busy timeout absorbs short write-lock waits between
+    // processes. synchronous=NORMAL is durable across process crashes in WAL.
+    if (auto s = db->exec("PRAGMA busy_timeout = 10000"); !s) return std::unexpected(s.error());
+    if (auto s = db->exec("PRAGMA journal_mode = WAL"); !s) return std::unexpected(s.error());
+    if (auto s = db->exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"); !s) {
+        return std::unexpected(s.error());
+    }
+    if (auto s = migrate(*db); !s) return std::unexpected(s.error());
+    return std::unique_ptr<Store>(new Store(path, std::move(*db)));
+}
+
+}  // namespace sa::hub::store

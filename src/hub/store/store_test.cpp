@@ -1,0 +1,124 @@
+#include "hub/store/store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+
+#include "hub/store/change_notifier.h"
+#include "hub/testing/test_support.h"
+
+namespace sa::hub::store {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string pragma(Store& store, const char* name) {
+    return store.with([&](sqlite::Database& db) {
+        auto st = db.prepare(std::string("PRAGMA ") + name);
+        EXPECT_TRUE(st.has_value());
+        auto step = st->step();
+        EXPECT_TRUE(step.has_value() && *step == sqlite::Statement::Step::row);
+        return st->text(0);
+    });
+}
+
+TEST(Store, CreatesPrivateWalDatabaseWithSchema) {
+    testing::TempDir tmp;
+    auto store = Store::open(tmp.file("hub.db"));
+    ASSERT_TRUE(store.has_value()) << store.error().describe();
+    struct stat st {};
+    ASSERT_EQ(::stat(tmp.file("hub.db").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_EQ(pragma(**store, "journal_mode"), "wal");
+    EXPECT_EQ(pragma(**store, "user_version"), std::to_string(kSchemaVersion));
+    EXPECT_EQ(pragma(**store, "foreign_keys"), "1");
+    // Opening again (a second process) keeps the data and the schema.
+    auto ok = (*store)->with([](sqlite::Database& db) {
+        return execute(db, "INSERT INTO apps VALUES ('a', 'cid_a', 'h', 1)");
+    });
+    ASSERT_TRUE(ok.has_value());
+    auto again = Store::open(tmp.file("hub.db"), Store::Create::never);
+    ASSERT_TRUE(again.has_value());
+    auto count = (*again)->with([](sqlite::Database& db) {
+        auto q = db.prepare("SELECT count(*) FROM apps");
+        (void)q->step();
+        return q->integer(0);
+    });
+    EXPECT_EQ(count, 1);
+}
+
+TEST(Store, MissingDatabaseIsNotCreatedWhenAskedNotTo) {
+    testing::TempDir tmp;
+    auto store = Store::open(tmp.file("absent.db"), Store::Create::never);
+    ASSERT_FALSE(store.has_value());
+    EXPECT_EQ(store.error().code, ErrorCode::not_found);
+}
+
+TEST(Store, RefusesNewerSchema) {
+    testing::TempDir tmp;
+    {
+        auto store = Store::open(tmp.file("hub.db"));
+        ASSERT_TRUE(store.has_value());
+        (void)(*store)->with(
+            [](sqlite::Database& db) { return db.exec("PRAGMA user_version = 99"); });
+    }
+    auto again = Store::open(tmp.file("hub.db"));
+    ASSERT_FALSE(again.has_value());
+    EXPECT_EQ(again.error().code, ErrorCode::conflict);
+}
+
+TEST(ChangeNotifier, SeesACommitFromAnotherConnectionQuickly) {
+    testing::TempDir tmp;
+    auto writer = Store::open(tmp.file("hub.db"));
+    ASSERT_TRUE(writer.has_value());
+    auto notifier = ChangeNotifier::start(tmp.file("hub.db"), 5ms);
+    ASSERT_TRUE(notifier.has_value());
+    uint64_t seen = (*notifier)->generation();
+    auto t0 = std::chrono::steady_clock::now();
+    auto ok = (*writer)->with([](sqlite::Database& db) {
+        return execute(db, "INSERT INTO apps VALUES ('a', 'cid_a', 'h', 1)");
+    });
+    ASSERT_TRUE(ok.has_value());
+    EXPECT_TRUE((*notifier)->wait_for_change(seen, std::chrono::steady_clock::now() + 5s));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+}
+
+TEST(ChangeNotifier, TimesOutWithoutChangesAndShutdownWakesWaiters) {
+    testing::TempDir tmp;
+    auto writer = Store::open(tmp.file("hub.db"));
+    ASSERT_TRUE(writer.has_value());
+    auto notifier = ChangeNotifier::start(tmp.file("hub.db"), 5ms);
+    ASSERT_TRUE(notifier.has_value());
+    ChangeNotifier& n = **notifier;
+    uint64_t seen = n.generation();
+    EXPECT_FALSE(n.wait_for_change(seen, std::chrono::steady_clock::now() + 50ms));
+
+    std::atomic<bool> woke{false};
+    std::thread waiter([&] {
+        n.wait_for_change(n.generation(), std::chrono::steady_clock::now() + 30s);
+        woke = true;
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    n.shutdown();
+    waiter.join();
+    EXPECT_TRUE(woke.load());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+    EXPECT_TRUE(n.is_shut_down());
+}
+
+TEST(ChangeNotifier, InProcessNotifyWakesAtOnce) {
+    testing::TempDir tmp;
+    auto writer = Store::open(tmp.file("hub.db"));
+    ASSERT_TRUE(writer.has_value());
+    // A long poll interval shows that notify() does not wait for the watcher.
+    auto notifier = ChangeNotifier::start(tmp.file("hub.db"), 10s);
+    ASSERT_TRUE(notifier.has_value());
+    uint64_t seen = (*notifier)->generation();
+    (*notifier)->notify();
+    EXPECT_TRUE((*notifier)->wait_for_change(seen, std::chrono::steady_clock::now() + 1s));
+}
+
+}  // namespace
+}  // namespace sa::hub::store

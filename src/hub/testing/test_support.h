@@ -1,0 +1,75 @@
+#pragma once
+// Helpers for hub_tests only: temporary directories, cheap scrypt, sample
+// metadata chunks.
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/crypto/password_hash.h"
+#include "common/crypto/random.h"
+#include "common/metadata/model.h"
+
+namespace sa::hub::testing {
+
+// scrypt at a cost that keeps tests fast; production uses the default.
+inline crypto::ScryptParams fast_scrypt() {
+    return crypto::ScryptParams{.n = 16, .r = 8, .p = 1};
+}
+
+class TempDir final {
+  public:
+    TempDir() {
+        path_ = (std::filesystem::temp_directory_path() /
+                 ("hub-test-" + std::to_string(::getpid()) + "-" + crypto::random_token(6)))
+                    .string();
+        std::filesystem::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+  private:
+    std::string path_;
+};
+
+inline metadata::Table sample_table(const std::string& name, int columns,
+                                    const std::string& kind = "table") {
+    metadata::Table t;
+    t.database = "main";
+    t.schema = "main";
+    t.name = name;
+    t.kind = kind;
+    if (kind == "view") t.definition = "CREATE VIEW " + name + " AS SELECT 1 AS id";
+    for (int i = 1; i <= columns; ++i) {
+        metadata::Column c;
+        c.name = i == 1 ? "id" : "c" + std::to_string(i);
+        c.ordinal = i;
+        c.data_type = i == 1 ? "INTEGER" : "TEXT";
+        c.nullable = i != 1;
+        c.primary_key_position = i == 1 && kind == "table" ? 1 : 0;
+        if (i == 2) c.default_value = "'x'";
+        t.columns.push_back(c);
+    }
+    if (kind == "table") {
+        t.indexes.push_back(metadata::Index{"idx_" + name, false, "create_index", false, {"id"}});
+        t.foreign_keys.push_back(
+            metadata::ForeignKey{"parent", {"id"}, {"id"}, "NO ACTION", "CASCADE"});
+    }
+    return t;
+}
+
+inline std::string chunk_of(const std::vector<metadata::Table>& tables) {
+    std::string out;
+    for (const auto& t : tables) out += metadata::to_json(t).dump() + "\n";
+    return out;
+}
+
+}  // namespace sa::hub::testing

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# End to end over real TLS on loopback: agent-hub and secure-agent as real
+# processes with OS-chosen ports. Checks the catalog against the source, the
+# agent's listening sockets, logs (correlation ids, no secret), metrics
+# (promtool), and clean shutdown.
+# Usage: e2e_test.sh AGENT_HUB SECURE_AGENT SOURCE_DIR
+set -euo pipefail
+HUB_BIN=$1 AGENT_BIN=$2 SRC=$3
+source "$SRC/scripts/lib/harness.sh"
+work=$(mktemp -d -t sa-e2e.XXXXXX)
+trap 'harness_cleanup; rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+mkdir -p "$work/secrets"
+hub_start "$work/hub" "$work/hub.log"
+
+# First start created the PKI and keys; private keys are 0600.
+for f in ca.pem ca.key server.pem server.key token-signing.key job-signing.key job-signing.pub.pem hub.db; do
+  [ -f "$work/hub/$f" ] || fail "hub did not create $f"
+done
+for f in ca.key server.key token-signing.key job-signing.key; do
+  [ "$(stat -c %a "$work/hub/$f")" = 600 ] || fail "$f is not mode 0600"
+done
+openssl verify -CAfile "$work/hub/ca.pem" "$work/hub/server.pem" >/dev/null || fail "server cert does not chain to the CA"
+
+hub_app_create e2e-app "$work/secrets/hub-client-secret"
+secret=$(cat "$work/secrets/hub-client-secret")
+
+# The token endpoint refuses a wrong secret and accepts the right one.
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/hub/ca.pem" -u "$CLIENT_ID:wrong" \
+  -d grant_type=client_credentials "$HUB_URL/oauth2/token")
+[ "$code" = 401 ] || fail "wrong client secret gave HTTP $code, want 401"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/hub/ca.pem" -u "$CLIENT_ID:$secret" \
+  -d grant_type=client_credentials "$HUB_URL/oauth2/token")
+[ "$code" = 200 ] || fail "right client secret gave HTTP $code, want 200"
+# Plain HTTP is not served at all.
+if curl -s -o /dev/null --max-time 5 "${HUB_URL/https:/http:}/healthz"; then
+  fail "hub answered plain HTTP"
+fi
+
+make_sample_db "$work/source.db" 20
+agent_write_config "$work/agent.yaml" "$work/state" "$work/secrets" inventory "$work/source.db" \
+  "$work/hub/job-signing.pub.pem"
+agent_start "$work/agent.yaml" "$work/state" "$work/agent.log"
+
+# The agent listens on exactly one socket: its loopback health endpoint.
+listeners=$(ss -Hltnup | grep "pid=$AGENT_PID," || true)
+[ "$(grep -c . <<<"$listeners")" = 1 ] || fail "agent listens on more than one socket: $listeners"
+grep -qE '127\.0\.0\.1:[0-9]+ ' <<<"$listeners" || fail "agent listener is not on loopback: $listeners"
+
+before=$(sha256sum "$work/source.db")
+job=$(hub_job_create e2e-app inventory)
+status=$(hub_job_wait "$job" 60) || true
+[ "$status" = succeeded ] || { tail -n 30 "$work/agent.log" >&2; fail "job status $status"; }
+[ "$before" = "$(sha256sum "$work/source.db")" ] || fail "extraction modified the source database"
+
+# The catalog holds exactly what the source has.
+catalog=$("$HUB_BIN" catalog tables --data "$work/hub" --source inventory --json)
+want_tables=$(sqlite3 "$work/source.db" "SELECT count(*) FROM sqlite_schema WHERE type='table'")
+want_views=$(sqlite3 "$work/source.db" "SELECT count(*) FROM sqlite_schema WHERE type='view'")
+[ "$(jq '[.[] | select(.kind=="table")] | length' <<<"$catalog")" = "$want_tables" ] || fail "table count"
+[ "$(jq '[.[] | select(.kind=="view")] | length' <<<"$catalog")" = "$want_views" ] || fail "view count"
+first=$(sqlite3 "$work/source.db" "SELECT name FROM sqlite_schema WHERE type='table' ORDER BY name LIMIT 1")
+want_cols=$(sqlite3 "$work/source.db" "SELECT count(*) FROM pragma_table_info('$first')")
+got_cols=$(jq --arg n "$first" '.[] | select(.name==$n) | .columns' <<<"$catalog")
+[ "$got_cols" = "$want_cols" ] || fail "$first has $got_cols columns in the catalog, want $want_cols"
+jq -e '[.[] | select(.kind=="view") | .definition | startswith("CREATE VIEW")] | all' <<<"$catalog" >/dev/null ||
+  fail "views lack their definition"
+job_json=$(hub_job_json "$job")
+[ "$(jq .summary.tables <<<"$job_json")" = "$want_tables" ] || fail "job summary: $job_json"
+
+# Logs are JSON with correlation ids, and never contain the secret.
+grep -q "\"job_id\":\"$job\"" "$work/agent.log" || fail "agent log has no record with job_id $job"
+jq -e . "$work/agent.log" >/dev/null || fail "agent log is not JSON lines"
+if grep -qF -- "$secret" "$work/agent.log" "$work/hub.log" "$work/agent.log.out" "$work/hub.log.out"; then
+  fail "client secret appears in a log"
+fi
+
+# The hub never learns where the source is, and keeps no plaintext client secret.
+if grep -qaF -- "$work/source.db" "$work/hub/hub.db" "$work/hub/hub.db-wal" 2>/dev/null; then
+  fail "the hub's database contains the source path"
+fi
+if grep -qaF -- "$secret" "$work/hub/hub.db" "$work/hub/hub.db-wal" 2>/dev/null; then
+  fail "the hub's database contains the plaintext client secret"
+fi
+
+# Metrics: job counter and lease latency, valid Prometheus text.
+metrics=$(curl -fsS "$HEALTH_URL/metrics")
+grep -qE '^secure_agent_jobs_total\{outcome="succeeded"\} 1$' <<<"$metrics" || fail "jobs_total missing: $metrics"
+grep -q '^secure_agent_lease_latency_seconds_count' <<<"$metrics" || fail "lease latency histogram missing"
+promtool check metrics <<<"$metrics" || fail "promtool rejects /metrics"
+curl -fsS "$HEALTH_URL/healthz" >/dev/null || fail "/healthz"
+
+stop_process "$AGENT_PID" || fail "agent exited non-zero on SIGTERM"
+stop_process "$HUB_PID" || fail "hub exited non-zero on SIGTERM"
+echo "PASS e2e"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every outbound connection of the agent goes through src/agent/egress. This
+# fails when agent code outside that folder calls libcurl, connect(), or an
+# HTTP client directly. Database drivers will receive checked addresses
+# from the egress layer instead of resolving and connecting on their own.
+# Usage: no_direct_network.sh SOURCE_DIR
+set -euo pipefail
+src=$1/src/agent
+pattern='\bcurl_easy_(init|perform)\b|\bcurl_multi_|(^|[^_[:alnum:]:.>])(::)?connect[[:space:]]*\(|\bgetaddrinfo[[:space:]]*\(|httplib::(SSL)?Client\b|\bPQconnect|\bmysql_real_connect\b'
+hits=$(grep -rnE "$pattern" "$src" --include='*.cpp' --include='*.h' |
+  grep -v "^$src/egress/" | grep -v '_test\.cpp:' || true)
+if [ -n "$hits" ]; then
+  echo "direct network calls outside src/agent/egress:" >&2
+  echo "$hits" >&2
+  exit 1
+fi
+# The check itself must be able to fail: it has to see the egress layer's own calls.
+grep -rqE "$pattern" "$src/egress" --include='*.cpp' || { echo "lint pattern matched nothing in egress/" >&2; exit 1; }
+echo "PASS no direct network calls outside egress"
