@@ -4,6 +4,7 @@
 #include <iostream>
 #include <string>
 
+#include "agent/app/audit_commands.h"
 #include "agent/app/commands.h"
 
 namespace sa::agent::app {
@@ -27,6 +28,52 @@ int run_cli(int argc, char** argv) {
     CLI::App* version =
         app.add_subcommand("version", "Print version, protocol version and binary SHA-256.");
 
+    // `audit ...`: offline tools over an audit directory (no config needed).
+    CLI::App* audit =
+        app.add_subcommand("audit", "Verify, prove, read and search the tamper-evident audit log.");
+    audit->require_subcommand(1);
+    std::string audit_dir;
+    std::string audit_key;
+    CLI::App* audit_verify_cmd = audit->add_subcommand(
+        "verify", "Check every record, checkpoint signature and the Merkle tree.");
+    audit_verify_cmd->add_option("--dir", audit_dir, "Audit directory (STATE/audit)")->required();
+    audit_verify_cmd->add_option("--public-key", audit_key, "Agent public key (agent.pub.pem)")
+        ->required();
+
+    uint64_t prove_index = 0;
+    uint64_t prove_from = 0;
+    uint64_t prove_to = 0;
+    CLI::App* audit_prove = audit->add_subcommand(
+        "prove", "Print an inclusion (--index) or consistency (--from/--to) proof as JSON.");
+    audit_prove->add_option("--dir", audit_dir, "Audit directory")->required();
+    CLI::Option* index_opt =
+        audit_prove->add_option("--index", prove_index, "Record index (seq) to prove");
+    CLI::Option* from_opt = audit_prove->add_option("--from", prove_from, "Older checkpoint size");
+    CLI::Option* to_opt = audit_prove->add_option("--to", prove_to, "Newer checkpoint size");
+    from_opt->needs(to_opt);
+    to_opt->needs(from_opt);
+    index_opt->excludes(from_opt)->excludes(to_opt);
+
+    std::string proof_file;
+    CLI::App* audit_verify_proof_cmd =
+        audit->add_subcommand("verify-proof", "Check a proof printed by `audit prove`.");
+    audit_verify_proof_cmd->add_option("--proof", proof_file, "Proof JSON file")->required();
+    audit_verify_proof_cmd->add_option("--public-key", audit_key,
+                                       "Agent public key, to check the signed checkpoint");
+
+    AuditShowFilter show_filter;
+    CLI::App* audit_show_cmd = audit->add_subcommand("show", "Print records for people.");
+    audit_show_cmd->add_option("--dir", audit_dir, "Audit directory")->required();
+    audit_show_cmd->add_option("--job", show_filter.job_id, "Only records of this job");
+    audit_show_cmd->add_option("--type", show_filter.type, "Only this type (prefix with '*')");
+    audit_show_cmd->add_option("--since", show_filter.since, "Only records at or after (RFC 3339)");
+
+    std::string hash_value;
+    CLI::App* audit_hash_cmd = audit->add_subcommand(
+        "hash", "Print the HMAC form of VALUE, to search records for a sensitive value.");
+    audit_hash_cmd->add_option("--dir", audit_dir, "Audit directory (holds hmac.salt)")->required();
+    audit_hash_cmd->add_option("value", hash_value, "The value to hash")->required();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -35,6 +82,19 @@ int run_cli(int argc, char** argv) {
     if (run->parsed()) return run_agent(config_path);
     if (check->parsed()) return check_config(check_path, std::cout, std::cerr);
     if (version->parsed()) return print_version(std::cout);
+    if (audit_verify_cmd->parsed()) return audit_verify(audit_dir, audit_key, std::cout, std::cerr);
+    if (audit_prove->parsed()) {
+        if (index_opt->count() > 0)
+            return audit_prove_inclusion(audit_dir, prove_index, std::cout, std::cerr);
+        if (from_opt->count() > 0)
+            return audit_prove_consistency(audit_dir, prove_from, prove_to, std::cout, std::cerr);
+        std::cerr << "audit prove: give --index N or --from S1 --to S2\n";
+        return kExitConfig;
+    }
+    if (audit_verify_proof_cmd->parsed())
+        return audit_verify_proof(proof_file, audit_key, std::cout, std::cerr);
+    if (audit_show_cmd->parsed()) return audit_show(audit_dir, show_filter, std::cout, std::cerr);
+    if (audit_hash_cmd->parsed()) return audit_hash(audit_dir, hash_value, std::cout, std::cerr);
     return kExitFailure;
 }
 

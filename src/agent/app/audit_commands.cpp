@@ -1,0 +1,216 @@
+#include "agent/app/audit_commands.h"
+
+#include <ctime>
+#include <optional>
+#include <ostream>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/app/commands.h"
+#include "agent/audit/field_hasher.h"
+#include "agent/audit/format.h"
+#include "agent/audit/proof.h"
+#include "agent/audit/verify.h"
+#include "common/crypto/ed25519.h"
+#include "common/util/files.h"
+
+namespace sa::agent::app {
+namespace {
+
+using nlohmann::json;
+
+int print_proof(const Result<json>& proof, std::ostream& out, std::ostream& err) {
+    if (!proof) {
+        err << "audit prove: " << proof.error().describe() << "\n";
+        return proof.error().code == ErrorCode::integrity ? kExitFailure : kExitConfig;
+    }
+    out << proof->dump(2) << "\n";
+    return kExitOk;
+}
+
+// Unix milliseconds of "YYYY-MM-DDTHH:MM:SS[.fff][Z|+hh:mm|-hh:mm]".
+std::optional<int64_t> parse_rfc3339_millis(const std::string& text) {
+    int y, mo, d, h, mi, s;
+    int consumed = 0;
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s,
+                    &consumed) != 6 ||
+        consumed != 19)
+        return std::nullopt;
+    size_t i = 19;
+    int64_t millis = 0;
+    if (i < text.size() && text[i] == '.') {
+        ++i;
+        int digits = 0;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+            if (digits < 3) millis = millis * 10 + (text[i] - '0');
+            ++digits;
+            ++i;
+        }
+        if (digits == 0) return std::nullopt;
+        for (; digits < 3; ++digits) millis *= 10;
+    }
+    int64_t offset_s = 0;
+    if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
+        ++i;
+    } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+        int oh, om;
+        if (i + 6 != text.size() || std::sscanf(text.c_str() + i + 1, "%2d:%2d", &oh, &om) != 2)
+            return std::nullopt;
+        offset_s = (oh * 3600 + om * 60) * (text[i] == '+' ? 1 : -1);
+        i += 6;
+    } else {
+        return std::nullopt;
+    }
+    if (i != text.size() || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+        return std::nullopt;
+    std::tm tm{};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = s;
+    int64_t secs = static_cast<int64_t>(::timegm(&tm)) - offset_s;
+    return secs * 1000 + millis;
+}
+
+// Record text is untrusted: control characters (newlines, escapes) are shown
+// JSON-escaped so a record cannot forge lines of this output.
+std::string printable(const std::string& s) {
+    for (unsigned char c : s)
+        if (c < 0x20 || c == 0x7f) return json(s).dump();
+    return s;
+}
+
+bool type_matches(const std::string& pattern, const std::string& type) {
+    if (pattern.empty()) return true;
+    if (pattern.back() == '*') return type.starts_with(pattern.substr(0, pattern.size() - 1));
+    return type == pattern;
+}
+
+}  // namespace
+
+int audit_verify(const std::string& dir, const std::string& public_key_file, std::ostream& out,
+                 std::ostream& err) {
+    auto key = crypto::Ed25519PublicKey::from_pem_file(public_key_file);
+    if (!key) {
+        err << "audit verify: cannot load public key " << public_key_file << ": "
+            << key.error().describe() << "\n";
+        return kExitConfig;
+    }
+    auto report = audit::verify_log(dir, *key);
+    if (!report) {
+        err << "audit verify: " << report.error().describe() << "\n";
+        return kExitConfig;
+    }
+    if (report->damage) {
+        err << "audit verify: " << report->damage->describe() << "\n";
+        return kExitFailure;
+    }
+    out << "audit verify: intact: " << report->records << " records, " << report->checkpoints
+        << " checkpoints (last covers " << report->checkpointed_size << "), root " << report->root;
+    if (report->records > report->checkpointed_size)
+        out << "; " << report->records - report->checkpointed_size
+            << " newest records not yet covered by a checkpoint";
+    out << "\n";
+    return kExitOk;
+}
+
+int audit_prove_inclusion(const std::string& dir, uint64_t index, std::ostream& out,
+                          std::ostream& err) {
+    return print_proof(audit::inclusion_proof(dir, index), out, err);
+}
+
+int audit_prove_consistency(const std::string& dir, uint64_t from, uint64_t to, std::ostream& out,
+                            std::ostream& err) {
+    return print_proof(audit::consistency_proof(dir, from, to), out, err);
+}
+
+int audit_verify_proof(const std::string& proof_file, const std::string& public_key_file,
+                       std::ostream& out, std::ostream& err) {
+    auto text = util::read_file(proof_file);
+    if (!text) {
+        err << "audit verify-proof: " << text.error().describe() << "\n";
+        return kExitConfig;
+    }
+    json doc = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+        err << "audit verify-proof: " << proof_file << " is not JSON\n";
+        return kExitConfig;
+    }
+    std::optional<crypto::Ed25519PublicKey> key;
+    if (!public_key_file.empty()) {
+        auto loaded = crypto::Ed25519PublicKey::from_pem_file(public_key_file);
+        if (!loaded) {
+            err << "audit verify-proof: cannot load public key " << public_key_file << ": "
+                << loaded.error().describe() << "\n";
+            return kExitConfig;
+        }
+        key = std::move(*loaded);
+    }
+    auto st = audit::verify_proof(doc, key ? &*key : nullptr);
+    if (!st) {
+        err << "audit verify-proof: " << st.error().describe() << "\n";
+        return st.error().code == ErrorCode::invalid_argument ? kExitConfig : kExitFailure;
+    }
+    out << "audit verify-proof: " << doc["kind"].get<std::string>() << " proof OK"
+        << (key ? " (checkpoint signature verified)"
+                : " (Merkle proof only; pass --public-key to check the signed checkpoint)")
+        << "\n";
+    return kExitOk;
+}
+
+int audit_show(const std::string& dir, const AuditShowFilter& filter, std::ostream& out,
+               std::ostream& err) {
+    std::optional<int64_t> since;
+    if (!filter.since.empty()) {
+        since = parse_rfc3339_millis(filter.since);
+        if (!since) {
+            err << "audit show: --since: not an RFC 3339 time: " << filter.since << "\n";
+            return kExitConfig;
+        }
+    }
+    bool unreadable = false;
+    auto st = audit::for_each_line(
+        dir, [&](const audit::Position& pos, std::string_view line, bool complete) {
+            auto rec = audit::parse_record_line(line);
+            if (!complete || !rec) {
+                err << "audit show: " << pos.file << ":" << pos.line << ": unreadable record\n";
+                unreadable = true;
+                return true;
+            }
+            if (!filter.job_id.empty() && rec->job_id != filter.job_id) return true;
+            if (!type_matches(filter.type, rec->type)) return true;
+            if (since) {
+                auto ts = parse_rfc3339_millis(rec->ts);
+                if (!ts || *ts < *since) return true;
+            }
+            out << printable(rec->ts) << " #" << rec->seq << " " << printable(rec->type) << " "
+                << printable(rec->actor);
+            if (!rec->job_id.empty()) out << " job=" << printable(rec->job_id);
+            if (!rec->trace_id.empty()) out << " trace=" << printable(rec->trace_id);
+            for (auto it = rec->fields.begin(); it != rec->fields.end(); ++it)
+                out << " " << printable(it.key()) << "="
+                    << (it->is_string() ? printable(it->get<std::string>()) : it->dump());
+            out << "\n";
+            return true;
+        });
+    if (!st) {
+        err << "audit show: " << st.error().describe() << "\n";
+        return kExitConfig;
+    }
+    return unreadable ? kExitFailure : kExitOk;
+}
+
+int audit_hash(const std::string& dir, const std::string& value, std::ostream& out,
+               std::ostream& err) {
+    auto hasher = audit::FieldHasher::load(dir);
+    if (!hasher) {
+        err << "audit hash: " << hasher.error().describe() << "\n";
+        return kExitConfig;
+    }
+    out << hasher->hash(value) << "\n";
+    return kExitOk;
+}
+
+}  // namespace sa::agent::app

@@ -1,0 +1,48 @@
+#pragma once
+// `secure-agent audit ...`: offline tools over an audit directory, callable
+// without the CLI layer (tests). They need no agent config and no private
+// key: verification uses only the agent's public key (STATE/agent.pub.pem).
+// Exit codes as in commands.h: 0 ok, 1 damage / failed check, 2 bad input.
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+#include "agent/app/commands.h"  // kExitOk, kExitFailure, kExitConfig
+
+namespace sa::agent::app {
+
+// `audit verify --dir DIR --public-key FILE`: one summary line on out when
+// intact; otherwise "audit verify: <kind> at <file>:<line> (seq N): <detail>"
+// on err and exit 1.
+int audit_verify(const std::string& dir, const std::string& public_key_file, std::ostream& out,
+                 std::ostream& err);
+
+// `audit prove --dir DIR --index N`: inclusion proof JSON against the latest
+// checkpoint.
+int audit_prove_inclusion(const std::string& dir, uint64_t index, std::ostream& out,
+                          std::ostream& err);
+// `audit prove --dir DIR --from S1 --to S2`: consistency proof JSON between
+// two checkpoint sizes.
+int audit_prove_consistency(const std::string& dir, uint64_t from, uint64_t to, std::ostream& out,
+                            std::ostream& err);
+
+// `audit verify-proof --proof FILE [--public-key FILE]`: without a key only
+// the Merkle proof is checked (and the output says so).
+int audit_verify_proof(const std::string& proof_file, const std::string& public_key_file,
+                       std::ostream& out, std::ostream& err);
+
+struct AuditShowFilter {
+    std::string job_id;  // exact match when not empty
+    std::string type;    // exact match, or prefix match when it ends in '*'
+    std::string since;   // RFC 3339; records at or after it
+};
+// `audit show --dir DIR [--job ID] [--type T] [--since RFC3339]`: one line per
+// record: "<ts> #<seq> <type> <actor> [job=..] [trace=..] key=value ...".
+int audit_show(const std::string& dir, const AuditShowFilter& filter, std::ostream& out,
+               std::ostream& err);
+
+// `audit hash --dir DIR VALUE`: the HMAC form of VALUE, as records store it.
+int audit_hash(const std::string& dir, const std::string& value, std::ostream& out,
+               std::ostream& err);
+
+}  // namespace sa::agent::app

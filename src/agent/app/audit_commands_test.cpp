@@ -1,0 +1,147 @@
+#include "agent/app/audit_commands.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/audit/audit_log.h"
+#include "agent/audit/format.h"
+#include "agent/identity/agent_key.h"
+#include "common/crypto/random.h"
+
+namespace sa::agent::app {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class AuditCommandsTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        root_ = fs::temp_directory_path() / ("sa-audit-cli-" + crypto::random_token(8));
+        auto key = identity::AgentKey::load_or_create(state());
+        ASSERT_TRUE(key) << key.error().describe();
+        audit::Options o;
+        o.agent_id = "edge-1";
+        o.batch_interval_ms = 1;
+        o.checkpoint_every_records = 4;
+        auto opened = audit::AuditLog::open(dir(), o, *key);
+        ASSERT_TRUE(opened) << opened.error().describe();
+        auto& log = *opened->log;
+        ASSERT_TRUE(log.append_durable("agent.started", {{"version", "1.0"}}));
+        for (int i = 0; i < 8; ++i)
+            ASSERT_TRUE(log.append_durable("job.finished", {{"rows", i}},
+                                           {i % 2 ? "job-odd" : "job-even", "", ""}));
+        ASSERT_TRUE(log.append_durable("secret.accessed",
+                                       {{"path", log.hmac("db/prod/password")},
+                                        {"note", "line1\nforged 2026-01-01T00:00:00.000Z #0"}}));
+        hashed_ = log.hmac("db/prod/password");
+        ASSERT_TRUE(log.close());
+    }
+    void TearDown() override { fs::remove_all(root_); }
+
+    std::string state() const { return (root_ / "state").string(); }
+    std::string dir() const { return (root_ / "state" / "audit").string(); }
+    std::string pub() const { return (root_ / "state" / identity::kPublicKeyFile).string(); }
+
+    fs::path root_;
+    std::string hashed_;
+    std::ostringstream out_;
+    std::ostringstream err_;
+};
+
+long count_lines(const std::string& text) {
+    return std::count(text.begin(), text.end(), '\n');
+}
+
+std::vector<std::string> lines_of(const fs::path& p) {
+    std::ifstream in(p);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+}
+
+TEST_F(AuditCommandsTest, VerifyIntactPrintsSummary) {
+    EXPECT_EQ(audit_verify(dir(), pub(), out_, err_), kExitOk) << err_.str();
+    EXPECT_NE(out_.str().find("intact: 10 records"), std::string::npos) << out_.str();
+    EXPECT_EQ(count_lines(out_.str()), 1);
+}
+
+TEST_F(AuditCommandsTest, VerifyNamesDamage) {
+    fs::path seg = fs::path(dir()) / audit::segment_name(1);
+    auto lines = lines_of(seg);
+    auto pos = lines[3].find("\"rows\":2");
+    ASSERT_NE(pos, std::string::npos);
+    lines[3].replace(pos, 8, "\"rows\":7");
+    std::ofstream(seg, std::ios::trunc) << [&] {
+        std::string all;
+        for (auto& l : lines) all += l + "\n";
+        return all;
+    }();
+    EXPECT_EQ(audit_verify(dir(), pub(), out_, err_), kExitFailure);
+    EXPECT_EQ(err_.str().rfind("audit verify: modified at segment-000001.jsonl:4 (seq 3): ", 0), 0u)
+        << err_.str();
+}
+
+TEST_F(AuditCommandsTest, VerifyWithMissingKeyIsAnInputError) {
+    EXPECT_EQ(audit_verify(dir(), (root_ / "nope.pem").string(), out_, err_), kExitConfig);
+}
+
+TEST_F(AuditCommandsTest, ProveAndVerifyProofs) {
+    std::ostringstream proof;
+    ASSERT_EQ(audit_prove_inclusion(dir(), 5, proof, err_), kExitOk) << err_.str();
+    fs::path file = root_ / "inclusion.json";
+    std::ofstream(file) << proof.str();
+    EXPECT_EQ(audit_verify_proof(file.string(), pub(), out_, err_), kExitOk) << err_.str();
+    EXPECT_NE(out_.str().find("inclusion proof OK (checkpoint signature verified)"),
+              std::string::npos);
+    EXPECT_EQ(audit_verify_proof(file.string(), "", out_, err_), kExitOk) << err_.str();
+
+    json doc = json::parse(proof.str());
+    doc["index"] = 4;
+    std::ofstream(file, std::ios::trunc) << doc.dump();
+    EXPECT_EQ(audit_verify_proof(file.string(), pub(), out_, err_), kExitFailure);
+
+    std::ostringstream consistency;
+    ASSERT_EQ(audit_prove_consistency(dir(), 4, 10, consistency, err_), kExitOk) << err_.str();
+    std::ofstream(file, std::ios::trunc) << consistency.str();
+    EXPECT_EQ(audit_verify_proof(file.string(), pub(), out_, err_), kExitOk) << err_.str();
+    EXPECT_EQ(audit_prove_consistency(dir(), 3, 10, consistency, err_), kExitConfig);
+}
+
+TEST_F(AuditCommandsTest, ShowFiltersAndEscapes) {
+    ASSERT_EQ(audit_show(dir(), {"job-odd", "", ""}, out_, err_), kExitOk) << err_.str();
+    auto text = out_.str();
+    EXPECT_EQ(count_lines(text), 4) << text;
+    EXPECT_NE(text.find(" job.finished agent:edge-1 job=job-odd rows=1\n"), std::string::npos)
+        << text;
+
+    std::ostringstream typed;
+    ASSERT_EQ(audit_show(dir(), {"", "secret.*", ""}, typed, err_), kExitOk);
+    EXPECT_EQ(count_lines(typed.str()), 1) << typed.str();
+    EXPECT_NE(typed.str().find("\\n"), std::string::npos) << typed.str();
+    EXPECT_EQ(typed.str().find("db/prod/password"), std::string::npos);
+
+    std::ostringstream future;
+    ASSERT_EQ(audit_show(dir(), {"", "", "2999-01-01T00:00:00Z"}, future, err_), kExitOk);
+    EXPECT_EQ(future.str(), "");
+    std::ostringstream past;
+    ASSERT_EQ(audit_show(dir(), {"", "", "2000-01-01T00:00:00.5+02:00"}, past, err_), kExitOk);
+    EXPECT_EQ(count_lines(past.str()), 10);
+    EXPECT_EQ(audit_show(dir(), {"", "", "yesterday"}, past, err_), kExitConfig);
+}
+
+TEST_F(AuditCommandsTest, HashMatchesRecordedValue) {
+    ASSERT_EQ(audit_hash(dir(), "db/prod/password", out_, err_), kExitOk) << err_.str();
+    EXPECT_EQ(out_.str(), hashed_ + "\n");
+    std::ostringstream none;
+    EXPECT_EQ(audit_hash((root_ / "empty").string(), "x", none, err_), kExitConfig);
+}
+
+}  // namespace
+}  // namespace sa::agent::app

@@ -1,0 +1,262 @@
+#include "agent/audit/format.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "common/crypto/encoding.h"
+
+namespace sa::agent::audit {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr std::string_view kSegmentPrefix = "segment-";
+constexpr std::string_view kSegmentSuffix = ".jsonl";
+
+Result<std::string> required_string(const json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string())
+        return fail(ErrorCode::invalid_argument,
+                    std::string("field ") + key + " missing or not a string");
+    return it->get<std::string>();
+}
+
+Result<uint64_t> required_uint(const json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_unsigned())
+        return fail(ErrorCode::invalid_argument,
+                    std::string("field ") + key + " missing or not a non-negative integer");
+    return it->get<uint64_t>();
+}
+
+}  // namespace
+
+std::string segment_name(uint64_t number) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%06llu", static_cast<unsigned long long>(number));
+    return std::string(kSegmentPrefix) + buf + std::string(kSegmentSuffix);
+}
+
+std::optional<uint64_t> parse_segment_name(std::string_view name) {
+    if (!name.starts_with(kSegmentPrefix) || !name.ends_with(kSegmentSuffix)) return std::nullopt;
+    std::string_view digits = name.substr(
+        kSegmentPrefix.size(), name.size() - kSegmentPrefix.size() - kSegmentSuffix.size());
+    if (digits.size() < 6 || digits.size() > 18) return std::nullopt;
+    uint64_t n = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') return std::nullopt;
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (n == 0 || segment_name(n) != name) return std::nullopt;
+    return n;
+}
+
+Result<std::vector<std::string>> list_segments(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return fail(ErrorCode::not_found, "no audit directory " + dir);
+    std::vector<std::pair<uint64_t, std::string>> found;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::string name = it->path().filename().string();
+        if (auto n = parse_segment_name(name)) found.emplace_back(*n, name);
+    }
+    if (ec) return fail(ErrorCode::io, "cannot list " + dir + ": " + ec.message());
+    std::sort(found.begin(), found.end());
+    std::vector<std::string> names;
+    names.reserve(found.size());
+    for (auto& f : found) names.push_back(std::move(f.second));
+    return names;
+}
+
+Status check_no_floats(const json& value, const std::string& path) {
+    if (value.is_number_float())
+        return fail(ErrorCode::invalid_argument,
+                    "floating-point number at " + (path.empty() ? std::string("/") : path) +
+                        " (audit records allow integers, strings, bools, null, arrays, objects)");
+    if (value.is_object()) {
+        for (auto it = value.begin(); it != value.end(); ++it)
+            if (auto st = check_no_floats(it.value(), path + "/" + it.key()); !st) return st;
+    } else if (value.is_array()) {
+        for (size_t i = 0; i < value.size(); ++i)
+            if (auto st = check_no_floats(value[i], path + "/" + std::to_string(i)); !st) return st;
+    }
+    return {};
+}
+
+Result<std::string> canonical_dump(const json& value) {
+    if (auto st = check_no_floats(value); !st) return std::unexpected(st.error());
+    try {
+        return value.dump();
+    } catch (const json::exception& e) {
+        return fail(ErrorCode::invalid_argument, std::string("not valid UTF-8: ") + e.what());
+    }
+}
+
+Result<Record> parse_record_line(std::string_view line) {
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return fail(ErrorCode::invalid_argument, "not valid JSON");
+    if (!j.is_object()) return fail(ErrorCode::invalid_argument, "not a JSON object");
+    if (auto st = check_no_floats(j); !st) return std::unexpected(st.error());
+    std::string again;
+    try {
+        again = j.dump();
+    } catch (const json::exception&) {
+        return fail(ErrorCode::invalid_argument, "not valid UTF-8");
+    }
+    if (again != line) return fail(ErrorCode::invalid_argument, "not in canonical form");
+    static const char* kKnown[] = {"actor", "agent_id", "fields", "job_id", "prev",
+                                   "seq",   "trace_id", "ts",     "type"};
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        if (std::find_if(std::begin(kKnown), std::end(kKnown),
+                         [&](const char* k) { return it.key() == k; }) == std::end(kKnown))
+            return fail(ErrorCode::invalid_argument, "unknown field " + it.key());
+    }
+    Record r;
+    auto seq = required_uint(j, "seq");
+    if (!seq) return std::unexpected(seq.error());
+    r.seq = *seq;
+    for (auto [key, out] :
+         {std::pair{"ts", &r.ts}, std::pair{"type", &r.type}, std::pair{"actor", &r.actor},
+          std::pair{"agent_id", &r.agent_id}, std::pair{"prev", &r.prev}}) {
+        auto v = required_string(j, key);
+        if (!v) return std::unexpected(v.error());
+        *out = std::move(*v);
+    }
+    for (auto [key, out] : {std::pair{"job_id", &r.job_id}, std::pair{"trace_id", &r.trace_id}}) {
+        if (!j.contains(key)) continue;
+        auto v = required_string(j, key);
+        if (!v) return std::unexpected(v.error());
+        *out = std::move(*v);
+    }
+    auto fields = j.find("fields");
+    if (fields == j.end() || !fields->is_object())
+        return fail(ErrorCode::invalid_argument, "field fields missing or not an object");
+    r.fields = std::move(*fields);
+    return r;
+}
+
+std::string checkpoint_note(const std::string& agent_id, uint64_t tree_size,
+                            const std::string& root_base64, const std::string& ts) {
+    return std::string(kCheckpointNoteHeader) + "\n" + agent_id + "\n" + std::to_string(tree_size) +
+           "\n" + root_base64 + "\n" + ts + "\n";
+}
+
+json to_json(const Checkpoint& cp) {
+    return json{{"agent_id", cp.agent_id}, {"tree_size", cp.tree_size},
+                {"root", cp.root},         {"ts", cp.ts},
+                {"key_id", cp.key_id},     {"signature", cp.signature}};
+}
+
+Result<Checkpoint> checkpoint_from_json(const json& j) {
+    if (!j.is_object()) return fail(ErrorCode::invalid_argument, "checkpoint is not a JSON object");
+    Checkpoint cp;
+    auto size = required_uint(j, "tree_size");
+    if (!size) return std::unexpected(size.error());
+    cp.tree_size = *size;
+    for (auto [key, out] :
+         {std::pair{"agent_id", &cp.agent_id}, std::pair{"root", &cp.root}, std::pair{"ts", &cp.ts},
+          std::pair{"key_id", &cp.key_id}, std::pair{"signature", &cp.signature}}) {
+        auto v = required_string(j, key);
+        if (!v) return std::unexpected(v.error());
+        *out = std::move(*v);
+    }
+    auto root = crypto::base64_decode(cp.root);
+    if (!root || root->size() != 32)
+        return fail(ErrorCode::invalid_argument, "checkpoint root is not base64 of 32 bytes");
+    return cp;
+}
+
+Result<Checkpoint> parse_checkpoint_line(std::string_view line) {
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return fail(ErrorCode::invalid_argument, "checkpoint is not valid JSON");
+    return checkpoint_from_json(j);
+}
+
+Status verify_checkpoint(const Checkpoint& cp, const crypto::Ed25519PublicKey& public_key) {
+    if (cp.key_id != public_key.key_id())
+        return fail(ErrorCode::integrity, "checkpoint signed by key " + cp.key_id +
+                                              ", expected key " + public_key.key_id());
+    auto sig = crypto::base64_decode(cp.signature);
+    if (!sig || sig->size() != 64)
+        return fail(ErrorCode::integrity, "checkpoint signature is not base64 of 64 bytes");
+    if (!public_key.verify(checkpoint_note(cp.agent_id, cp.tree_size, cp.root, cp.ts), *sig))
+        return fail(ErrorCode::integrity, "checkpoint signature does not verify");
+    return {};
+}
+
+struct LineReader::State {
+    std::FILE* file = nullptr;
+    char* buf = nullptr;
+    size_t cap = 0;
+};
+
+void LineReader::StateDeleter::operator()(State* s) const {
+    if (!s) return;
+    if (s->file) std::fclose(s->file);
+    std::free(s->buf);
+    delete s;
+}
+
+Result<LineReader> LineReader::open(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rbe");
+    if (!f) {
+        if (errno == ENOENT) return fail(ErrorCode::not_found, "no such file: " + path);
+        return fail(ErrorCode::io, "cannot open " + path + ": " + std::strerror(errno));
+    }
+    return LineReader(new State{f, nullptr, 0});
+}
+
+bool LineReader::next(std::string& line, bool& complete) {
+    ssize_t n = ::getline(&state_->buf, &state_->cap, state_->file);
+    if (n <= 0) return false;
+    offset_ += static_cast<uint64_t>(n);
+    complete = state_->buf[n - 1] == '\n';
+    line.assign(state_->buf, static_cast<size_t>(complete ? n - 1 : n));
+    return true;
+}
+
+Status for_each_line(const std::string& dir,
+                     const std::function<bool(const Position&, std::string_view, bool)>& visit) {
+    auto segments = list_segments(dir);
+    if (!segments) return std::unexpected(segments.error());
+    std::string line;
+    for (const auto& name : *segments) {
+        auto reader = LineReader::open((fs::path(dir) / name).string());
+        if (!reader) return std::unexpected(reader.error());
+        Position pos{name, 0};
+        bool complete = true;
+        while (reader->next(line, complete)) {
+            ++pos.line;
+            if (!visit(pos, line, complete)) return {};
+        }
+    }
+    return {};
+}
+
+Result<std::vector<Checkpoint>> read_checkpoints(const std::string& dir) {
+    std::vector<Checkpoint> out;
+    auto reader = LineReader::open((fs::path(dir) / kCheckpointsFile).string());
+    if (!reader) {
+        if (reader.error().code == ErrorCode::not_found) return out;
+        return std::unexpected(reader.error());
+    }
+    std::string line;
+    bool complete = true;
+    uint64_t n = 0;
+    while (reader->next(line, complete)) {
+        ++n;
+        auto cp = parse_checkpoint_line(line);
+        if (!cp || !complete)
+            return fail(ErrorCode::invalid_argument,
+                        std::string(kCheckpointsFile) + ":" + std::to_string(n) + ": " +
+                            (cp ? std::string("incomplete line") : cp.error().message));
+        out.push_back(std::move(*cp));
+    }
+    return out;
+}
+
+}  // namespace sa::agent::audit

@@ -1,0 +1,117 @@
+#pragma once
+// The on-disk format of the audit log, shared by the writer, the verifier,
+// the proofs and the CLI. Layout of an audit directory:
+//   segment-000001.jsonl, segment-000002.jsonl, ...  records, one per line
+//   checkpoints.jsonl                                 signed checkpoints
+//   hmac.salt                                         salt for hmac() values
+//
+// Record line: canonical JSON (nlohmann's default dump: keys sorted, no
+// spaces, UTF-8, no floating-point numbers) followed by "\n". Fields:
+// seq, ts, type, actor, agent_id, [job_id], [trace_id], fields, prev.
+// The Merkle leaf of a record is its line without the newline; `prev` is the
+// base64 leaf hash of the previous record ("" for seq 0).
+//
+// Checkpoint line: {agent_id, key_id, root, signature, tree_size, ts}, where
+// signature = Ed25519 over checkpoint_note(...) (a signed note, so the signed
+// text is exactly what a person can read and re-create).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/crypto/ed25519.h"
+#include "common/result.h"
+
+namespace sa::agent::audit {
+
+inline constexpr const char* kCheckpointsFile = "checkpoints.jsonl";
+inline constexpr const char* kSaltFile = "hmac.salt";
+inline constexpr const char* kCheckpointNoteHeader = "secure-agent audit checkpoint v1";
+
+// "segment-000001.jsonl" for number 1.
+std::string segment_name(uint64_t number);
+// The number of a segment file name, nullopt for any other name.
+std::optional<uint64_t> parse_segment_name(std::string_view name);
+// Segment file names in dir, in order. not_found when dir does not exist.
+Result<std::vector<std::string>> list_segments(const std::string& dir);
+
+// invalid_argument (naming the JSON path) when value holds a floating-point
+// number anywhere: doubles may not round-trip byte for byte.
+Status check_no_floats(const nlohmann::json& value, const std::string& path = "");
+// Canonical text of value; invalid_argument for floats or invalid UTF-8.
+Result<std::string> canonical_dump(const nlohmann::json& value);
+
+// A parsed, structurally valid record (the raw line stays the source of truth).
+struct Record {
+    uint64_t seq = 0;
+    std::string ts;
+    std::string type;
+    std::string actor;
+    std::string agent_id;
+    std::string job_id;    // "" when absent
+    std::string trace_id;  // "" when absent
+    std::string prev;      // base64 text as stored
+    nlohmann::json fields;
+};
+// Parses a record line (without newline) and checks that it is canonical and
+// well-typed. invalid_argument with a reason otherwise.
+Result<Record> parse_record_line(std::string_view line);
+
+struct Checkpoint {
+    std::string agent_id;
+    uint64_t tree_size = 0;
+    std::string root;       // base64 of the 32-byte root
+    std::string ts;         // RFC 3339 UTC, milliseconds
+    std::string key_id;     // Ed25519PublicKey::key_id() of the signer
+    std::string signature;  // base64 of the 64-byte signature
+};
+std::string checkpoint_note(const std::string& agent_id, uint64_t tree_size,
+                            const std::string& root_base64, const std::string& ts);
+nlohmann::json to_json(const Checkpoint& cp);
+Result<Checkpoint> checkpoint_from_json(const nlohmann::json& j);
+Result<Checkpoint> parse_checkpoint_line(std::string_view line);
+// Signature and key id check against public_key; integrity error saying why.
+Status verify_checkpoint(const Checkpoint& cp, const crypto::Ed25519PublicKey& public_key);
+
+// Reads a file line by line without loading it whole.
+class LineReader final {
+  public:
+    static Result<LineReader> open(const std::string& path);
+    // Next line without its "\n"; complete=false when the file ends without
+    // one (a torn write). false at end of file.
+    bool next(std::string& line, bool& complete);
+    // Byte offset just past the last line returned.
+    uint64_t offset() const { return offset_; }
+
+  private:
+    struct State;  // FILE* and getline's buffer, reused across lines
+    struct StateDeleter {
+        void operator()(State* s) const;
+    };
+    explicit LineReader(State* s) : state_(s) {}
+    std::unique_ptr<State, StateDeleter> state_;
+    uint64_t offset_ = 0;
+};
+
+// Where a record line sits, for messages: "segment-000002.jsonl:17".
+struct Position {
+    std::string file;
+    uint64_t line = 0;  // 1-based
+};
+
+// Calls visit for every line of every segment in order; visit returns false
+// to stop early. Errors only for I/O.
+Status for_each_line(
+    const std::string& dir,
+    const std::function<bool(const Position&, std::string_view line, bool complete)>& visit);
+
+// All checkpoints in dir (an absent file means none). invalid_argument naming
+// the line for a line that does not parse.
+Result<std::vector<Checkpoint>> read_checkpoints(const std::string& dir);
+
+}  // namespace sa::agent::audit
