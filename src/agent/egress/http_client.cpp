@@ -8,6 +8,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "agent/egress/curl_global.h"
+
 namespace sa::agent::egress {
 namespace {
 
@@ -121,11 +123,6 @@ bool is_tls_error(CURLcode code) {
     }
 }
 
-void global_init() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
 }  // namespace
 
 struct HttpClient::Handles {
@@ -136,7 +133,7 @@ struct HttpClient::Handles {
 };
 
 Result<HttpClient> HttpClient::create(Options options) {
-    global_init();
+    ensure_curl_global_init();
     auto handles = std::make_unique<Handles>();
     handles->easy.reset(curl_easy_init());
     handles->multi.reset(curl_multi_init());

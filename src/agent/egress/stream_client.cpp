@@ -5,13 +5,10 @@
 
 #include <mutex>
 
+#include "agent/egress/curl_global.h"
+
 namespace sa::agent::egress {
 namespace {
-
-void global_init() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 bool valid_host(std::string_view host) {
     if (host.empty() || host.size() > 253) return false;
@@ -47,7 +44,7 @@ Result<StreamConnection> StreamConnection::open(const Options& options) {
     if (options.port <= 0 || options.port > 65535) {
         return fail(ErrorCode::invalid_argument, "invalid port " + std::to_string(options.port));
     }
-    global_init();
+    ensure_curl_global_init();
     auto handle = std::make_unique<Handle>();
     handle->easy.reset(curl_easy_init());
     if (!handle->easy) return fail(ErrorCode::internal, "libcurl could not allocate a handle");
