@@ -105,6 +105,20 @@ std::expected<std::string, ApiResponse> agent_id_of(const json& o) {
     return id;
 }
 
+struct LeaseReport {
+    std::string lease_id;
+    std::string agent_id;
+};
+
+// lease_id and agent_id, which every report about a leased job carries.
+std::expected<LeaseReport, ApiResponse> lease_report_of(const json& req) {
+    auto lease_id = required_string(req, "lease_id", 128);
+    if (!lease_id) return std::unexpected(lease_id.error());
+    auto agent_id = agent_id_of(req);
+    if (!agent_id) return std::unexpected(agent_id.error());
+    return LeaseReport{*lease_id, *agent_id};
+}
+
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -339,13 +353,11 @@ ApiResponse Api::complete(const std::optional<std::string>& authorization,
     };
     auto req = parse_object(body);
     if (!req) return finish(req.error());
+    auto lease = lease_report_of(*req);
+    if (!lease) return finish(lease.error());
     ingest::Completion c;
-    auto lease_id = required_string(*req, "lease_id", 128);
-    if (!lease_id) return finish(lease_id.error());
-    c.lease_id = *lease_id;
-    auto agent_id = agent_id_of(*req);
-    if (!agent_id) return finish(agent_id.error());
-    c.agent_id = *agent_id;
+    c.lease_id = lease->lease_id;
+    c.agent_id = lease->agent_id;
     auto started = optional_integer(*req, "started_at_ms");
     if (!started) return finish(started.error());
     c.started_at_ms = *started;
@@ -398,13 +410,11 @@ ApiResponse Api::fail(const std::optional<std::string>& authorization, const std
     };
     auto req = parse_object(body);
     if (!req) return finish(req.error());
+    auto lease = lease_report_of(*req);
+    if (!lease) return finish(lease.error());
     jobs::FailReport report;
-    auto lease_id = required_string(*req, "lease_id", 128);
-    if (!lease_id) return finish(lease_id.error());
-    report.lease_id = *lease_id;
-    auto agent_id = agent_id_of(*req);
-    if (!agent_id) return finish(agent_id.error());
-    report.agent_id = *agent_id;
+    report.lease_id = lease->lease_id;
+    report.agent_id = lease->agent_id;
     auto outcome = required_string(*req, "outcome", 64);
     if (!outcome) return finish(outcome.error());
     report.outcome = *outcome;
