@@ -93,4 +93,17 @@ curl -fsS "$HEALTH_URL/healthz" >/dev/null || fail "/healthz"
 
 stop_process "$AGENT_PID" || fail "agent exited non-zero on SIGTERM"
 stop_process "$HUB_PID" || fail "hub exited non-zero on SIGTERM"
+
+# The audit log verifies offline with only the agent's public key, tells the
+# job's story in order, and holds neither the secret nor the source path.
+"$AGENT_BIN" audit verify --dir "$work/state/audit" --public-key "$work/state/agent.pub.pem" ||
+  fail "audit log does not verify"
+types=$("$AGENT_BIN" audit show --dir "$work/state/audit" --job "$job" | awk '{print $3}' | tr '\n' ' ')
+for t in job.received job.verified job.started delivery.chunk job.finished delivery.accepted; do
+  grep -q "$t" <<<"$types" || fail "audit log of job $job lacks $t: $types"
+done
+grep -q 'agent.started' <(cat "$work"/state/audit/segment-*.jsonl) || fail "no agent.started record"
+grep -q 'agent.stopped' <(cat "$work"/state/audit/segment-*.jsonl) || fail "no agent.stopped record"
+if grep -qF -- "$secret" "$work"/state/audit/*; then fail "the audit log contains the client secret"; fi
+if grep -qF -- "$work/source.db" "$work"/state/audit/segment-*; then fail "the audit log contains the source path"; fi
 echo "PASS e2e"

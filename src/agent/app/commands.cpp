@@ -12,13 +12,16 @@
 #include <optional>
 #include <thread>
 
+#include "agent/app/auditor.h"
 #include "agent/app/job_runner.h"
 #include "agent/app/run_loop.h"
 #include "agent/app/signals.h"
+#include "agent/audit/audit_log.h"
 #include "agent/auth/token_client.h"
 #include "agent/config/config.h"
 #include "agent/control/hub_client.h"
 #include "agent/egress/http_client.h"
+#include "agent/identity/agent_key.h"
 #include "agent/jobs/job_verifier.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/health_server.h"
@@ -138,9 +141,10 @@ int run_agent(const std::string& config_path) {
         return startup_failed("harden process", hardened.error());
     }
     install_signal_handlers();
+    const std::string binary_digest = binary_sha256();
     logger.info("secure-agent starting", {{"version", build::kVersion},
                                           {"protocol", build::kProtocolVersion},
-                                          {"binary_sha256", binary_sha256()},
+                                          {"binary_sha256", binary_digest},
                                           {"config_fingerprint", config.fingerprint},
                                           {"hub_url", config.hub.url},
                                           {"sources", source_names(config)}});
@@ -172,7 +176,50 @@ int run_agent(const std::string& config_path) {
         logger);
     if (!health) return startup_failed("start health endpoint", health.error());
 
-    // 7. Hub clients and the job pipeline, wired explicitly.
+    // 7. The agent key and the audit log, before any hub contact, so every
+    // later step is on the record.
+    const bool fail_closed = config.audit.on_failure == config::AuditOnFailure::fail_closed;
+    Auditor auditor({.fail_closed = fail_closed}, readiness, metrics, logger);
+    auto agent_key = identity::AgentKey::load_or_create(config.agent.state_dir);
+    if (!agent_key) return startup_failed("load agent key", agent_key.error());
+    logger.info("agent key ready",
+                {{"key_id", agent_key->key_id()},
+                 {"public_key_file", config.agent.state_dir + "/" + identity::kPublicKeyFile}});
+    audit::Options audit_options;
+    audit_options.agent_id = config.agent.id;
+    audit_options.batch_interval_ms = static_cast<uint32_t>(config.audit.batch_interval_ms);
+    audit_options.checkpoint_every_records =
+        static_cast<uint64_t>(config.audit.checkpoint_every_records);
+    audit_options.checkpoint_interval_ms =
+        static_cast<uint32_t>(config.audit.checkpoint_interval_ms);
+    audit_options.on_failure = [&auditor](const std::string& reason) {
+        auditor.on_failure(reason);
+    };
+    auto audit_log = audit::AuditLog::open(config.audit.dir, std::move(audit_options), *agent_key);
+    if (!audit_log) return startup_failed("open audit log", audit_log.error());
+    for (const auto& warning : audit_log->warnings) {
+        logger.warn("audit log recovered", {{"warning", warning}});
+    }
+    auditor.attach(audit_log->log.get());
+    logger.info("audit log open", {{"dir", config.audit.dir},
+                                   {"on_failure", config::to_string(config.audit.on_failure)}});
+    if (!fail_closed) {
+        logger.warn(
+            "audit.on_failure is fail_open: the agent keeps working when its audit log "
+            "cannot be written");
+    }
+    if (auto started = auditor.record_durable(
+            "agent.started", {{"version", build::kVersion},
+                              {"protocol", build::kProtocolVersion},
+                              {"binary_sha256", binary_digest},
+                              {"config_fingerprint", config.fingerprint},
+                              {"audit_on_failure", config::to_string(config.audit.on_failure)},
+                              {"agent_key_id", agent_key->key_id()}});
+        !started && fail_closed) {
+        return startup_failed("write audit record agent.started", started.error());
+    }
+
+    // 8. Hub clients and the job pipeline, wired explicitly.
     egress::HttpClient::Options http_options;
     http_options.ca_file = config.hub.ca_file;
     http_options.abort = &stop_requested();
@@ -183,12 +230,19 @@ int run_agent(const std::string& config_path) {
         metrics.hub_request(endpoint, status);
     };
     const auth::SystemClock clock;
-    auth::TokenClient tokens(*http, *stores,
-                             {.token_url = config.hub.url + protocol::kTokenPath,
-                              .client_id = config.hub.client_id,
-                              .client_secret = config.hub.client_secret,
-                              .observer = observer},
-                             clock);
+    auth::TokenClient tokens(
+        *http, *stores,
+        {.token_url = config.hub.url + protocol::kTokenPath,
+         .client_id = config.hub.client_id,
+         .client_secret = config.hub.client_secret,
+         .observer = observer,
+         .on_token =
+             [&auditor](const auth::TokenEvent& event) { audit_token_event(auditor, event); },
+         .on_secret_read =
+             [&auditor](const secrets::SecretRef& ref, std::string_view purpose) {
+                 audit_secret_read(auditor, ref, purpose);
+             }},
+        clock);
     control::HubClient hub(
         *http, tokens,
         {.hub_url = config.hub.url,
@@ -203,14 +257,19 @@ int run_agent(const std::string& config_path) {
          }});
     jobs::JobVerifier verifier(*job_key, {.audience = config.hub.client_id,
                                           .leeway_seconds = protocol::kClockLeewaySeconds});
-    JobRunner runner(config, verifier, hub, logger, metrics);
+    JobRunner runner(config, verifier, hub, logger, metrics, &auditor);
 
-    // 8. The control loop, until SIGTERM/SIGINT.
-    RunLoop loop({.poll_wait_seconds = config.hub.poll_wait_seconds}, tokens, hub, runner,
-                 readiness, metrics, logger, stop_requested());
+    // 9. The control loop, until SIGTERM/SIGINT.
+    RunLoop loop({.poll_wait_seconds = config.hub.poll_wait_seconds, .auditor = &auditor}, tokens,
+                 hub, runner, readiness, metrics, logger, stop_requested());
     loop.run();
 
-    // 9. Orderly shutdown.
+    // 10. Orderly shutdown: the last record, then the final checkpoint.
+    (void)auditor.record_durable("agent.stopped", {{"version", build::kVersion}});
+    auditor.attach(nullptr);
+    if (auto closed = audit_log->log->close(); !closed) {
+        logger.error("audit log not closed cleanly", {{"error", closed.error().describe()}});
+    }
     (*health)->stop();
     logger.info("secure-agent stopped");
     return kExitOk;

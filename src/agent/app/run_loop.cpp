@@ -43,9 +43,29 @@ void RunLoop::back_off(std::optional<std::chrono::seconds> retry_after) {
     options_.sleep(delay);
 }
 
+bool RunLoop::audit_blocked() {
+    if (options_.auditor == nullptr || !options_.auditor->blocked()) return false;
+    metrics_.set_ready(false);
+    if (!reported_blocked_) {
+        reported_blocked_ = true;
+        logger_.error("not leasing jobs: audit log cannot be written",
+                      {{"error", options_.auditor->failure_reason()}});
+    }
+    return true;
+}
+
+void RunLoop::mark_ready() {
+    readiness_.set_ready();
+    metrics_.set_ready(readiness_.ready());
+}
+
 void RunLoop::run() {
     logger_.info("control loop started", {{"poll_wait_seconds", options_.poll_wait_seconds}});
     while (!stop_.load()) {
+        if (audit_blocked()) {
+            options_.sleep(options_.blocked_wait);
+            continue;
+        }
         auto token = tokens_.access_token();
         if (!token) {
             if (stop_.load()) break;
@@ -54,8 +74,8 @@ void RunLoop::run() {
             continue;
         }
         // Token obtained: the last hub contact succeeded.
-        readiness_.set_ready();
-        metrics_.set_ready(true);
+        mark_ready();
+        if (audit_blocked()) continue;
 
         const auto asked = std::chrono::steady_clock::now();
         auto lease = hub_.lease(options_.poll_wait_seconds);
@@ -66,8 +86,7 @@ void RunLoop::run() {
             continue;
         }
         backoff_.reset();
-        readiness_.set_ready();
-        metrics_.set_ready(true);
+        mark_ready();
         if (!lease->has_value()) continue;  // 204: nothing queued, poll again
 
         metrics_.lease_latency(

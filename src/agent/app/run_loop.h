@@ -3,10 +3,13 @@
 // the stop flag is set. On errors it logs, marks the agent not ready and
 // backs off with full jitter from 1 s up to 30 s (or as long as the hub's
 // Retry-After asks). One job at a time.
+// Fail closed: while the auditor is blocked (the audit log cannot be
+// written), no token or lease request is made; the loop only waits for stop.
 #include <atomic>
 #include <chrono>
 #include <functional>
 
+#include "agent/app/auditor.h"
 #include "agent/app/job_runner.h"
 #include "agent/auth/token_client.h"
 #include "agent/control/backoff.h"
@@ -23,6 +26,10 @@ class RunLoop final {
         // Waits up to the given time; returns early when stop is set.
         // Default: sleeps in 50 ms steps, checking stop.
         std::function<void(std::chrono::milliseconds)> sleep;
+        // Optional; when given, must outlive the loop.
+        const Auditor* auditor = nullptr;
+        // How long to wait between checks while blocked by the audit log.
+        std::chrono::milliseconds blocked_wait{1000};
     };
 
     // All references must outlive the loop.
@@ -39,6 +46,8 @@ class RunLoop final {
   private:
     void not_ready(const char* what, const Error& error);
     void back_off(std::optional<std::chrono::seconds> retry_after = std::nullopt);
+    bool audit_blocked();
+    void mark_ready();
 
     Options options_;
     auth::TokenSource& tokens_;
@@ -49,6 +58,7 @@ class RunLoop final {
     const observe::Logger& logger_;
     const std::atomic<bool>& stop_;
     control::Backoff backoff_;
+    bool reported_blocked_ = false;
 };
 
 }  // namespace sa::agent::app

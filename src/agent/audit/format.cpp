@@ -1,12 +1,17 @@
 #include "agent/audit/format.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
+#include "agent/audit/canonical.h"
 #include "common/crypto/encoding.h"
 
 namespace sa::agent::audit {
@@ -97,24 +102,12 @@ Result<std::string> canonical_dump(const json& value) {
 }
 
 Result<Record> parse_record_line(std::string_view line) {
+    // The scanner decides canonical form and types in one pass; nlohmann only
+    // builds the values afterwards (a line the scanner accepts is valid JSON).
+    if (auto head = scan_record_line(line); !head) return std::unexpected(head.error());
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return fail(ErrorCode::invalid_argument, "not valid JSON");
-    if (!j.is_object()) return fail(ErrorCode::invalid_argument, "not a JSON object");
-    if (auto st = check_no_floats(j); !st) return std::unexpected(st.error());
-    std::string again;
-    try {
-        again = j.dump();
-    } catch (const json::exception&) {
-        return fail(ErrorCode::invalid_argument, "not valid UTF-8");
-    }
-    if (again != line) return fail(ErrorCode::invalid_argument, "not in canonical form");
-    static const char* kKnown[] = {"actor", "agent_id", "fields", "job_id", "prev",
-                                   "seq",   "trace_id", "ts",     "type"};
-    for (auto it = j.begin(); it != j.end(); ++it) {
-        if (std::find_if(std::begin(kKnown), std::end(kKnown),
-                         [&](const char* k) { return it.key() == k; }) == std::end(kKnown))
-            return fail(ErrorCode::invalid_argument, "unknown field " + it.key());
-    }
+    if (j.is_discarded() || !j.is_object())
+        return fail(ErrorCode::invalid_argument, "not valid JSON");
     Record r;
     auto seq = required_uint(j, "seq");
     if (!seq) return std::unexpected(seq.error());
@@ -188,34 +181,121 @@ Status verify_checkpoint(const Checkpoint& cp, const crypto::Ed25519PublicKey& p
     return {};
 }
 
-struct LineReader::State {
-    std::FILE* file = nullptr;
-    char* buf = nullptr;
-    size_t cap = 0;
-};
+namespace {
+constexpr size_t kReadBlock = 1u << 20;  // large reads; lines are ~0.5 KB
+}  // namespace
 
-void LineReader::StateDeleter::operator()(State* s) const {
-    if (!s) return;
-    if (s->file) std::fclose(s->file);
-    std::free(s->buf);
-    delete s;
-}
-
-Result<LineReader> LineReader::open(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rbe");
-    if (!f) {
+Result<LineViewReader> LineViewReader::open(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         if (errno == ENOENT) return fail(ErrorCode::not_found, "no such file: " + path);
         return fail(ErrorCode::io, "cannot open " + path + ": " + std::strerror(errno));
     }
-    return LineReader(new State{f, nullptr, 0});
+    return LineViewReader(fd, path);
+}
+
+LineViewReader::LineViewReader(int fd, std::string path)
+    : fd_(fd), path_(std::move(path)), buf_(new char[kReadBlock]), cap_(kReadBlock) {}
+
+LineViewReader::LineViewReader(LineViewReader&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      path_(std::move(other.path_)),
+      buf_(std::move(other.buf_)),
+      cap_(std::exchange(other.cap_, 0)),
+      begin_(std::exchange(other.begin_, 0)),
+      end_(std::exchange(other.end_, 0)),
+      scanned_(std::exchange(other.scanned_, 0)),
+      eof_(other.eof_),
+      offset_(other.offset_),
+      error_(std::move(other.error_)) {}
+
+LineViewReader& LineViewReader::operator=(LineViewReader&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = std::exchange(other.fd_, -1);
+        path_ = std::move(other.path_);
+        buf_ = std::move(other.buf_);
+        cap_ = std::exchange(other.cap_, 0);
+        begin_ = std::exchange(other.begin_, 0);
+        end_ = std::exchange(other.end_, 0);
+        scanned_ = std::exchange(other.scanned_, 0);
+        eof_ = other.eof_;
+        offset_ = other.offset_;
+        error_ = std::move(other.error_);
+    }
+    return *this;
+}
+
+LineViewReader::~LineViewReader() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool LineViewReader::fill() {
+    if (eof_ || error_) return false;
+    // Keep the unfinished line, move it to the front, grow for very long lines.
+    if (begin_ > 0) {
+        std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    if (end_ == cap_) {
+        std::unique_ptr<char[]> bigger(new char[cap_ * 2]);
+        std::memcpy(bigger.get(), buf_.get(), end_);
+        buf_ = std::move(bigger);
+        cap_ *= 2;
+    }
+    for (;;) {
+        ssize_t n = ::read(fd_, buf_.get() + end_, cap_ - end_);
+        if (n > 0) {
+            end_ += static_cast<size_t>(n);
+            return true;
+        }
+        if (n == 0) {
+            eof_ = true;
+            return false;
+        }
+        if (errno == EINTR) continue;
+        error_ = Error{ErrorCode::io, "cannot read " + path_ + ": " + std::strerror(errno)};
+        return false;
+    }
+}
+
+bool LineViewReader::next(std::string_view& line, bool& complete) {
+    for (;;) {
+        const char* base = buf_.get();
+        const size_t from = begin_ + scanned_;
+        if (const void* nl = std::memchr(base + from, '\n', end_ - from)) {
+            const auto at = static_cast<size_t>(static_cast<const char*>(nl) - base);
+            line = std::string_view(base + begin_, at - begin_);
+            complete = true;
+            offset_ += at + 1 - begin_;
+            begin_ = at + 1;
+            scanned_ = 0;
+            return true;
+        }
+        scanned_ = end_ - begin_;
+        if (!fill()) {
+            if (error_ || begin_ == end_) return false;
+            line = std::string_view(buf_.get() + begin_, end_ - begin_);  // fill() may move it
+            complete = false;
+            offset_ += end_ - begin_;
+            begin_ = end_;
+            scanned_ = 0;
+            return true;
+        }
+    }
+}
+
+Result<LineReader> LineReader::open(const std::string& path) {
+    auto reader = LineViewReader::open(path);
+    if (!reader) return std::unexpected(reader.error());
+    return LineReader(std::move(*reader));
 }
 
 bool LineReader::next(std::string& line, bool& complete) {
-    ssize_t n = ::getline(&state_->buf, &state_->cap, state_->file);
-    if (n <= 0) return false;
-    offset_ += static_cast<uint64_t>(n);
-    complete = state_->buf[n - 1] == '\n';
-    line.assign(state_->buf, static_cast<size_t>(complete ? n - 1 : n));
+    std::string_view view;
+    if (!reader_.next(view, complete)) return false;
+    line.assign(view);
     return true;
 }
 
@@ -223,16 +303,17 @@ Status for_each_line(const std::string& dir,
                      const std::function<bool(const Position&, std::string_view, bool)>& visit) {
     auto segments = list_segments(dir);
     if (!segments) return std::unexpected(segments.error());
-    std::string line;
     for (const auto& name : *segments) {
-        auto reader = LineReader::open((fs::path(dir) / name).string());
+        auto reader = LineViewReader::open((fs::path(dir) / name).string());
         if (!reader) return std::unexpected(reader.error());
         Position pos{name, 0};
         bool complete = true;
+        std::string_view line;
         while (reader->next(line, complete)) {
             ++pos.line;
             if (!visit(pos, line, complete)) return {};
         }
+        if (reader->error()) return std::unexpected(*reader->error());
     }
     return {};
 }

@@ -59,7 +59,8 @@ struct Record {
     nlohmann::json fields;
 };
 // Parses a record line (without newline) and checks that it is canonical and
-// well-typed. invalid_argument with a reason otherwise.
+// well-typed (see canonical.h; scan_record_line there does the same check
+// without building the Record). invalid_argument with a reason otherwise.
 Result<Record> parse_record_line(std::string_view line);
 
 struct Checkpoint {
@@ -78,24 +79,57 @@ Result<Checkpoint> parse_checkpoint_line(std::string_view line);
 // Signature and key id check against public_key; integrity error saying why.
 Status verify_checkpoint(const Checkpoint& cp, const crypto::Ed25519PublicKey& public_key);
 
-// Reads a file line by line without loading it whole.
+// Reads a file in large blocks (read(2), no mmap: a file truncated under us
+// must not raise SIGBUS) and hands out its lines as views into its buffer,
+// without a copy or an allocation per line.
+class LineViewReader final {
+  public:
+    static Result<LineViewReader> open(const std::string& path);
+    LineViewReader(LineViewReader&& other) noexcept;
+    LineViewReader& operator=(LineViewReader&& other) noexcept;
+    LineViewReader(const LineViewReader&) = delete;
+    LineViewReader& operator=(const LineViewReader&) = delete;
+    ~LineViewReader();
+
+    // Next line without its "\n", valid until the next call; complete=false
+    // when the file ends without one (a torn write). false at end of file or
+    // on a read error (then error() says which).
+    bool next(std::string_view& line, bool& complete);
+    // Byte offset just past the last line returned.
+    uint64_t offset() const { return offset_; }
+    // The read error that ended next(), if any.
+    const std::optional<Error>& error() const { return error_; }
+
+  private:
+    LineViewReader(int fd, std::string path);
+    bool fill();  // reads more; false at end of file or on error
+
+    int fd_ = -1;
+    std::string path_;
+    std::unique_ptr<char[]> buf_;
+    size_t cap_ = 0;
+    size_t begin_ = 0;  // unread lines are [begin_, end_)
+    size_t end_ = 0;
+    size_t scanned_ = 0;  // bytes from begin_ known to hold no '\n'
+    bool eof_ = false;
+    uint64_t offset_ = 0;
+    std::optional<Error> error_;
+};
+
+// Reads a file line by line without loading it whole (a copying form of
+// LineViewReader).
 class LineReader final {
   public:
     static Result<LineReader> open(const std::string& path);
     // Next line without its "\n"; complete=false when the file ends without
-    // one (a torn write). false at end of file.
+    // one (a torn write). false at end of file or on a read error.
     bool next(std::string& line, bool& complete);
     // Byte offset just past the last line returned.
-    uint64_t offset() const { return offset_; }
+    uint64_t offset() const { return reader_.offset(); }
 
   private:
-    struct State;  // FILE* and getline's buffer, reused across lines
-    struct StateDeleter {
-        void operator()(State* s) const;
-    };
-    explicit LineReader(State* s) : state_(s) {}
-    std::unique_ptr<State, StateDeleter> state_;
-    uint64_t offset_ = 0;
+    explicit LineReader(LineViewReader reader) : reader_(std::move(reader)) {}
+    LineViewReader reader_;
 };
 
 // Where a record line sits, for messages: "segment-000002.jsonl:17".
@@ -105,7 +139,7 @@ struct Position {
 };
 
 // Calls visit for every line of every segment in order; visit returns false
-// to stop early. Errors only for I/O.
+// to stop early. Errors only for I/O (including a read error mid-file).
 Status for_each_line(
     const std::string& dir,
     const std::function<bool(const Position&, std::string_view line, bool complete)>& visit);

@@ -1,9 +1,12 @@
 #include "agent/audit/verify.h"
 
+#include <array>
 #include <filesystem>
 #include <vector>
 
+#include "agent/audit/canonical.h"
 #include "agent/audit/format.h"
+#include "agent/audit/tree_hasher.h"
 #include "common/crypto/encoding.h"
 #include "common/merkle/merkle.h"
 
@@ -17,21 +20,15 @@ struct LoadedCheckpoint {
     uint64_t line;
 };
 
-struct Seen {
-    Position pos;
-    uint64_t seq;
-    merkle::Hash leaf;
-};
-
 Damage make_damage(DamageKind kind, const Position& pos, std::optional<uint64_t> seq,
                    std::string detail) {
     return Damage{kind, pos.file, pos.line, seq, std::move(detail)};
 }
 
 std::optional<uint64_t> seq_of(std::string_view line) {
-    auto rec = parse_record_line(line);
-    if (!rec) return std::nullopt;
-    return rec->seq;
+    auto head = scan_record_line(line);
+    if (!head) return std::nullopt;
+    return head->seq;
 }
 
 // Calls visit for every line after `after` (and stops when it returns false).
@@ -169,8 +166,21 @@ std::string Damage::describe() const {
     return out + ": " + detail;
 }
 
-Result<VerifyReport> verify_log(const std::string& dir,
-                                const crypto::Ed25519PublicKey& public_key) {
+namespace {
+
+// A record already checked, kept until the next one decides about it.
+struct Seen {
+    size_t file = 0;  // index into the segment list
+    uint64_t line = 0;
+    uint64_t seq = 0;
+    Digest leaf{};
+};
+
+std::string_view view(const std::array<char, 44>& text) {
+    return std::string_view(text.data(), text.size());
+}
+
+Result<VerifyReport> verify(const std::string& dir, const crypto::Ed25519PublicKey& public_key) {
     VerifyReport report;
     auto segments = list_segments(dir);
     if (!segments) return std::unexpected(segments.error());
@@ -180,7 +190,11 @@ Result<VerifyReport> verify_log(const std::string& dir,
     if (!cps->empty()) report.checkpointed_size = cps->back().cp.tree_size;
     if (report.damage) return report;
 
-    merkle::CompactTree tree;
+    // The hot loop: one canonical scan and one leaf hash per line, nothing
+    // allocated per line (positions are materialised only for damage).
+    CanonicalScanner scanner;
+    TreeHasher hasher;
+    DigestTree tree;
     uint64_t expected = 0;
     std::optional<Seen> last;
     // Record `at` whose prev does not match the record `before` it: either
@@ -193,86 +207,95 @@ Result<VerifyReport> verify_log(const std::string& dir,
     std::optional<Mismatch> mismatch;
     size_t next_cp = 0;
     while (next_cp < cps->size() && (*cps)[next_cp].cp.tree_size == 0) ++next_cp;
-    Status scan_error;
+    auto position = [&](const Seen& s) { return Position{(*segments)[s.file], s.line}; };
 
-    auto st = for_each_line(dir, [&](const Position& pos, std::string_view line, bool complete) {
-        if (!complete) {
-            report.damage = make_damage(DamageKind::malformed, pos, expected,
-                                        "incomplete line (a torn write the agent has not "
-                                        "recovered yet, or a cut file)");
-            return false;
-        }
-        auto rec = parse_record_line(line);
-        if (!rec) {
-            report.damage = make_damage(DamageKind::malformed, pos, expected, rec.error().message);
-            return false;
-        }
-        merkle::Hash leaf = merkle::leaf_hash(line);
-        if (mismatch) {
-            const bool at_changed = rec->seq == mismatch->at.seq + 1 &&
-                                    rec->prev != crypto::base64_encode(mismatch->at.leaf);
-            const Seen& culprit = at_changed ? mismatch->at : mismatch->before;
-            report.damage = make_damage(
-                DamageKind::modified, culprit.pos, culprit.seq,
-                "record changed after it was written: its hash no longer matches the prev of "
-                "seq " +
-                    std::to_string(culprit.seq + 1));
-            return false;
-        }
-        if (rec->seq != expected) {
-            auto d = rec->seq > expected ? classify_jump(dir, pos, expected, rec->seq)
-                                         : classify_backwards(dir, pos, expected, rec->seq);
-            if (!d) {
-                scan_error = std::unexpected(d.error());
-                return false;
+    for (size_t file = 0; file < segments->size() && !report.damage; ++file) {
+        auto reader = LineViewReader::open((fs::path(dir) / (*segments)[file]).string());
+        if (!reader) return std::unexpected(reader.error());
+        uint64_t line_no = 0;
+        std::string_view line;
+        bool complete = true;
+        while (!report.damage && reader->next(line, complete)) {
+            ++line_no;
+            auto at_here = [&] { return Position{(*segments)[file], line_no}; };
+            if (!complete) {
+                report.damage = make_damage(DamageKind::malformed, at_here(), expected,
+                                            "incomplete line (a torn write the agent has not "
+                                            "recovered yet, or a cut file)");
+                break;
             }
-            report.damage = std::move(*d);
-            return false;
-        }
-        const std::string want_prev = last ? crypto::base64_encode(last->leaf) : std::string();
-        Seen here{pos, rec->seq, leaf};
-        if (rec->prev != want_prev) {
-            if (!last) {
-                report.damage = make_damage(DamageKind::modified, pos, rec->seq,
-                                            "first record has a non-empty prev");
-                return false;
-            }
-            mismatch = Mismatch{*last, here};
-        }
-        tree.append(leaf);
-        ++expected;
-        last = std::move(here);
-        while (next_cp < cps->size() && (*cps)[next_cp].cp.tree_size == tree.size()) {
-            const auto& lc = (*cps)[next_cp];
-            if (!mismatch && lc.cp.root != crypto::base64_encode(tree.root())) {
+            auto head = scanner.scan_record(line);
+            if (!head) {
                 report.damage =
-                    make_damage(DamageKind::modified, last->pos, last->seq,
-                                "record differs from the one signed by the checkpoint at " +
-                                    std::string(kCheckpointsFile) + ":" + std::to_string(lc.line) +
-                                    " (tree size " + std::to_string(lc.cp.tree_size) +
-                                    "; the chain before it is intact)");
-                return false;
+                    make_damage(DamageKind::malformed, at_here(), expected, head.error().message);
+                break;
             }
-            ++next_cp;
+            const Digest leaf = hasher.leaf(line);
+            if (mismatch) {
+                const bool at_changed = head->seq == mismatch->at.seq + 1 &&
+                                        head->prev_raw != view(base64_digest(mismatch->at.leaf));
+                const Seen& culprit = at_changed ? mismatch->at : mismatch->before;
+                report.damage = make_damage(
+                    DamageKind::modified, position(culprit), culprit.seq,
+                    "record changed after it was written: its hash no longer matches the prev of "
+                    "seq " +
+                        std::to_string(culprit.seq + 1));
+                break;
+            }
+            if (head->seq != expected) {
+                auto d = head->seq > expected
+                             ? classify_jump(dir, at_here(), expected, head->seq)
+                             : classify_backwards(dir, at_here(), expected, head->seq);
+                if (!d) return std::unexpected(d.error());
+                report.damage = std::move(*d);
+                break;
+            }
+            const Seen here{file, line_no, head->seq, leaf};
+            // A canonical prev holding a backslash decodes to text with a
+            // quote, backslash or control character: never base64, so the
+            // raw comparison is the comparison of the decoded values.
+            if (!last) {
+                if (!head->prev_raw.empty()) {
+                    report.damage = make_damage(DamageKind::modified, at_here(), head->seq,
+                                                "first record has a non-empty prev");
+                    break;
+                }
+            } else if (head->prev_raw != view(base64_digest(last->leaf))) {
+                mismatch = Mismatch{*last, here};
+            }
+            tree.append(leaf, hasher);
+            ++expected;
+            last = here;
+            while (next_cp < cps->size() && (*cps)[next_cp].cp.tree_size == tree.size()) {
+                const auto& lc = (*cps)[next_cp];
+                if (!mismatch && lc.cp.root != view(base64_digest(tree.root(hasher)))) {
+                    report.damage = make_damage(
+                        DamageKind::modified, position(*last), last->seq,
+                        "record differs from the one signed by the checkpoint at " +
+                            std::string(kCheckpointsFile) + ":" + std::to_string(lc.line) +
+                            " (tree size " + std::to_string(lc.cp.tree_size) +
+                            "; the chain before it is intact)");
+                    break;
+                }
+                ++next_cp;
+            }
         }
-        return true;
-    });
-    if (!st) return std::unexpected(st.error());
-    if (!scan_error) return std::unexpected(scan_error.error());
+        if (!report.damage && reader->error()) return std::unexpected(*reader->error());
+    }
     report.records = tree.size();
-    report.root = crypto::base64_encode(tree.root());
+    report.root = std::string(view(base64_digest(tree.root(hasher))));
     if (report.damage) return report;
     if (mismatch) {
         report.damage = make_damage(
-            DamageKind::modified, mismatch->before.pos, mismatch->before.seq,
+            DamageKind::modified, position(mismatch->before), mismatch->before.seq,
             "record changed after it was written: its hash no longer matches the prev of seq " +
                 std::to_string(mismatch->at.seq));
         return report;
     }
     if (!cps->empty() && cps->back().cp.tree_size > tree.size()) {
         const auto& lc = cps->back();
-        Position pos =
-            last ? last->pos : Position{segments->empty() ? segment_name(1) : segments->front(), 0};
+        Position pos = last ? position(*last)
+                            : Position{segments->empty() ? segment_name(1) : segments->front(), 0};
         report.damage = make_damage(
             DamageKind::truncated, pos, last ? std::optional<uint64_t>(last->seq) : std::nullopt,
             "the checkpoint at " + std::string(kCheckpointsFile) + ":" + std::to_string(lc.line) +
@@ -281,6 +304,18 @@ Result<VerifyReport> verify_log(const std::string& dir,
                 (last ? std::to_string(last->seq) : std::string("-")) + " are missing)");
     }
     return report;
+}
+
+}  // namespace
+
+Result<VerifyReport> verify_log(const std::string& dir,
+                                const crypto::Ed25519PublicKey& public_key) {
+    try {
+        return verify(dir, public_key);
+    } catch (const std::exception& e) {
+        // Only a broken OpenSSL or memory exhaustion get here, never bad input.
+        return fail(ErrorCode::internal, std::string("audit verify failed: ") + e.what());
+    }
 }
 
 }  // namespace sa::agent::audit

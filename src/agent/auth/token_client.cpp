@@ -61,6 +61,9 @@ Status TokenClient::fetch() {
             return fail(secret.error().code,
                         "cannot read the hub client secret: " + secret.error().message);
         }
+        if (options_.on_secret_read) {
+            options_.on_secret_read(options_.client_secret, "hub client secret");
+        }
         basic = basic_credentials(options_.client_id, *secret);
     }  // the client secret is wiped here
 
@@ -81,12 +84,20 @@ Status TokenClient::fetch() {
         return fail(response.error().code, "token request failed: " + response.error().message);
     }
 
+    const auto refused = [&](const std::string& reason) {
+        if (options_.on_token) {
+            options_.on_token(
+                {.fetched = false, .client_id = options_.client_id, .reason = reason});
+        }
+    };
     if (response->status == 401) {
+        refused("hub rejected the client credentials (HTTP 401)");
         return fail(ErrorCode::unauthenticated,
                     "hub rejected client credentials for client_id " + options_.client_id);
     }
     if (response->status != 200) {
         const std::string detail = oauth_error(response->body);
+        refused("HTTP " + std::to_string(response->status) + (detail.empty() ? "" : " " + detail));
         return fail(ErrorCode::unavailable, "token request failed: HTTP " +
                                                 std::to_string(response->status) +
                                                 (detail.empty() ? "" : " " + detail));
@@ -96,6 +107,7 @@ Status TokenClient::fetch() {
     secrets::wipe(response->body);
     const auto invalid = [&](const char* what) {
         secrets::wipe_json(doc);
+        refused(std::string("token response ") + what);
         return fail(ErrorCode::unavailable, std::string("token response from the hub ") + what);
     };
     if (!doc.is_object()) return invalid("is not a JSON object");
@@ -119,6 +131,10 @@ Status TokenClient::fetch() {
     const int64_t margin = std::min(options_.refresh_margin_seconds, lifetime / 2);
     refresh_at_ = requested_at + lifetime - margin;
     expires_at_ = requested_at + lifetime;
+    if (options_.on_token) {
+        options_.on_token(
+            {.fetched = true, .client_id = options_.client_id, .expires_in = lifetime});
+    }
     return {};
 }
 

@@ -12,8 +12,10 @@
 // Not thread-safe: one TokenClient per control loop.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "agent/auth/clock.h"
 #include "agent/egress/http.h"
@@ -33,6 +35,14 @@ class TokenSource {
     virtual void invalidate() = 0;
 };
 
+// What the audit hooks see of a token request (no token, no secret).
+struct TokenEvent {
+    bool fetched = false;  // true: token issued; false: the hub refused or sent garbage
+    std::string client_id;
+    int64_t expires_in = 0;  // when fetched
+    std::string reason;      // when refused
+};
+
 class TokenClient final : public TokenSource {
   public:
     struct Options {
@@ -42,6 +52,12 @@ class TokenClient final : public TokenSource {
         int64_t refresh_margin_seconds = 60;
         std::chrono::milliseconds timeout{30'000};
         egress::ResponseObserver observer;  // optional
+        // Optional audit hooks, so auth does not depend on the audit library.
+        // on_token runs after each answer from the hub (not for transport
+        // errors); on_secret_read after the client secret was read (the ref
+        // only: the value never leaves this class).
+        std::function<void(const TokenEvent&)> on_token;
+        std::function<void(const secrets::SecretRef&, std::string_view purpose)> on_secret_read;
     };
 
     // All references must outlive the TokenClient. Does no I/O.

@@ -183,7 +183,7 @@ std::string host_name() {
 Config parse_document(const YAML::Node& root) {
     Config config;
     if (!root.IsDefined() || root.IsNull()) error_at("", "config is empty");
-    Map top(root, "", {"agent", "hub", "secret_stores", "sources", "health", "log"});
+    Map top(root, "", {"agent", "hub", "secret_stores", "sources", "health", "audit", "log"});
 
     // agent
     if (!top.has("agent")) error_at("agent", "missing required key");
@@ -282,6 +282,38 @@ Config parse_document(const YAML::Node& root) {
         }
     }
 
+    // audit
+    config.audit.dir = config.agent.state_dir + "/audit";
+    if (top.has("audit")) {
+        Map audit(top.get("audit"), "audit",
+                  {"dir", "batch_interval_ms", "checkpoint_every_records", "checkpoint_interval_ms",
+                   "on_failure"});
+        if (auto dir = audit.optional_string("dir")) config.audit.dir = *dir;
+        if (audit.has("batch_interval_ms")) {
+            config.audit.batch_interval_ms =
+                parse_int(audit.get("batch_interval_ms"), 1, 1000, audit.at("batch_interval_ms"));
+        }
+        if (audit.has("checkpoint_every_records")) {
+            config.audit.checkpoint_every_records =
+                parse_int(audit.get("checkpoint_every_records"), 1, 1000000,
+                          audit.at("checkpoint_every_records"));
+        }
+        if (audit.has("checkpoint_interval_ms")) {
+            config.audit.checkpoint_interval_ms =
+                parse_int(audit.get("checkpoint_interval_ms"), 100, 3600000,
+                          audit.at("checkpoint_interval_ms"));
+        }
+        if (auto mode = audit.optional_string("on_failure")) {
+            if (*mode == "fail_closed") {
+                config.audit.on_failure = AuditOnFailure::fail_closed;
+            } else if (*mode == "fail_open") {
+                config.audit.on_failure = AuditOnFailure::fail_open;
+            } else {
+                error_at(audit.at("on_failure"), "must be one of fail_closed, fail_open");
+            }
+        }
+    }
+
     // log
     if (top.has("log")) {
         Map log(top.get("log"), "log", {"level"});
@@ -328,6 +360,10 @@ const char* to_string(LogLevel level) {
             return "error";
     }
     return "info";
+}
+
+const char* to_string(AuditOnFailure mode) {
+    return mode == AuditOnFailure::fail_open ? "fail_open" : "fail_closed";
 }
 
 bool is_loopback_literal(std::string_view host) {

@@ -49,12 +49,24 @@ struct HealthSection {
     int port = 9464;                 // 0: the OS picks
 };
 
+enum class AuditOnFailure { fail_closed, fail_open };
+
+// Optional `audit:` section: where and how the tamper-evident audit log is written.
+struct AuditSection {
+    std::string dir;                      // default: STATE_DIR/audit
+    int batch_interval_ms = 5;            // 1..1000, group commit pacing
+    int checkpoint_every_records = 1000;  // 1..1000000
+    int checkpoint_interval_ms = 10000;   // 100..3600000
+    AuditOnFailure on_failure = AuditOnFailure::fail_closed;
+};
+
 struct Config {
     AgentSection agent;
     HubSection hub;
     std::vector<secrets::StoreSpec> secret_stores;
     std::vector<SourceConfig> sources;
     HealthSection health;
+    AuditSection audit;
     LogLevel log_level = LogLevel::info;
     // SHA-256 (hex) of the exact file bytes, so drift between deployments is visible.
     std::string fingerprint;
@@ -77,6 +89,7 @@ Status check_files(const Config& config);
 const std::vector<std::string>& supported_connectors();
 
 const char* to_string(LogLevel level);
+const char* to_string(AuditOnFailure mode);  // "fail_closed" | "fail_open"
 
 // True for 127.0.0.0/8 and ::1 written as IP literals (no names: "localhost"
 // could resolve elsewhere).

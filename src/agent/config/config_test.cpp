@@ -120,6 +120,47 @@ secret_stores:
     EXPECT_EQ(config->health.host, "127.0.0.1");
     EXPECT_EQ(config->health.port, 9464);
     EXPECT_EQ(config->log_level, LogLevel::info);
+    EXPECT_EQ(config->audit.dir, "/s/audit");
+    EXPECT_EQ(config->audit.batch_interval_ms, 5);
+    EXPECT_EQ(config->audit.checkpoint_every_records, 1000);
+    EXPECT_EQ(config->audit.checkpoint_interval_ms, 10000);
+    EXPECT_EQ(config->audit.on_failure, AuditOnFailure::fail_closed);
+}
+
+TEST(ConfigTest, ParsesTheAuditSection) {
+    auto config = parse_config(variant("log:\n", R"(audit:
+  dir: /var/log/secure-agent-audit
+  batch_interval_ms: 1000
+  checkpoint_every_records: 1
+  checkpoint_interval_ms: 3600000
+  on_failure: fail_open
+log:
+)"));
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->audit.dir, "/var/log/secure-agent-audit");
+    EXPECT_EQ(config->audit.batch_interval_ms, 1000);
+    EXPECT_EQ(config->audit.checkpoint_every_records, 1);
+    EXPECT_EQ(config->audit.checkpoint_interval_ms, 3600000);
+    EXPECT_EQ(config->audit.on_failure, AuditOnFailure::fail_open);
+    EXPECT_STREQ(to_string(config->audit.on_failure), "fail_open");
+}
+
+TEST(ConfigTest, AuditSectionErrorsNameTheKey) {
+    const auto audit = [](const std::string& body) {
+        return error_of(variant("log:\n", "audit:\n  " + body + "\nlog:\n"));
+    };
+    EXPECT_EQ(audit("batch_interval_ms: 0"),
+              "audit.batch_interval_ms: must be an integer between 1 and 1000");
+    EXPECT_EQ(audit("batch_interval_ms: 1001"),
+              "audit.batch_interval_ms: must be an integer between 1 and 1000");
+    EXPECT_EQ(audit("checkpoint_every_records: 1000001"),
+              "audit.checkpoint_every_records: must be an integer between 1 and 1000000");
+    EXPECT_EQ(audit("checkpoint_interval_ms: 99"),
+              "audit.checkpoint_interval_ms: must be an integer between 100 and 3600000");
+    EXPECT_EQ(audit("on_failure: ignore"),
+              "audit.on_failure: must be one of fail_closed, fail_open");
+    EXPECT_EQ(audit("dir: \"\""), "audit.dir: must not be empty");
+    EXPECT_EQ(audit("retention: 3"), "audit.retention: unknown key");
 }
 
 TEST(ConfigTest, UnknownConnector) {

@@ -17,6 +17,8 @@ AgentMetrics::AgentMetrics(Registry& registry, const std::string& version)
     : registry_(registry),
       ready_(registry.gauge("secure_agent_ready",
                             "1 when the agent holds a token and its last hub contact succeeded.")),
+      audit_failed_(registry.gauge("secure_agent_audit_failed",
+                                   "1 when the audit log cannot be written (see /readyz).")),
       lease_latency_(
           registry.histogram("secure_agent_lease_latency_seconds",
                              "Duration of lease requests that returned a job (job pickup wait).",

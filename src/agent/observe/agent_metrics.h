@@ -10,6 +10,7 @@
 //   secure_agent_lease_latency_seconds               histogram: duration of lease
 //                                                    requests that returned a job (pickup wait)
 //   secure_agent_job_duration_seconds                histogram: lease received -> reported
+//   secure_agent_audit_failed                        gauge 0/1: the audit log cannot be written
 #include <string>
 #include <string_view>
 
@@ -28,12 +29,14 @@ class AgentMetrics final {
     void lease_latency(double seconds) { lease_latency_.observe(seconds); }
     void job_duration(double seconds) { job_duration_.observe(seconds); }
     void set_ready(bool ready) { ready_.set(ready ? 1 : 0); }
+    void set_audit_failed(bool failed) { audit_failed_.set(failed ? 1 : 0); }
 
     Registry& registry() { return registry_; }
 
   private:
     Registry& registry_;
     Gauge& ready_;
+    Gauge& audit_failed_;
     Histogram& lease_latency_;
     Histogram& job_duration_;
 };

@@ -23,14 +23,19 @@ void Readiness::set_not_ready(std::string reason) {
     reason_ = std::move(reason);
 }
 
+void Readiness::block(std::string reason) {
+    std::lock_guard lock(mutex_);
+    if (blocked_.empty()) blocked_ = std::move(reason);
+}
+
 bool Readiness::ready() const {
     std::lock_guard lock(mutex_);
-    return ready_;
+    return ready_ && blocked_.empty();
 }
 
 std::string Readiness::reason() const {
     std::lock_guard lock(mutex_);
-    return reason_;
+    return blocked_.empty() ? reason_ : blocked_;
 }
 
 Result<std::unique_ptr<HealthServer>> HealthServer::start(Options options, const Registry& registry,

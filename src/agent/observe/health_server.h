@@ -22,16 +22,20 @@ class Server;
 namespace sa::agent::observe {
 
 // Thread-safe readiness flag with the reason it is not ready.
+// block() is sticky: a condition only an operator can clear (the audit log
+// cannot be written) keeps the agent not ready whatever set_ready() says.
 class Readiness final {
   public:
     void set_ready();
     void set_not_ready(std::string reason);
+    void block(std::string reason);
     bool ready() const;
     std::string reason() const;
 
   private:
     mutable std::mutex mutex_;
     bool ready_ = false;
+    std::string blocked_;
     std::string reason_ = "starting";
 };
 
