@@ -10,10 +10,8 @@
 set -euo pipefail
 HUB_BIN=$1 AGENT_BIN=$2 SRC=$3 N=${4:-200}
 source "$SRC/scripts/lib/harness.sh"
-work=$(mktemp -d -t sa-bench.XXXXXX)
-trap 'harness_cleanup; rm -rf "$work"' EXIT
+harness_workdir sa-bench
 
-mkdir -p "$work/secrets"
 hub_start "$work/hub" "$work/hub.log"
 hub_app_create bench "$work/secrets/hub-client-secret"
 make_sample_db "$work/source.db" 2

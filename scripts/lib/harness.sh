@@ -27,6 +27,23 @@ harness_cleanup() {
   HARNESS_PIDS=()
 }
 
+# harness_workdir NAME: sets `work` to a fresh directory with a private
+# `secrets/` folder; at exit every process started here is stopped and the
+# directory removed.
+harness_workdir() {
+  work=$(mktemp -d -t "$1.XXXXXX")
+  # shellcheck disable=SC2064  # expand $work now: it is this run's directory
+  trap "harness_cleanup; rm -rf '$work'" EXIT
+  mkdir -p "$work/secrets"
+  chmod 700 "$work/secrets"
+}
+
+# fail MESSAGE: a test's verdict; ends the script non-zero.
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
 # wait_for_file PATH TIMEOUT_SECONDS [PID]: waits until PATH exists (and, if
 # PID is given, fails early when that process dies).
 wait_for_file() {

@@ -7,11 +7,8 @@
 set -euo pipefail
 HUB_BIN=$1 AGENT_BIN=$2 SRC=$3
 source "$SRC/scripts/lib/harness.sh"
-work=$(mktemp -d -t sa-e2e.XXXXXX)
-trap 'harness_cleanup; rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+harness_workdir sa-e2e
 
-mkdir -p "$work/secrets"
 hub_start "$work/hub" "$work/hub.log"
 
 # First start created the PKI and keys; private keys are 0600.

@@ -5,11 +5,8 @@
 set -euo pipefail
 HUB_BIN=$1 AGENT_BIN=$2 SRC=$3
 source "$SRC/scripts/lib/harness.sh"
-work=$(mktemp -d -t sa-wrongkey.XXXXXX)
-trap 'harness_cleanup; rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+harness_workdir sa-wrongkey
 
-mkdir -p "$work/secrets"
 hub_start "$work/hub" "$work/hub.log"
 hub_app_create app-a "$work/secrets/hub-client-secret"
 openssl genpkey -algorithm ed25519 -out "$work/other.key" 2>/dev/null
