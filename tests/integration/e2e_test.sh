@@ -99,6 +99,13 @@ types=$("$AGENT_BIN" audit show --dir "$work/state/audit" --job "$job" | awk '{p
 for t in job.received job.verified job.started delivery.chunk job.finished delivery.accepted; do
   grep -q "$t" <<<"$types" || fail "audit log of job $job lacks $t: $types"
 done
+# The job's chain of custody: the signed job (re-verified with the hub's key),
+# its verification, the chunks and the hub's acceptance, each link checked.
+custody=$("$AGENT_BIN" audit custody --dir "$work/state/audit" --public-key "$work/state/agent.pub.pem" \
+  --job "$job" --job-key "$HUB_DATA/job-signing.pub.pem") || fail "custody of $job does not check: $custody"
+grep -q '^audit custody: complete; every link checked' <<<"$custody" || fail "custody not complete: $custody"
+grep -q 'signature verified with the hub key' <<<"$custody" || fail "custody did not re-verify the job: $custody"
+if grep -q 'BROKEN' <<<"$custody"; then fail "custody has a broken link: $custody"; fi
 grep -q 'agent.started' <(cat "$work"/state/audit/segment-*.jsonl) || fail "no agent.started record"
 grep -q 'agent.stopped' <(cat "$work"/state/audit/segment-*.jsonl) || fail "no agent.stopped record"
 if grep -qF -- "$secret" "$work"/state/audit/*; then fail "the audit log contains the client secret"; fi

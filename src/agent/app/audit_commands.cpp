@@ -3,6 +3,8 @@
 #include <ctime>
 #include <optional>
 #include <ostream>
+#include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +12,9 @@
 #include "agent/audit/field_hasher.h"
 #include "agent/audit/format.h"
 #include "agent/audit/proof.h"
+#include "agent/audit/retention.h"
 #include "agent/audit/verify.h"
+#include "agent/timestamp/stamp_verify.h"
 #include "common/crypto/ed25519.h"
 #include "common/util/files.h"
 
@@ -91,7 +95,7 @@ bool type_matches(const std::string& pattern, const std::string& type) {
 }  // namespace
 
 int audit_verify(const std::string& dir, const std::string& public_key_file, std::ostream& out,
-                 std::ostream& err) {
+                 std::ostream& err, const std::string& tsa_ca_file) {
     auto key = crypto::Ed25519PublicKey::from_pem_file(public_key_file);
     if (!key) {
         err << "audit verify: cannot load public key " << public_key_file << ": "
@@ -107,11 +111,34 @@ int audit_verify(const std::string& dir, const std::string& public_key_file, std
         err << "audit verify: " << report->damage->describe() << "\n";
         return kExitFailure;
     }
-    out << "audit verify: intact: " << report->records << " records, " << report->checkpoints
-        << " checkpoints (last covers " << report->checkpointed_size << "), root " << report->root;
+    auto stamps = timestamp::verify_timestamps(
+        dir, tsa_ca_file.empty() ? std::nullopt : std::optional<std::string>(tsa_ca_file));
+    if (!stamps) {
+        err << "audit verify: timestamps: " << stamps.error().describe() << "\n";
+        return kExitConfig;
+    }
+    if (stamps->damage) {
+        err << "audit verify: " << stamps->damage->describe() << "\n";
+        return kExitFailure;
+    }
+    out << "audit verify: intact: " << report->records << " records";
+    if (report->removed_by_retention > 0) {
+        out << " (" << report->removed_by_retention << " of them removed by retention, "
+            << report->anchors << " anchor" << (report->anchors == 1 ? "" : "s")
+            << "; oldest kept seq " << report->first_seq << ")";
+    }
+    out << ", " << report->checkpoints << " checkpoints (last covers " << report->checkpointed_size
+        << "), root " << report->root;
     if (report->records > report->checkpointed_size)
         out << "; " << report->records - report->checkpointed_size
             << " newest records not yet covered by a checkpoint";
+    if (stamps->tokens > 0) {
+        out << "; " << stamps->tokens << " RFC 3161 timestamps"
+            << (stamps->signatures_checked ? " verified (latest covers tree size " +
+                                                 std::to_string(stamps->last_stamped_tree_size) +
+                                                 " at " + stamps->last_gen_time + ")"
+                                           : ", signatures NOT checked (pass --tsa-ca)");
+    }
     out << "\n";
     return kExitOk;
 }
@@ -200,6 +227,80 @@ int audit_show(const std::string& dir, const AuditShowFilter& filter, std::ostre
         return kExitConfig;
     }
     return unreadable ? kExitFailure : kExitOk;
+}
+
+int audit_preserve(const std::string& dir, const AuditPreserveRequest& request, std::ostream& out,
+                   std::ostream& err) {
+    if (request.list) {
+        auto marked = audit::list_preserved(dir);
+        if (!marked) {
+            err << "audit preserve: " << marked.error().describe() << "\n";
+            return kExitConfig;
+        }
+        for (const auto& m : *marked)
+            out << m.segment << "  preserved " << printable(m.ts) << ": " << printable(m.reason)
+                << "\n";
+        if (marked->empty()) out << "audit preserve: no segment is preserved\n";
+        return kExitOk;
+    }
+    if (request.reason.empty()) {
+        err << "audit preserve: --reason is required (say why these records are kept)\n";
+        return kExitConfig;
+    }
+    std::vector<std::string> segments;
+    if (!request.segment.empty()) {
+        if (!request.job_id.empty() || !request.since.empty() || !request.until.empty()) {
+            err << "audit preserve: --segment cannot be combined with --job/--since/--until\n";
+            return kExitConfig;
+        }
+        segments.push_back(request.segment);
+    } else {
+        audit::SegmentQuery query;
+        query.job_id = request.job_id;
+        for (const auto& [text, slot, flag] :
+             {std::tuple{request.since, &query.since_millis, "--since"},
+              std::tuple{request.until, &query.until_millis, "--until"}}) {
+            if (text.empty()) continue;
+            auto millis = parse_rfc3339_millis(text);
+            if (!millis) {
+                err << "audit preserve: " << flag << ": not an RFC 3339 time: " << text << "\n";
+                return kExitConfig;
+            }
+            *slot = *millis;
+        }
+        if (query.job_id.empty() && !query.since_millis && !query.until_millis) {
+            err << "audit preserve: give --segment NAME, --job ID or --since/--until\n";
+            return kExitConfig;
+        }
+        auto found = audit::segments_for(dir, query);
+        if (!found) {
+            err << "audit preserve: " << found.error().describe() << "\n";
+            return kExitConfig;
+        }
+        if (found->empty()) {
+            err << "audit preserve: no segment holds matching records\n";
+            return kExitFailure;
+        }
+        segments = std::move(*found);
+    }
+    for (const auto& segment : segments) {
+        if (auto st = audit::preserve_segment(dir, segment, request.reason); !st) {
+            err << "audit preserve: " << segment << ": " << st.error().describe() << "\n";
+            return st.error().code == ErrorCode::io ? kExitFailure : kExitConfig;
+        }
+        out << segment << "  preserved\n";
+    }
+    return kExitOk;
+}
+
+int audit_unpreserve(const std::string& dir, const std::string& segment, std::ostream& out,
+                     std::ostream& err) {
+    if (auto st = audit::unpreserve_segment(dir, segment); !st) {
+        err << "audit unpreserve: " << segment << ": " << st.error().describe() << "\n";
+        return kExitConfig;
+    }
+    out << segment << "  no longer preserved: retention applies again\n";
+    return kExitOk;
 }
 
 int audit_hash(const std::string& dir, const std::string& value, std::ostream& out,

@@ -14,8 +14,11 @@ namespace sa::agent::app {
 // `audit verify --dir DIR --public-key FILE`: one summary line on out when
 // intact; otherwise "audit verify: <kind> at <file>:<line> (seq N): <detail>"
 // on err and exit 1.
+// With tsa_ca_file, every RFC 3161 token in timestamps.jsonl must verify
+// against it; without, tokens are checked for structure and imprint only and
+// the summary says their signatures were not checked.
 int audit_verify(const std::string& dir, const std::string& public_key_file, std::ostream& out,
-                 std::ostream& err);
+                 std::ostream& err, const std::string& tsa_ca_file = {});
 
 // `audit prove --dir DIR --index N`: inclusion proof JSON against the latest
 // checkpoint.
@@ -40,6 +43,23 @@ struct AuditShowFilter {
 // record: "<ts> #<seq> <type> <actor> [job=..] [trace=..] key=value ...".
 int audit_show(const std::string& dir, const AuditShowFilter& filter, std::ostream& out,
                std::ostream& err);
+
+struct AuditPreserveRequest {
+    std::string segment;  // one segment by name, or
+    std::string job_id;   // every segment holding this job's records, and/or
+    std::string since;    // RFC 3339: segments with records in [since, until]
+    std::string until;
+    std::string reason;  // required when marking
+    bool list = false;   // only list what is preserved
+};
+// `audit preserve --dir DIR (--segment NAME | --job ID | --since T [--until T])
+// --reason TEXT`: marks segments so retention never removes them (for an
+// incident); `--list` shows the marks. One line per segment.
+int audit_preserve(const std::string& dir, const AuditPreserveRequest& request, std::ostream& out,
+                   std::ostream& err);
+// `audit unpreserve --dir DIR --segment NAME`: retention may remove it again.
+int audit_unpreserve(const std::string& dir, const std::string& segment, std::ostream& out,
+                     std::ostream& err);
 
 // `audit hash --dir DIR VALUE`: the HMAC form of VALUE, as records store it.
 int audit_hash(const std::string& dir, const std::string& value, std::ostream& out,

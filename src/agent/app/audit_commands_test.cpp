@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,7 @@
 
 #include "agent/audit/audit_log.h"
 #include "agent/audit/format.h"
+#include "agent/audit/retention.h"
 #include "agent/identity/agent_key.h"
 #include "common/crypto/random.h"
 
@@ -141,6 +143,84 @@ TEST_F(AuditCommandsTest, HashMatchesRecordedValue) {
     EXPECT_EQ(out_.str(), hashed_ + "\n");
     std::ostringstream none;
     EXPECT_EQ(audit_hash((root_ / "empty").string(), "x", none, err_), kExitConfig);
+}
+
+TEST_F(AuditCommandsTest, PreserveMarksSegmentsByJobAndLists) {
+    AuditPreserveRequest request;
+    request.job_id = "job-odd";
+    EXPECT_EQ(audit_preserve(dir(), request, out_, err_), kExitConfig);
+    EXPECT_NE(err_.str().find("--reason is required"), std::string::npos);
+
+    request.reason = "incident 4711";
+    ASSERT_EQ(audit_preserve(dir(), request, out_, err_), kExitOk) << err_.str();
+    EXPECT_EQ(out_.str(), audit::segment_name(1) + "  preserved\n");
+    EXPECT_TRUE(audit::is_preserved(dir(), audit::segment_name(1)));
+
+    std::ostringstream listed;
+    ASSERT_EQ(audit_preserve(dir(), {.list = true}, listed, err_), kExitOk);
+    EXPECT_NE(listed.str().find(audit::segment_name(1) + "  preserved "), std::string::npos);
+    EXPECT_NE(listed.str().find(": incident 4711"), std::string::npos) << listed.str();
+
+    std::ostringstream none;
+    EXPECT_EQ(audit_preserve(dir(), {.job_id = "job-404", .reason = "x"}, none, err_),
+              kExitFailure);
+    EXPECT_EQ(audit_preserve(dir(), {.since = "last week", .reason = "x"}, none, err_),
+              kExitConfig);
+    EXPECT_EQ(audit_preserve(dir(), {.segment = "passwd", .reason = "x"}, none, err_), kExitConfig);
+
+    ASSERT_EQ(audit_unpreserve(dir(), audit::segment_name(1), out_, err_), kExitOk);
+    EXPECT_FALSE(audit::is_preserved(dir(), audit::segment_name(1)));
+}
+
+// A clock the test moves: records on day 0, then 40 days later.
+class MovableClock final : public audit::Clock {
+  public:
+    int64_t now_millis() const override { return now.load(); }
+    std::atomic<int64_t> now{1'700'000'000'000};
+};
+
+TEST(AuditRetentionCommandsTest, VerifyAndProveAfterRetention) {
+    const fs::path root = fs::temp_directory_path() / ("sa-audit-ret-" + crypto::random_token(8));
+    const std::string state = (root / "state").string();
+    const std::string dir = state + "/audit";
+    auto key = identity::AgentKey::load_or_create(state);
+    ASSERT_TRUE(key);
+    MovableClock clock;
+    audit::Options o;
+    o.agent_id = "edge-1";
+    o.batch_interval_ms = 1;
+    o.retention_days = 30;
+    o.prune_first_delay_ms = 3600 * 1000;  // only when the test asks
+    auto opened = audit::AuditLog::open(dir, o, *key, &clock);
+    ASSERT_TRUE(opened) << opened.error().describe();
+    auto& log = *opened->log;
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(log.append_durable("old.event", {{"i", i}}));
+    clock.now += 40ll * 24 * 3600 * 1000;
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(log.append_durable("new.event", {{"i", i}}));
+    auto pruned = log.prune_now();
+    ASSERT_TRUE(pruned) << pruned.error().describe();
+    EXPECT_EQ(pruned->records, 5u);
+    ASSERT_TRUE(log.close());
+
+    std::ostringstream out, err;
+    const std::string pub = state + "/" + identity::kPublicKeyFile;
+    ASSERT_EQ(audit_verify(dir, pub, out, err), kExitOk) << err.str();
+    EXPECT_NE(out.str().find("(5 of them removed by retention, 1 anchor; oldest kept seq 5)"),
+              std::string::npos)
+        << out.str();
+    std::ostringstream shown;
+    ASSERT_EQ(audit_show(dir, {"", "audit.pruned", ""}, shown, err), kExitOk);
+    EXPECT_EQ(count_lines(shown.str()), 1) << shown.str();
+
+    std::ostringstream removed;
+    EXPECT_NE(audit_prove_inclusion(dir, 2, removed, err), kExitOk);
+    EXPECT_NE(err.str().find("removed by retention"), std::string::npos) << err.str();
+    std::ostringstream proof;
+    ASSERT_EQ(audit_prove_inclusion(dir, 6, proof, err), kExitOk) << err.str();
+    const fs::path file = root / "p.json";
+    std::ofstream(file) << proof.str();
+    EXPECT_EQ(audit_verify_proof(file.string(), pub, out, err), kExitOk) << err.str();
+    fs::remove_all(root);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // App-level audit tests: the whole control loop against the fake hub, with a
 // real audit log in a temp dir, read back and verified afterwards.
 #include "agent/app/auditor.h"
+#include "agent/app/custody.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -227,6 +228,16 @@ TEST_F(AuditedLoopTest, SuccessfulJobLeavesTheCustodyChainInOrder) {
     EXPECT_EQ(recs[1].fields["expires_in"], 900);
     expect_nothing_sensitive(lines);
     expect_verifies();
+
+    // The records the runner wrote form a complete custody chain, with the
+    // signed job re-verified by the hub's key.
+    const auto hub_public = key_.public_key();
+    auto custody = check_custody(config_->audit.dir, agent_key_->public_key(), "J1", &hub_public);
+    ASSERT_TRUE(custody) << custody.error().describe();
+    EXPECT_EQ(custody->status, "complete");
+    EXPECT_TRUE(custody->signature_checked);
+    ASSERT_EQ(custody->attempts.size(), 1u);
+    for (const auto& link : custody->attempts[0].links) EXPECT_TRUE(link.ok) << link.detail;
 }
 
 TEST_F(AuditedLoopTest, RefusedJobIsRecordedWithItsReason) {

@@ -6,6 +6,7 @@
 
 #include "agent/app/audit_commands.h"
 #include "agent/app/commands.h"
+#include "agent/app/custody.h"
 
 namespace sa::agent::app {
 
@@ -39,6 +40,9 @@ int run_cli(int argc, char** argv) {
     audit_verify_cmd->add_option("--dir", audit_dir, "Audit directory (STATE/audit)")->required();
     audit_verify_cmd->add_option("--public-key", audit_key, "Agent public key (agent.pub.pem)")
         ->required();
+    std::string tsa_ca;
+    audit_verify_cmd->add_option("--tsa-ca", tsa_ca,
+                                 "CA of the Time-Stamp Authority, to check the RFC 3161 tokens");
 
     uint64_t prove_index = 0;
     uint64_t prove_from = 0;
@@ -74,6 +78,39 @@ int run_cli(int argc, char** argv) {
     audit_hash_cmd->add_option("--dir", audit_dir, "Audit directory (holds hmac.salt)")->required();
     audit_hash_cmd->add_option("value", hash_value, "The value to hash")->required();
 
+    AuditPreserveRequest preserve;
+    CLI::App* audit_preserve_cmd = audit->add_subcommand(
+        "preserve",
+        "Keep segments from retention (for an incident): by --segment, --job or "
+        "--since/--until; --list shows what is kept.");
+    audit_preserve_cmd->add_option("--dir", audit_dir, "Audit directory")->required();
+    audit_preserve_cmd->add_option("--segment", preserve.segment, "Segment file name");
+    audit_preserve_cmd->add_option("--job", preserve.job_id, "Segments holding this job's records");
+    audit_preserve_cmd->add_option("--since", preserve.since, "Segments with records at or after");
+    audit_preserve_cmd->add_option("--until", preserve.until, "Segments with records at or before");
+    audit_preserve_cmd->add_option("--reason", preserve.reason, "Why (kept with the mark)");
+    audit_preserve_cmd->add_flag("--list", preserve.list, "List preserved segments");
+    std::string unpreserve_segment;
+    CLI::App* audit_unpreserve_cmd =
+        audit->add_subcommand("unpreserve", "Let retention remove a preserved segment again.");
+    audit_unpreserve_cmd->add_option("--dir", audit_dir, "Audit directory")->required();
+    audit_unpreserve_cmd->add_option("--segment", unpreserve_segment, "Segment file name")
+        ->required();
+
+    CustodyOptions custody;
+    CLI::App* audit_custody_cmd = audit->add_subcommand(
+        "custody",
+        "Print a job's chain of custody (signed job, verification, chunks, hub "
+        "acceptance) and check each link.");
+    audit_custody_cmd->add_option("--dir", custody.dir, "Audit directory")->required();
+    audit_custody_cmd
+        ->add_option("--public-key", custody.public_key_file, "Agent public key (agent.pub.pem)")
+        ->required();
+    audit_custody_cmd->add_option("--job", custody.job_id, "Job id")->required();
+    audit_custody_cmd->add_option("--job-key", custody.job_key_file,
+                                  "The hub's job-signing public key, to re-check the signed job");
+    audit_custody_cmd->add_flag("--json", custody.json, "Print the chain as one JSON object");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -82,7 +119,8 @@ int run_cli(int argc, char** argv) {
     if (run->parsed()) return run_agent(config_path);
     if (check->parsed()) return check_config(check_path, std::cout, std::cerr);
     if (version->parsed()) return print_version(std::cout);
-    if (audit_verify_cmd->parsed()) return audit_verify(audit_dir, audit_key, std::cout, std::cerr);
+    if (audit_verify_cmd->parsed())
+        return audit_verify(audit_dir, audit_key, std::cout, std::cerr, tsa_ca);
     if (audit_prove->parsed()) {
         if (index_opt->count() > 0)
             return audit_prove_inclusion(audit_dir, prove_index, std::cout, std::cerr);
@@ -95,6 +133,11 @@ int run_cli(int argc, char** argv) {
         return audit_verify_proof(proof_file, audit_key, std::cout, std::cerr);
     if (audit_show_cmd->parsed()) return audit_show(audit_dir, show_filter, std::cout, std::cerr);
     if (audit_hash_cmd->parsed()) return audit_hash(audit_dir, hash_value, std::cout, std::cerr);
+    if (audit_custody_cmd->parsed()) return audit_custody(custody, std::cout, std::cerr);
+    if (audit_preserve_cmd->parsed())
+        return audit_preserve(audit_dir, preserve, std::cout, std::cerr);
+    if (audit_unpreserve_cmd->parsed())
+        return audit_unpreserve(audit_dir, unpreserve_segment, std::cout, std::cerr);
     return kExitFailure;
 }
 

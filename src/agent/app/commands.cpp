@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "agent/app/audit_services.h"
 #include "agent/app/auditor.h"
 #include "agent/app/job_runner.h"
 #include "agent/app/run_loop.h"
@@ -195,6 +196,17 @@ int run_agent(const std::string& config_path) {
     audit_options.on_failure = [&auditor](const std::string& reason) {
         auditor.on_failure(reason);
     };
+    audit_options.retention_days = static_cast<uint32_t>(config.audit.retention_days);
+    audit_options.on_pruned = [&logger](const std::vector<std::string>& segments,
+                                        uint64_t first_seq, uint64_t last_seq) {
+        logger.info("audit retention removed old segments",
+                    {{"segments", segments}, {"first_seq", first_seq}, {"last_seq", last_seq}});
+    };
+    // Timestamps and SIEM export beside the log; the stamper must exist before
+    // the log writes its first checkpoint.
+    auto audit_services = AuditServices::create(config, logger, registry, auditor);
+    if (!audit_services) return startup_failed("set up audit timestamps", audit_services.error());
+    audit_options.on_checkpoint = (*audit_services)->checkpoint_hook();
     auto audit_log = audit::AuditLog::open(config.audit.dir, std::move(audit_options), *agent_key);
     if (!audit_log) return startup_failed("open audit log", audit_log.error());
     for (const auto& warning : audit_log->warnings) {
@@ -217,6 +229,9 @@ int run_agent(const std::string& config_path) {
                               {"agent_key_id", agent_key->key_id()}});
         !started && fail_closed) {
         return startup_failed("write audit record agent.started", started.error());
+    }
+    if (auto exporting = (*audit_services)->start_exports(*audit_log->log); !exporting) {
+        return startup_failed("start audit export", exporting.error());
     }
 
     // 8. Hub clients and the job pipeline, wired explicitly.
@@ -270,6 +285,10 @@ int run_agent(const std::string& config_path) {
     if (auto closed = audit_log->log->close(); !closed) {
         logger.error("audit log not closed cleanly", {{"error", closed.error().describe()}});
     }
+    // The final checkpoint gets its timestamp and the last records reach the
+    // SIEMs, if they can within a few seconds; what is left waits for the
+    // next start (the cursor and the unstamped checkpoint are on disk).
+    (*audit_services)->stop(std::chrono::seconds(5));
     (*health)->stop();
     logger.info("secure-agent stopped");
     return kExitOk;

@@ -51,7 +51,10 @@ JobOutcome JobRunner::run(const jobs::LeaseEnvelope& envelope) {
                                     {{"job_id", envelope.job_id},
                                      {"lease_id", envelope.lease_id},
                                      {"kid", claimed_kid(envelope.job_jws)},
-                                     {"jws_sha256", crypto::sha256_hex(envelope.job_jws)}},
+                                     {"jws_sha256", crypto::sha256_hex(envelope.job_jws)},
+                                     // The signed job itself (it holds no secret): custody
+                                     // can re-check its signature with the hub's key.
+                                     {"jws", envelope.job_jws}},
                                     envelope.job_id);
         if (audit_.blocked()) {
             // Fail closed: a job whose receipt cannot be recorded is not run.
@@ -183,18 +186,25 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
                               finished.error());
     }
 
-    const nlohmann::json counts{{"tables", summary->tables},
-                                {"views", summary->views},
-                                {"columns", summary->columns},
-                                {"chunks", writer.chunks().size()},
-                                {"duration_ms", finished_at_ms - started_at_ms}};
+    auto root = delivery::chunks_root(writer.chunks());
+    if (!root) {
+        return report_failure(job, jobs::reason::kDeliveryFailed, "chunk delivery failed",
+                              root.error());
+    }
+    nlohmann::json counts{{"tables", summary->tables},
+                          {"views", summary->views},
+                          {"columns", summary->columns},
+                          {"chunks", writer.chunks().size()},
+                          {"duration_ms", finished_at_ms - started_at_ms}};
     // The last chance to abort: `complete` is what hands custody to the hub.
     if (audit_.blocked()) {
         return report_failure(
             job, jobs::reason::kDeliveryFailed, kAuditAbortMessage,
             Error{ErrorCode::io, "audit log cannot be written: " + audit_.failure_reason()});
     }
-    record_finished(job, {"succeeded", ""}, counts);
+    nlohmann::json finished_fields = counts;
+    finished_fields["chunks_root"] = *root;
+    record_finished(job, {"succeeded", ""}, std::move(finished_fields));
     if (audit_.blocked()) {
         return report_failure(
             job, jobs::reason::kDeliveryFailed, kAuditAbortMessage,
@@ -212,7 +222,8 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
                             job.job_id);
         return {"failed", jobs::reason::kDeliveryFailed};
     }
-    nlohmann::json accepted{{"chunks", writer.chunks().size()}};
+    // What the hub accepted: the same chunk list the completion named.
+    nlohmann::json accepted{{"chunks", writer.chunks().size()}, {"chunks_root", *root}};
     if (completed->is_object() && completed->contains("status") &&
         (*completed)["status"].is_string()) {
         accepted["hub_status"] = (*completed)["status"];

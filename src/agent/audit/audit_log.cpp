@@ -5,17 +5,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "agent/audit/field_hasher.h"
 #include "agent/audit/format.h"
+#include "agent/audit/retention.h"
+#include "agent/audit/tree_hasher.h"
 #include "common/crypto/encoding.h"
 #include "common/merkle/merkle.h"
 #include "common/util/files.h"
@@ -116,13 +121,65 @@ struct Pending {
     std::string line;  // with trailing newline
     merkle::Hash leaf;
     uint64_t seq;
+    int64_t ts_millis;
 };
+
+constexpr int64_t kDayMillis = 86400000;
+
+int64_t utc_day(int64_t millis) {
+    return millis >= 0 ? millis / kDayMillis : -((-millis + kDayMillis - 1) / kDayMillis);
+}
+
+Digest to_digest(std::string_view raw) {
+    Digest d{};
+    std::memcpy(d.data(), raw.data(), std::min(raw.size(), d.size()));
+    return d;
+}
+
+std::string from_digest(const Digest& d) {
+    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+// What the writer knows about each segment on disk: enough to prune it and
+// anchor the records after it without reading it again.
+struct SegmentInfo {
+    uint64_t number = 0;
+    uint64_t first_seq = 0;  // seq of its first record (next seq while empty)
+    uint64_t end_seq = 0;    // one past its last record
+    std::optional<int64_t> oldest_millis;
+    std::optional<int64_t> newest_millis;
+    std::vector<Digest> frontier;  // Merkle tree peaks at size first_seq
+    Digest prev_at_first{};        // leaf hash of record first_seq - 1
+
+    bool empty() const { return end_seq == first_seq; }
+    void add(uint64_t seq, std::optional<int64_t> ts_millis) {
+        if (empty()) first_seq = seq;
+        end_seq = seq + 1;
+        if (!ts_millis) return;
+        if (!oldest_millis || *ts_millis < *oldest_millis) oldest_millis = ts_millis;
+        if (!newest_millis || *ts_millis > *newest_millis) newest_millis = ts_millis;
+    }
+};
+
+SegmentInfo start_segment_info(uint64_t number, const DigestTree& tree, const Digest& last_leaf) {
+    SegmentInfo info;
+    info.number = number;
+    info.first_seq = info.end_seq = tree.size();
+    info.frontier.assign(tree.peaks().begin(), tree.peaks().end());
+    info.prev_at_first = last_leaf;
+    return info;
+}
 
 // State recovered from disk at open.
 struct Recovered {
     uint64_t next_seq = 0;
     merkle::Hash prev;  // leaf hash of the last record ("" when none)
-    merkle::CompactTree tree;
+    TreeHasher hasher;
+    DigestTree tree;
+    std::vector<SegmentInfo> segs;
+    std::vector<RetentionAnchor> anchors;
+    std::set<std::pair<uint64_t, uint64_t>>
+        pruned;  // [first_seq, last_seq] of audit.pruned records
     uint64_t segment_number = 1;
     uint64_t segment_size = 0;
     uint64_t checkpoint_size = 0;
@@ -147,6 +204,7 @@ Status recover_segments(const std::string& dir, Recovered& r) {
         uint64_t line_no = 0;
         bool complete = true;
         std::optional<std::string> problem;
+        SegmentInfo info = start_segment_info(*parse_segment_name(name), r.tree, to_digest(r.prev));
         while (reader->next(line, complete)) {
             ++line_no;
             if (!complete) {
@@ -154,6 +212,24 @@ Status recover_segments(const std::string& dir, Recovered& r) {
                 break;
             }
             auto rec = parse_record_line(line);
+            if (rec && rec->seq > r.next_seq) {
+                // Records removed by retention: continue the tree from the
+                // anchor of the kept run that starts here.
+                for (const auto& a : r.anchors) {
+                    if (a.first_seq != rec->seq) continue;
+                    std::vector<Digest> peaks;
+                    for (const auto& f : a.frontier)
+                        peaks.push_back(to_digest(*crypto::base64_decode(f)));
+                    auto seeded = DigestTree::from_peaks(a.first_seq, peaks);
+                    if (!seeded) break;
+                    r.tree = *seeded;
+                    r.prev = *crypto::base64_decode(a.prev);
+                    r.next_seq = a.first_seq;
+                    if (info.empty())
+                        info = start_segment_info(info.number, r.tree, to_digest(r.prev));
+                    break;
+                }
+            }
             if (!rec)
                 problem = rec.error().message;
             else if (rec->seq != r.next_seq)
@@ -173,11 +249,18 @@ Status recover_segments(const std::string& dir, Recovered& r) {
                                     "); run `secure-agent audit verify` and investigate");
                 break;
             }
+            if (rec->type == kPrunedEventType) {
+                const auto& f = rec->fields;
+                if (f.contains("first_seq") && f["first_seq"].is_number_unsigned() &&
+                    f.contains("last_seq") && f["last_seq"].is_number_unsigned())
+                    r.pruned.emplace(f["first_seq"].get<uint64_t>(), f["last_seq"].get<uint64_t>());
+            }
+            info.add(rec->seq, parse_rfc3339_millis(rec->ts));
             r.prev = merkle::leaf_hash(line);
-            r.tree.append(r.prev);
+            r.tree.append(to_digest(r.prev), r.hasher);
             ++r.next_seq;
             if (r.tree.size() == r.checkpoint_size &&
-                crypto::base64_encode(r.tree.root()) != r.checkpoint_root)
+                crypto::base64_encode(from_digest(r.tree.root(r.hasher))) != r.checkpoint_root)
                 return fail(ErrorCode::integrity,
                             "audit records up to " + name + ":" + std::to_string(line_no) +
                                 " no longer match the last checkpoint; run `secure-agent audit "
@@ -187,6 +270,7 @@ Status recover_segments(const std::string& dir, Recovered& r) {
         if (problem && !last)
             return fail(ErrorCode::integrity, "audit log damaged at " + name + ":" +
                                                   std::to_string(line_no) + " (" + *problem + ")");
+        r.segs.push_back(std::move(info));
         if (last) {
             r.segment_number = *parse_segment_name(name);
             r.segment_size = good_end;
@@ -251,6 +335,43 @@ Status recover_checkpoints(const std::string& dir, Recovered& r) {
     return {};
 }
 
+// Reads retention.jsonl; cuts off a torn last line (a crash while step (a)
+// of a pruning wrote it: nothing was removed on its strength yet).
+Status recover_anchors(const std::string& dir, Recovered& r) {
+    const std::string path = (fs::path(dir) / kRetentionFile).string();
+    auto reader = LineReader::open(path);
+    if (!reader) {
+        if (reader.error().code == ErrorCode::not_found) return {};
+        return std::unexpected(reader.error());
+    }
+    std::string line;
+    bool complete = true;
+    uint64_t line_no = 0;
+    uint64_t good_end = 0;
+    while (reader->next(line, complete)) {
+        ++line_no;
+        auto a = parse_anchor_line(line);
+        if (!complete || !a) {
+            std::string more;
+            bool more_complete = true;
+            if (reader->next(more, more_complete))
+                return fail(ErrorCode::integrity,
+                            std::string("audit retention anchors damaged at ") + kRetentionFile +
+                                ":" + std::to_string(line_no) +
+                                "; run `secure-agent audit verify` and investigate");
+            uint64_t size = reader->offset();
+            if (auto st = truncate_file(path, good_end); !st) return st;
+            r.warnings.push_back("audit: dropped " + std::to_string(size - good_end) +
+                                 " bytes of a torn retention anchor at " + kRetentionFile + ":" +
+                                 std::to_string(line_no));
+            break;
+        }
+        r.anchors.push_back(std::move(*a));
+        good_end = reader->offset();
+    }
+    return {};
+}
+
 Status check_covered(const Recovered& r) {
     if (r.checkpoint_size > r.tree.size())
         return fail(ErrorCode::integrity,
@@ -290,15 +411,24 @@ struct AuditLog::Impl {
     std::string failure_reason;
     bool stopping = false;
     bool closed = false;
+    bool writer_done = false;
+    uint64_t prune_requested = 0;  // prune_now() tickets
+    uint64_t prune_done = 0;
+    Result<PruneResult> prune_result = PruneResult{};
 
     // Owned by the writer thread (and by open() before it starts).
     Fd segment;
     uint64_t segment_number = 1;
     uint64_t segment_size = 0;
     Fd checkpoints;
-    merkle::CompactTree tree;
+    TreeHasher tree_hasher;
+    DigestTree tree;
+    Digest last_leaf{};
+    std::vector<SegmentInfo> segs;  // segments on disk, oldest first; back() is active
     uint64_t checkpoint_size = 0;
     SteadyClock::time_point checkpoint_time = SteadyClock::now();
+    SteadyClock::time_point prune_deadline =
+        SteadyClock::now() + std::chrono::milliseconds(options.prune_first_delay_ms);
 
     std::thread writer;
 
@@ -349,19 +479,30 @@ struct AuditLog::Impl {
         return {};
     }
 
+    // The tree and segment bookkeeping advance while the batch is laid out
+    // (a segment's frontier is the tree at its first record); on an error
+    // the log fails closed, so running ahead of the disk is harmless.
     Status commit(const std::vector<Pending>& batch) {
         std::string buf;
         for (const auto& p : batch) {
-            if (segment_size + buf.size() > 0 &&
-                segment_size + buf.size() + p.line.size() > options.segment_max_bytes) {
+            const bool has_data = segment_size + buf.size() > 0;
+            const bool full =
+                has_data && segment_size + buf.size() + p.line.size() > options.segment_max_bytes;
+            const auto& newest = segs.back().newest_millis;
+            const bool new_day = has_data && options.rotate_daily && newest &&
+                                 utc_day(*newest) != utc_day(p.ts_millis);
+            if (full || new_day) {
                 if (auto st = write_and_sync(buf); !st) return st;
                 buf.clear();
                 if (auto st = open_segment(segment_number + 1, true); !st) return st;
+                segs.push_back(start_segment_info(segment_number, tree, last_leaf));
             }
             buf += p.line;
+            last_leaf = to_digest(p.leaf);
+            tree.append(last_leaf, tree_hasher);
+            segs.back().add(p.seq, p.ts_millis);
         }
         if (auto st = write_and_sync(buf); !st) return st;
-        for (const auto& p : batch) tree.append(p.leaf);
         {
             std::lock_guard lk(mu);
             durable = batch.back().seq + 1;
@@ -374,7 +515,7 @@ struct AuditLog::Impl {
         Checkpoint cp;
         cp.agent_id = options.agent_id;
         cp.tree_size = tree.size();
-        cp.root = crypto::base64_encode(tree.root());
+        cp.root = crypto::base64_encode(from_digest(tree.root(tree_hasher)));
         cp.ts = util::rfc3339_millis(clock.now_millis());
         cp.key_id = key.key_id();
         cp.signature = crypto::base64_encode(
@@ -406,16 +547,45 @@ struct AuditLog::Impl {
         return checkpoint_time + std::chrono::milliseconds(options.checkpoint_interval_ms);
     }
 
+    bool prune_due() const {
+        return options.retention_days > 0 && SteadyClock::now() >= prune_deadline;
+    }
+
     void run_writer() {
         std::vector<Pending> batch;
         std::unique_lock lk(mu);
         for (;;) {
-            if (tree.size() > checkpoint_size)
-                work_cv.wait_until(lk, checkpoint_deadline(),
-                                   [&] { return stopping || failed || !queue.empty(); });
+            auto ready = [&] {
+                return stopping || failed || !queue.empty() || prune_requested > prune_done;
+            };
+            std::optional<SteadyClock::time_point> deadline;
+            if (tree.size() > checkpoint_size) deadline = checkpoint_deadline();
+            if (options.retention_days > 0)
+                deadline = deadline ? std::min(*deadline, prune_deadline) : prune_deadline;
+            if (deadline)
+                work_cv.wait_until(lk, *deadline, ready);
             else
-                work_cv.wait(lk, [&] { return stopping || failed || !queue.empty(); });
-            if (failed) return;
+                work_cv.wait(lk, ready);
+            if (failed) break;
+            if (!stopping && (prune_requested > prune_done || prune_due())) {
+                const uint64_t ticket = prune_requested;
+                lk.unlock();
+                auto result = prune();
+                prune_deadline =
+                    SteadyClock::now() + std::chrono::milliseconds(options.prune_interval_ms);
+                lk.lock();
+                prune_result = result;
+                prune_done = ticket;
+                lk.unlock();
+                durable_cv.notify_all();
+                if (!result) {
+                    fail_closed("audit retention failed: " + result.error().message);
+                    lk.lock();
+                    break;
+                }
+                lk.lock();
+                continue;
+            }
             if (!queue.empty()) {
                 batch.swap(queue);
                 lk.unlock();
@@ -424,7 +594,8 @@ struct AuditLog::Impl {
                 if (st && checkpoint_due()) st = write_checkpoint();
                 if (!st) {
                     fail_closed(st.error().message);
-                    return;
+                    lk.lock();
+                    break;
                 }
                 lk.lock();
                 // Group commit: at most one fdatasync per batch interval.
@@ -437,35 +608,246 @@ struct AuditLog::Impl {
             if (checkpoint_due()) {
                 if (auto st = write_checkpoint(); !st) {
                     fail_closed(st.error().message);
-                    return;
+                    lk.lock();
+                    break;
                 }
             }
             lk.lock();
         }
+        const bool ok = !failed;
         lk.unlock();
-        if (tree.size() > checkpoint_size) {
+        if (ok && tree.size() > checkpoint_size) {
             if (auto st = write_checkpoint(); !st) fail_closed(st.error().message);
         }
+        lk.lock();
+        writer_done = true;
+        lk.unlock();
+        durable_cv.notify_all();
     }
 
-    Result<uint64_t> enqueue(std::string_view type, json fields, const AppendContext& ctx) {
-        if (type.empty()) return fail(ErrorCode::invalid_argument, "audit record type is empty");
-        if (fields.is_null()) fields = json::object();
-        if (!fields.is_object())
-            return fail(ErrorCode::invalid_argument, "audit record fields must be a JSON object");
-        if (auto st = check_no_floats(fields, "/fields"); !st) return std::unexpected(st.error());
+    // Appends lines to retention.jsonl and makes them durable; cuts a partial
+    // write off again.
+    Status append_anchors(const std::string& lines) {
+        const std::string path = (fs::path(dir) / kRetentionFile).string();
+        const bool fresh = !fs::exists(path);
+        auto fd = open_append(path);
+        if (!fd) return std::unexpected(fd.error());
+        struct stat sb {};
+        off_t before = ::fstat(fd->get(), &sb) == 0 ? sb.st_size : 0;
+        Status st = write_all(fd->get(), lines, kRetentionFile);
+        if (st && ::fdatasync(fd->get()) != 0)
+            st = fail(ErrorCode::io,
+                      std::string("cannot sync ") + kRetentionFile + ": " + errno_text());
+        if (!st) {
+            if (::ftruncate(fd->get(), before) != 0)
+                st.error().message += " (and the partial anchor could not be cut off)";
+            return st;
+        }
+        if (fresh) return sync_dir(dir);
+        return {};
+    }
+
+    // The audit.pruned record for segs[first..last] (indices), whose gap ends
+    // at seq `last_seq`, sealed into `out`; mu must be held.
+    Status seal_pruned_locked(const std::vector<const SegmentInfo*>& removed, uint64_t gap_first,
+                              uint64_t gap_last, int64_t now, std::vector<Pending>& out) {
+        json names = json::array();
+        uint64_t count = 0;
+        std::optional<int64_t> oldest;
+        std::optional<int64_t> newest;
+        for (const SegmentInfo* info : removed) {
+            names.push_back(segment_name(info->number));
+            count += info->end_seq - info->first_seq;
+            if (info->oldest_millis && (!oldest || *info->oldest_millis < *oldest))
+                oldest = info->oldest_millis;
+            if (info->newest_millis && (!newest || *info->newest_millis > *newest))
+                newest = info->newest_millis;
+        }
+        json fields{{"segments", std::move(names)},
+                    {"first_seq", gap_first},
+                    {"last_seq", gap_last},
+                    {"count", count},
+                    {"oldest_ts", oldest ? util::rfc3339_millis(*oldest) : std::string()},
+                    {"newest_ts", newest ? util::rfc3339_millis(*newest) : std::string()},
+                    {"retention_days", options.retention_days}};
+        auto p = seal_locked(kPrunedEventType, std::move(fields), {}, now);
+        if (!p) return std::unexpected(p.error());
+        out.push_back(std::move(*p));
+        return {};
+    }
+
+    // Step (c): unlinks the segments (newest first, so a crash midway leaves
+    // the kept prefix of the run contiguous with what precedes it).
+    // A segment preserved meanwhile stops the unlinking there: the ones
+    // before it stay too, or their records would leave a gap no anchor
+    // bridges. Returns the numbers removed.
+    Result<std::vector<uint64_t>> unlink_segments(const std::vector<uint64_t>& numbers) {
+        std::vector<uint64_t> removed;
+        for (auto it = numbers.rbegin(); it != numbers.rend(); ++it) {
+            if (is_preserved(dir, segment_name(*it))) break;
+            if (::unlink(segment_path(*it).c_str()) != 0 && errno != ENOENT)
+                return fail(ErrorCode::io,
+                            "cannot remove " + segment_name(*it) + ": " + errno_text());
+            removed.insert(removed.begin(), *it);
+        }
+        std::erase_if(segs, [&](const SegmentInfo& s) {
+            return std::find(removed.begin(), removed.end(), s.number) != removed.end();
+        });
+        if (auto st = sync_dir(dir); !st) return std::unexpected(st.error());
+        return removed;
+    }
+
+    // One pruning, on the writer thread (or in open() before it starts).
+    Result<PruneResult> prune() {
+        PruneResult result;
+        if (options.retention_days == 0 || segs.size() < 2) return result;
+        const int64_t now = clock.now_millis();
+        const int64_t cutoff = now - static_cast<int64_t>(options.retention_days) * kDayMillis;
+        std::vector<bool> remove(segs.size(), false);
+        for (size_t i = 0; i + 1 < segs.size(); ++i) {
+            const SegmentInfo& info = segs[i];
+            remove[i] = !info.empty() && info.newest_millis && *info.newest_millis < cutoff &&
+                        !is_preserved(dir, segment_name(info.number));
+        }
+        struct Run {
+            size_t first;
+            size_t last;
+        };
+        std::vector<Run> runs;
+        for (size_t i = 0; i < segs.size(); ++i) {
+            if (!remove[i]) continue;
+            if (!runs.empty() && runs.back().last + 1 == i)
+                runs.back().last = i;
+            else
+                runs.push_back(Run{i, i});
+        }
+        if (runs.empty()) return result;
+
+        // (a) one anchor per kept run that follows removed segments.
+        const std::string ts = util::rfc3339_millis(now);
+        std::string lines;
+        std::vector<std::pair<uint64_t, uint64_t>> gaps;
+        for (const Run& run : runs) {
+            const SegmentInfo& kept = segs[run.last + 1];  // exists: the last is never removed
+            RetentionAnchor a;
+            a.first_seq = kept.first_seq;
+            a.prev = crypto::base64_encode(from_digest(kept.prev_at_first));
+            for (const Digest& d : kept.frontier)
+                a.frontier.push_back(crypto::base64_encode(from_digest(d)));
+            for (size_t i = run.first; i <= run.last; ++i)
+                a.removed.push_back(segment_name(segs[i].number));
+            // The gap also covers records an earlier pruning removed right
+            // before this run, so one anchor bridges it.
+            a.removed_first_seq = run.first == 0 ? 0 : segs[run.first - 1].end_seq;
+            a.removed_last_seq = kept.first_seq - 1;
+            a.ts = ts;
+            gaps.emplace_back(a.removed_first_seq, a.removed_last_seq);
+            auto text = canonical_dump(to_json(a));
+            if (!text) return std::unexpected(text.error());
+            lines += *text + "\n";
+        }
+        if (auto st = append_anchors(lines); !st) return std::unexpected(st.error());
+        if (options.prune_stop_after_step == 1) return result;
+
+        // (b) the audit.pruned records, with whatever was queued before them.
+        std::vector<Pending> batch;
+        {
+            std::lock_guard lk(mu);
+            if (failed) return fail(ErrorCode::io, "audit log failed: " + failure_reason);
+            batch.swap(queue);
+            for (size_t r = 0; r < runs.size(); ++r) {
+                std::vector<const SegmentInfo*> removed;
+                for (size_t i = runs[r].first; i <= runs[r].last; ++i) removed.push_back(&segs[i]);
+                if (auto st =
+                        seal_pruned_locked(removed, gaps[r].first, gaps[r].second, now, batch);
+                    !st)
+                    return std::unexpected(st.error());
+            }
+        }
+        if (auto st = commit(batch); !st) return std::unexpected(st.error());
+        if (checkpoint_due()) {
+            if (auto st = write_checkpoint(); !st) return std::unexpected(st.error());
+        }
+        if (options.prune_stop_after_step == 2) return result;
+
+        // (c)
+        std::vector<std::vector<uint64_t>> run_numbers;
+        std::map<uint64_t, uint64_t> counts;
+        for (const Run& run : runs) {
+            run_numbers.emplace_back();
+            for (size_t i = run.first; i <= run.last; ++i) {
+                run_numbers.back().push_back(segs[i].number);
+                counts[segs[i].number] = segs[i].end_seq - segs[i].first_seq;
+            }
+        }
+        for (size_t r = 0; r < runs.size(); ++r) {
+            auto removed = unlink_segments(run_numbers[r]);
+            if (!removed) return std::unexpected(removed.error());
+            std::vector<std::string> names;
+            for (uint64_t n : *removed) {
+                names.push_back(segment_name(n));
+                result.records += counts[n];
+            }
+            result.removed.insert(result.removed.end(), names.begin(), names.end());
+            if (options.on_pruned && !names.empty())
+                options.on_pruned(names, gaps[r].first, gaps[r].second);
+        }
+        return result;
+    }
+
+    // At open, before the writer starts: finishes prunings a crash cut short
+    // (an anchor whose segments are still there): writes the audit.pruned
+    // record when it is missing, then removes the segments.
+    Status finish_interrupted_prunings(const Recovered& r, std::vector<std::string>& warnings) {
+        auto pruned = r.pruned;
+        for (const auto& a : r.anchors) {
+            std::vector<const SegmentInfo*> present;
+            std::vector<uint64_t> numbers;
+            for (const auto& name : a.removed) {
+                const uint64_t n = *parse_segment_name(name);
+                if (n == segs.back().number) continue;
+                for (const auto& info : segs)
+                    if (info.number == n) {
+                        present.push_back(&info);
+                        numbers.push_back(n);
+                    }
+            }
+            if (numbers.empty()) continue;
+            const auto gap = std::make_pair(a.removed_first_seq, a.removed_last_seq);
+            if (!pruned.contains(gap)) {
+                std::vector<Pending> batch;
+                {
+                    std::lock_guard lk(mu);
+                    if (auto st = seal_pruned_locked(present, gap.first, gap.second,
+                                                     clock.now_millis(), batch);
+                        !st)
+                        return st;
+                }
+                if (auto st = commit(batch); !st) return st;
+                pruned.insert(gap);
+            }
+            auto removed = unlink_segments(numbers);
+            if (!removed) return std::unexpected(removed.error());
+            if (removed->empty()) continue;
+            std::string names;
+            for (uint64_t n : *removed) names += (names.empty() ? "" : ", ") + segment_name(n);
+            warnings.push_back("audit: finished an interrupted retention pruning: removed " +
+                               names);
+        }
+        return {};
+    }
+
+    Result<Pending> seal_locked(std::string_view type, json fields, const AppendContext& ctx,
+                                int64_t ts_millis) {
         json rec{{"type", type},
                  {"actor", ctx.actor.empty() ? default_actor : ctx.actor},
                  {"agent_id", options.agent_id},
                  {"fields", std::move(fields)},
-                 {"ts", util::rfc3339_millis(clock.now_millis())}};
+                 {"ts", util::rfc3339_millis(ts_millis)},
+                 {"seq", next_seq},
+                 {"prev", crypto::base64_encode(prev)}};
         if (!ctx.job_id.empty()) rec["job_id"] = ctx.job_id;
         if (!ctx.trace_id.empty()) rec["trace_id"] = ctx.trace_id;
-        std::unique_lock lk(mu);
-        if (failed) return fail(ErrorCode::io, "audit log failed: " + failure_reason);
-        if (closed || stopping) return fail(ErrorCode::conflict, "audit log is closed");
-        rec["seq"] = next_seq;
-        rec["prev"] = crypto::base64_encode(prev);
         std::string line;
         try {
             line = rec.dump();
@@ -475,9 +857,25 @@ struct AuditLog::Impl {
         }
         merkle::Hash leaf = merkle::leaf_hash(line);
         line += '\n';
-        uint64_t seq = next_seq++;
+        const uint64_t seq = next_seq++;
         prev = leaf;
-        queue.push_back(Pending{std::move(line), std::move(leaf), seq});
+        return Pending{std::move(line), std::move(leaf), seq, ts_millis};
+    }
+
+    Result<uint64_t> enqueue(std::string_view type, json fields, const AppendContext& ctx) {
+        if (type.empty()) return fail(ErrorCode::invalid_argument, "audit record type is empty");
+        if (fields.is_null()) fields = json::object();
+        if (!fields.is_object())
+            return fail(ErrorCode::invalid_argument, "audit record fields must be a JSON object");
+        if (auto st = check_no_floats(fields, "/fields"); !st) return std::unexpected(st.error());
+        const int64_t ts_millis = clock.now_millis();
+        std::unique_lock lk(mu);
+        if (failed) return fail(ErrorCode::io, "audit log failed: " + failure_reason);
+        if (closed || stopping) return fail(ErrorCode::conflict, "audit log is closed");
+        auto p = seal_locked(type, std::move(fields), ctx, ts_millis);
+        if (!p) return std::unexpected(p.error());
+        const uint64_t seq = p->seq;
+        queue.push_back(std::move(*p));
         lk.unlock();
         work_cv.notify_one();
         return seq;
@@ -505,6 +903,8 @@ Result<AuditLog::Opened> AuditLog::open(const std::string& dir, Options options,
     if (options.segment_max_bytes == 0 || options.checkpoint_every_records == 0)
         return fail(ErrorCode::invalid_argument,
                     "segment_max_bytes and checkpoint_every_records must be positive");
+    if (options.retention_days > 0 && options.prune_interval_ms == 0)
+        return fail(ErrorCode::invalid_argument, "prune_interval_ms must be positive");
     if (auto st = util::make_dirs(dir, 0700); !st) return std::unexpected(st.error());
     auto dir_lock = lock_dir(dir);
     if (!dir_lock) return std::unexpected(dir_lock.error());
@@ -514,6 +914,7 @@ Result<AuditLog::Opened> AuditLog::open(const std::string& dir, Options options,
     Recovered r;
     // Checkpoints first: a record they cover is never cut off as a torn tail.
     if (auto st = recover_checkpoints(dir, r); !st) return std::unexpected(st.error());
+    if (auto st = recover_anchors(dir, r); !st) return std::unexpected(st.error());
     if (auto st = recover_segments(dir, r); !st) return std::unexpected(st.error());
     if (auto st = check_covered(r); !st) return std::unexpected(st.error());
 
@@ -525,6 +926,8 @@ Result<AuditLog::Opened> AuditLog::open(const std::string& dir, Options options,
     impl->durable = r.next_seq;
     impl->prev = r.prev;
     impl->tree = r.tree;
+    impl->last_leaf = to_digest(r.prev);
+    impl->segs = std::move(r.segs);
     impl->checkpoint_size = r.checkpoint_size;
     bool fresh = !fs::exists(impl->segment_path(r.segment_number));
     if (auto st = impl->open_segment(r.segment_number, fresh); !st)
@@ -533,6 +936,10 @@ Result<AuditLog::Opened> AuditLog::open(const std::string& dir, Options options,
     auto cps = open_append((fs::path(dir) / kCheckpointsFile).string());
     if (!cps) return std::unexpected(cps.error());
     impl->checkpoints = std::move(*cps);
+    if (impl->segs.empty() || impl->segs.back().number != r.segment_number)
+        impl->segs.push_back(start_segment_info(r.segment_number, impl->tree, impl->last_leaf));
+    if (auto st = impl->finish_interrupted_prunings(r, r.warnings); !st)
+        return std::unexpected(st.error());
 
     Impl* raw = impl.get();
     raw->writer = std::thread([raw] { raw->run_writer(); });
@@ -604,6 +1011,20 @@ std::string AuditLog::failure_reason() const {
 uint64_t AuditLog::durable_size() const {
     std::lock_guard lk(impl_->mu);
     return impl_->durable;
+}
+
+Result<PruneResult> AuditLog::prune_now() {
+    std::unique_lock lk(impl_->mu);
+    if (impl_->failed) return fail(ErrorCode::io, "audit log failed: " + impl_->failure_reason);
+    if (impl_->closed || impl_->stopping || impl_->writer_done)
+        return fail(ErrorCode::conflict, "audit log is closed");
+    const uint64_t ticket = ++impl_->prune_requested;
+    impl_->work_cv.notify_all();
+    impl_->durable_cv.wait(
+        lk, [&] { return impl_->prune_done >= ticket || impl_->failed || impl_->writer_done; });
+    if (impl_->prune_done >= ticket) return impl_->prune_result;
+    if (impl_->failed) return fail(ErrorCode::io, "audit log failed: " + impl_->failure_reason);
+    return fail(ErrorCode::conflict, "audit log is closed");
 }
 
 const std::string& AuditLog::dir() const {

@@ -22,10 +22,25 @@
 //   something to write past.
 // - Secret values are never recorded: there is deliberately no overload that
 //   takes a SecretValue. Use hmac() for sensitive but non-secret values.
+// - Segments rotate at segment_max_bytes and (rotate_daily) at the first
+//   record of a new UTC day, so retention works in whole days.
+// - Retention (retention_days > 0): on the writer thread, shortly after open
+//   and then every prune_interval_ms, whole segments whose newest record is
+//   older than now - retention_days are removed; never the active (last)
+//   segment, never a preserved one (retention.h). Crash-safe order, for each
+//   kept run of records that follows removed ones: (a) an anchor (first seq,
+//   prev, compact Merkle frontier) is appended to retention.jsonl and synced;
+//   (b) an `audit.pruned` record {segments, first_seq, last_seq, count,
+//   oldest_ts, newest_ts, retention_days} is made durable; (c) the files are
+//   unlinked (newest first) and the directory synced. open() finishes an
+//   interrupted pruning (writes the missing record, removes the files left).
+//   The log stays verifiable (verify.h) and provable (proof.h) from the
+//   oldest remaining record. Retention problems fail the log closed like
+//   write errors: a retention that silently stops is a compliance breach.
 //
 // Seams for later increments: RFC 3161 timestamping and SIEM export hook in
-// where a checkpoint / a batch becomes durable (writer thread); retention
-// removes whole segments; the salt may come from the secret store.
+// where a checkpoint / a batch becomes durable (writer thread); the salt may
+// come from the secret store.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -66,6 +81,30 @@ struct Options {
     // append(), but must not call append_durable()/flush(): those wait for this
     // very thread. Keep it short; it delays the next group commit.
     std::function<void(const Checkpoint& checkpoint)> on_checkpoint;
+
+    // Also start a new segment at the first record of a new UTC day.
+    bool rotate_daily = true;
+    // Remove whole segments whose newest record is older than this many days;
+    // 0 keeps everything. The config layer enforces 30..365; any value >= 1
+    // works here.
+    uint32_t retention_days = 0;
+    uint32_t prune_interval_ms = 3600 * 1000;
+    uint32_t prune_first_delay_ms = 5000;  // the first pruning after open
+    // Called on the writer thread after a pruning removed `segments`; records
+    // [first_seq, last_seq] are now missing there (the gap its anchor
+    // bridges, which may include records an earlier pruning removed). Same
+    // rules as on_checkpoint: it may append(), never append_durable()/flush().
+    std::function<void(const std::vector<std::string>& segments, uint64_t first_seq,
+                       uint64_t last_seq)>
+        on_pruned;
+    // Test seam: 1 = stop a pruning after step (a), 2 = after step (b), as a
+    // crash there would (the log keeps running). 0 in production.
+    int prune_stop_after_step = 0;
+};
+
+struct PruneResult {
+    std::vector<std::string> removed;  // segment names, oldest first
+    uint64_t records = 0;              // records they held
 };
 
 struct AppendContext {
@@ -103,13 +142,18 @@ class AuditLog final {
     // Drains the queue, writes a final checkpoint (when there are new
     // records) and stops the writer. Idempotent. Error when the log failed.
     Status close();
+    // Runs a pruning now on the writer thread and waits for it (the periodic
+    // one runs by itself; this is for tests and an operator command). Nothing
+    // is removed when retention_days is 0. Errors as for append().
+    Result<PruneResult> prune_now();
 
     // "hmac-sha256:" + base64(HMAC-SHA256(salt, value)).
     std::string hmac(std::string_view value) const;
 
     bool failed() const;
     std::string failure_reason() const;
-    // Number of records on disk (= next durable seq).
+    // Number of records written (= next durable seq; retention may have
+    // removed the oldest of them since).
     uint64_t durable_size() const;
     const std::string& dir() const;
 

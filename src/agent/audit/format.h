@@ -4,6 +4,8 @@
 //   segment-000001.jsonl, segment-000002.jsonl, ...  records, one per line
 //   checkpoints.jsonl                                 signed checkpoints
 //   hmac.salt                                         salt for hmac() values
+//   retention.jsonl                                   retention anchors (retention.h)
+//   segment-NNNNNN.jsonl.preserved                    "never remove" marks (retention.h)
 //
 // Record line: canonical JSON (nlohmann's default dump: keys sorted, no
 // spaces, UTF-8, no floating-point numbers) followed by "\n". Fields:
@@ -37,7 +39,9 @@ inline constexpr const char* kCheckpointNoteHeader = "secure-agent audit checkpo
 std::string segment_name(uint64_t number);
 // The number of a segment file name, nullopt for any other name.
 std::optional<uint64_t> parse_segment_name(std::string_view name);
-// Segment file names in dir, in order. not_found when dir does not exist.
+// Segment file names in dir, in order (exact names only: not .preserved
+// marks). not_found when dir does not exist. After retention the first one
+// need not be segment-000001.jsonl, nor its first record seq 0.
 Result<std::vector<std::string>> list_segments(const std::string& dir);
 
 // invalid_argument (naming the JSON path) when value holds a floating-point

@@ -8,6 +8,13 @@
 //    "root_2":b64,"proof":[b64...],"checkpoint_1":{...},"checkpoint_2":{...}}
 // Proofs are made against signed checkpoints only: inclusion against the
 // latest one, consistency between two checkpoint sizes.
+//
+// On a log pruned by retention (retention.h) the nodes left of a kept run's
+// first seq S come from its anchor's frontier, so proofs keep working for
+// records >= S and for consistency from a size >= S; the proof format and
+// verify_proof are unchanged. For a record in a run followed by a gap (a
+// preserved segment) the inclusion proof is made against the latest
+// checkpoint that ends within that run.
 #include <cstdint>
 #include <string>
 
@@ -18,9 +25,11 @@
 
 namespace sa::agent::audit {
 
-// not_found when there is no checkpoint; invalid_argument when index is not
-// covered by the latest checkpoint; integrity when the records no longer
-// match the checkpoint's root.
+// not_found when there is no checkpoint, or "record N was removed by
+// retention on TS" for a removed record (or when no checkpoint can prove it
+// without removed records); invalid_argument when index is not covered by
+// the latest checkpoint; integrity when the records no longer match the
+// checkpoint's root.
 Result<nlohmann::json> inclusion_proof(const std::string& dir, uint64_t index);
 // invalid_argument unless 0 < size1 <= size2 and both are checkpoint sizes.
 Result<nlohmann::json> consistency_proof(const std::string& dir, uint64_t size1, uint64_t size2);

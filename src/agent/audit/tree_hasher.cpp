@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <stdexcept>
 
@@ -86,6 +87,15 @@ void DigestTree::append(const Digest& leaf_hash, TreeHasher& hasher) {
     for (uint64_t s = size_; (s & 1) == 1; s >>= 1) carry = hasher.node(peaks_[--count_], carry);
     peaks_[count_++] = carry;
     ++size_;
+}
+
+std::optional<DigestTree> DigestTree::from_peaks(uint64_t size, std::span<const Digest> peaks) {
+    if (peaks.size() != static_cast<size_t>(std::popcount(size))) return std::nullopt;
+    DigestTree t;
+    t.size_ = size;
+    t.count_ = static_cast<unsigned>(peaks.size());
+    std::copy(peaks.begin(), peaks.end(), t.peaks_.begin());
+    return t;
 }
 
 Digest DigestTree::root(TreeHasher& hasher) const {

@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string_view>
 
 namespace sa::agent::audit {
@@ -38,6 +40,12 @@ class DigestTree final {
     void append(const Digest& leaf_hash, TreeHasher& hasher);
     uint64_t size() const { return size_; }
     Digest root(TreeHasher& hasher) const;
+    // The compact state: roots of the maximal perfect subtrees covering
+    // [0, size()), largest (leftmost) first; one per set bit of size().
+    std::span<const Digest> peaks() const { return {peaks_.data(), count_}; }
+    // A tree of `size` leaves known only by its peaks (what a retention anchor
+    // stores); nullopt when the number of peaks does not fit size.
+    static std::optional<DigestTree> from_peaks(uint64_t size, std::span<const Digest> peaks);
 
   private:
     uint64_t size_ = 0;

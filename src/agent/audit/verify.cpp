@@ -1,11 +1,16 @@
 #include "agent/audit/verify.h"
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <filesystem>
+#include <limits>
+#include <map>
 #include <vector>
 
 #include "agent/audit/canonical.h"
 #include "agent/audit/format.h"
+#include "agent/audit/retention.h"
 #include "agent/audit/tree_hasher.h"
 #include "common/crypto/encoding.h"
 #include "common/merkle/merkle.h"
@@ -138,6 +143,50 @@ Result<std::vector<LoadedCheckpoint>> load_checkpoints(const std::string& dir,
     return out;
 }
 
+// A retention anchor with its hashes decoded.
+struct Anchor {
+    RetentionAnchor a;
+    uint64_t line = 0;
+    std::vector<Digest> frontier;
+    Digest prev{};
+};
+
+Digest decode_digest(const std::string& b64) {
+    Digest d{};
+    auto raw = crypto::base64_decode(b64);
+    if (raw && raw->size() == d.size()) std::memcpy(d.data(), raw->data(), d.size());
+    return d;
+}
+
+// Reads retention.jsonl; a line that is not a well-formed anchor is damage.
+Result<std::vector<Anchor>> load_anchors(const std::string& dir, std::optional<Damage>& damage) {
+    std::vector<Anchor> out;
+    auto reader = LineReader::open((fs::path(dir) / kRetentionFile).string());
+    if (!reader) {
+        if (reader.error().code == ErrorCode::not_found) return out;
+        return std::unexpected(reader.error());
+    }
+    std::string line;
+    bool complete = true;
+    Position pos{kRetentionFile, 0};
+    while (reader->next(line, complete)) {
+        ++pos.line;
+        auto a = parse_anchor_line(line);
+        if (!complete || !a) {
+            damage = make_damage(DamageKind::malformed, pos, std::nullopt,
+                                 complete ? a.error().message : "incomplete line");
+            return out;
+        }
+        Anchor an;
+        an.line = pos.line;
+        for (const auto& f : a->frontier) an.frontier.push_back(decode_digest(f));
+        an.prev = decode_digest(a->prev);
+        an.a = std::move(*a);
+        out.push_back(std::move(an));
+    }
+    return out;
+}
+
 }  // namespace
 
 const char* to_string(DamageKind kind) {
@@ -168,9 +217,16 @@ std::string Damage::describe() const {
 
 namespace {
 
+// Seen::file of a retention anchor standing in for the record before the
+// first kept record of a run.
+constexpr size_t kAnchorFile = std::numeric_limits<size_t>::max();
+
+// The tail every audit.pruned record line ends with (type is the last key).
+constexpr std::string_view kPrunedTail = ",\"type\":\"audit.pruned\"}";
+
 // A record already checked, kept until the next one decides about it.
 struct Seen {
-    size_t file = 0;  // index into the segment list
+    size_t file = 0;  // index into the segment list, or kAnchorFile
     uint64_t line = 0;
     uint64_t seq = 0;
     Digest leaf{};
@@ -189,6 +245,30 @@ Result<VerifyReport> verify(const std::string& dir, const crypto::Ed25519PublicK
     report.checkpoints = cps->size();
     if (!cps->empty()) report.checkpointed_size = cps->back().cp.tree_size;
     if (report.damage) return report;
+    auto anchors = load_anchors(dir, report.damage);
+    if (!anchors) return std::unexpected(anchors.error());
+    if (report.damage) return report;
+    // Anchors in seq order, to notice the ones reached without a gap.
+    std::vector<const Anchor*> by_seq;
+    for (const auto& an : *anchors) by_seq.push_back(&an);
+    std::stable_sort(by_seq.begin(), by_seq.end(), [](const Anchor* x, const Anchor* y) {
+        return x->a.first_seq < y->a.first_seq;
+    });
+    size_t next_anchor = 0;
+    auto next_anchor_seq = [&] {
+        return next_anchor < by_seq.size() ? by_seq[next_anchor]->a.first_seq
+                                           : std::numeric_limits<uint64_t>::max();
+    };
+    // Anchors bridging a gap, with where the gap ends: each needs its
+    // audit.pruned record somewhere in the log.
+    struct UsedAnchor {
+        const Anchor* anchor;
+        Position at;
+        uint64_t gap_first;
+    };
+    std::vector<UsedAnchor> used;
+    std::map<std::pair<uint64_t, uint64_t>, uint64_t> pruned;  // range -> seq of its record
+    const bool want_pruned = !anchors->empty();
 
     // The hot loop: one canonical scan and one leaf hash per line, nothing
     // allocated per line (positions are materialised only for damage).
@@ -207,7 +287,20 @@ Result<VerifyReport> verify(const std::string& dir, const crypto::Ed25519PublicK
     std::optional<Mismatch> mismatch;
     size_t next_cp = 0;
     while (next_cp < cps->size() && (*cps)[next_cp].cp.tree_size == 0) ++next_cp;
-    auto position = [&](const Seen& s) { return Position{(*segments)[s.file], s.line}; };
+    auto position = [&](const Seen& s) {
+        if (s.file == kAnchorFile) return Position{kRetentionFile, s.line};
+        return Position{(*segments)[s.file], s.line};
+    };
+    auto changed_detail = [&](const Seen& culprit, uint64_t next_seq) {
+        if (culprit.file == kAnchorFile)
+            return "the retention anchor's prev does not match the prev of seq " +
+                   std::to_string(next_seq) + ", the first record after the removed ones";
+        return "record changed after it was written: its hash no longer matches the prev of seq " +
+               std::to_string(next_seq);
+    };
+    auto culprit_seq = [](const Seen& culprit) {
+        return culprit.file == kAnchorFile ? culprit.seq + 1 : culprit.seq;
+    };
 
     for (size_t file = 0; file < segments->size() && !report.damage; ++file) {
         auto reader = LineViewReader::open((fs::path(dir) / (*segments)[file]).string());
@@ -235,13 +328,82 @@ Result<VerifyReport> verify(const std::string& dir, const crypto::Ed25519PublicK
                 const bool at_changed = head->seq == mismatch->at.seq + 1 &&
                                         head->prev_raw != view(base64_digest(mismatch->at.leaf));
                 const Seen& culprit = at_changed ? mismatch->at : mismatch->before;
-                report.damage = make_damage(
-                    DamageKind::modified, position(culprit), culprit.seq,
-                    "record changed after it was written: its hash no longer matches the prev of "
-                    "seq " +
-                        std::to_string(culprit.seq + 1));
+                report.damage =
+                    make_damage(DamageKind::modified, position(culprit), culprit_seq(culprit),
+                                changed_detail(culprit, culprit.seq + 1));
                 break;
             }
+            if (want_pruned && line.ends_with(kPrunedTail)) [[unlikely]] {
+                if (auto rec = parse_record_line(line); rec && rec->type == kPrunedEventType) {
+                    const auto& f = rec->fields;
+                    if (f.contains("first_seq") && f["first_seq"].is_number_unsigned() &&
+                        f.contains("last_seq") && f["last_seq"].is_number_unsigned())
+                        pruned[{f["first_seq"].get<uint64_t>(), f["last_seq"].get<uint64_t>()}] =
+                            head->seq;
+                }
+            }
+            const Anchor* bridge = nullptr;
+            if (head->seq > expected) {
+                // A gap is fine only where retention left an anchor for it.
+                for (const auto& an : *anchors)
+                    if (an.a.first_seq == head->seq && an.a.removed_first_seq <= expected) {
+                        bridge = &an;
+                        break;
+                    }
+            }
+            if (bridge) {
+                const uint64_t s = head->seq;
+                // Checkpoints inside the gap: signatures were checked, roots
+                // cannot be (their records are gone).
+                while (next_cp < cps->size() && (*cps)[next_cp].cp.tree_size < s) {
+                    ++report.checkpoints_before_retention;
+                    ++next_cp;
+                }
+                tree = *DigestTree::from_peaks(s, bridge->frontier);  // shape checked at load
+                if (!last) report.first_seq = s;
+                ++report.anchors;
+                report.removed_by_retention += s - expected;
+                used.push_back(UsedAnchor{bridge, at_here(), expected});
+                last = Seen{kAnchorFile, bridge->line, s - 1, bridge->prev};
+                expected = s;
+                while (next_anchor < by_seq.size() && by_seq[next_anchor]->a.first_seq <= s)
+                    ++next_anchor;
+                while (next_cp < cps->size() && (*cps)[next_cp].cp.tree_size == s) {
+                    const auto& lc = (*cps)[next_cp];
+                    if (lc.cp.root != view(base64_digest(tree.root(hasher)))) {
+                        report.damage = make_damage(
+                            DamageKind::modified, Position{kRetentionFile, bridge->line}, s,
+                            "the retention anchor's frontier does not give the root signed by "
+                            "the checkpoint at " +
+                                std::string(kCheckpointsFile) + ":" + std::to_string(lc.line) +
+                                " (tree size " + std::to_string(s) + "): a forged frontier");
+                        break;
+                    }
+                    ++next_cp;
+                }
+                if (report.damage) break;
+            } else if (head->seq == expected && expected == next_anchor_seq()) [[unlikely]] {
+                // An anchor whose records are all still here (a pruning cut
+                // short by a crash): it must describe them exactly.
+                while (next_anchor < by_seq.size() &&
+                       by_seq[next_anchor]->a.first_seq == expected) {
+                    const Anchor& an = *by_seq[next_anchor++];
+                    const auto peaks = tree.peaks();
+                    const bool same = last && last->leaf == an.prev &&
+                                      peaks.size() == an.frontier.size() &&
+                                      std::equal(peaks.begin(), peaks.end(), an.frontier.begin());
+                    if (!same && !mismatch) {
+                        report.damage = make_damage(
+                            DamageKind::modified, Position{kRetentionFile, an.line}, expected,
+                            "the retention anchor does not match the records before seq " +
+                                std::to_string(expected) + " (its frontier or prev differ)");
+                        break;
+                    }
+                }
+                if (report.damage) break;
+            }
+            while (next_anchor < by_seq.size() && by_seq[next_anchor]->a.first_seq < expected)
+                ++next_anchor;
             if (head->seq != expected) {
                 auto d = head->seq > expected
                              ? classify_jump(dir, at_here(), expected, head->seq)
@@ -274,7 +436,14 @@ Result<VerifyReport> verify(const std::string& dir, const crypto::Ed25519PublicK
                         "record differs from the one signed by the checkpoint at " +
                             std::string(kCheckpointsFile) + ":" + std::to_string(lc.line) +
                             " (tree size " + std::to_string(lc.cp.tree_size) +
-                            "; the chain before it is intact)");
+                            "; the chain before it is intact" +
+                            (used.empty()
+                                 ? std::string()
+                                 : std::string("; or the frontier of the retention "
+                                               "anchor at ") +
+                                       kRetentionFile + ":" +
+                                       std::to_string(used.back().anchor->line) + " was forged") +
+                            ")");
                     break;
                 }
                 ++next_cp;
@@ -286,10 +455,26 @@ Result<VerifyReport> verify(const std::string& dir, const crypto::Ed25519PublicK
     report.root = std::string(view(base64_digest(tree.root(hasher))));
     if (report.damage) return report;
     if (mismatch) {
+        report.damage = make_damage(DamageKind::modified, position(mismatch->before),
+                                    culprit_seq(mismatch->before),
+                                    changed_detail(mismatch->before, mismatch->at.seq));
+        return report;
+    }
+    for (const auto& u : used) {
+        const auto& a = u.anchor->a;
+        // The record follows the anchor it confirms (step (b) after (a)).
+        if (auto it = pruned.find({a.removed_first_seq, a.removed_last_seq});
+            it != pruned.end() && it->second >= a.first_seq)
+            continue;
+        const uint64_t s = a.first_seq;
         report.damage = make_damage(
-            DamageKind::modified, position(mismatch->before), mismatch->before.seq,
-            "record changed after it was written: its hash no longer matches the prev of seq " +
-                std::to_string(mismatch->at.seq));
+            DamageKind::removed, u.at, s,
+            "seq " + std::to_string(u.gap_first) + ".." + std::to_string(s - 1) +
+                " missing before this record: segments removed without an audit.pruned record "
+                "(the retention anchor at " +
+                kRetentionFile + ":" + std::to_string(u.anchor->line) + " claims seq " +
+                std::to_string(a.removed_first_seq) + ".." + std::to_string(a.removed_last_seq) +
+                ")");
         return report;
     }
     if (!cps->empty() && cps->back().cp.tree_size > tree.size()) {

@@ -287,7 +287,7 @@ Config parse_document(const YAML::Node& root) {
     if (top.has("audit")) {
         Map audit(top.get("audit"), "audit",
                   {"dir", "batch_interval_ms", "checkpoint_every_records", "checkpoint_interval_ms",
-                   "on_failure"});
+                   "on_failure", "retention_days", "tsa", "siem"});
         if (auto dir = audit.optional_string("dir")) config.audit.dir = *dir;
         if (audit.has("batch_interval_ms")) {
             config.audit.batch_interval_ms =
@@ -310,6 +310,76 @@ Config parse_document(const YAML::Node& root) {
                 config.audit.on_failure = AuditOnFailure::fail_open;
             } else {
                 error_at(audit.at("on_failure"), "must be one of fail_closed, fail_open");
+            }
+        }
+        if (audit.has("retention_days")) {
+            config.audit.retention_days =
+                parse_int(audit.get("retention_days"), 30, 365, audit.at("retention_days"));
+        }
+        if (audit.has("tsa")) {
+            Map tsa(audit.get("tsa"), audit.at("tsa"), {"url", "ca_file", "tls_ca_file"});
+            TsaSection out;
+            out.url = tsa.required_string("url");
+            if (!out.url.starts_with("https://") || out.url.size() <= 8) {
+                error_at(tsa.at("url"), "must be an https:// URL");
+            }
+            out.ca_file = tsa.required_string("ca_file");
+            out.tls_ca_file = tsa.optional_string("tls_ca_file");
+            config.audit.tsa = std::move(out);
+        }
+        if (audit.has("siem")) {
+            const YAML::Node list = audit.get("siem");
+            if (!list.IsSequence()) error_at(audit.at("siem"), "must be a list");
+            std::set<std::string> names;
+            for (size_t i = 0; i < list.size(); ++i) {
+                const std::string path = audit.at("siem") + "[" + std::to_string(i) + "]";
+                Map entry(list[i], path,
+                          {"name", "type", "host", "port", "transport", "ca_file", "path",
+                           "max_backlog_mb"});
+                SiemExport out;
+                out.name = entry.required_string("name");
+                if (!is_name(out.name, 64)) {
+                    error_at(entry.at("name"), "must match [A-Za-z0-9_.-]{1,64}");
+                }
+                if (!names.insert(out.name).second) {
+                    error_at(entry.at("name"), "duplicate export name " + quoted(out.name));
+                }
+                const std::string type = entry.required_string("type");
+                if (type == "syslog") {
+                    out.type = SiemExport::Type::syslog;
+                    out.host = entry.required_string("host");
+                    if (entry.has("port")) {
+                        out.port = parse_int(entry.get("port"), 1, 65535, entry.at("port"));
+                    }
+                    if (auto transport = entry.optional_string("transport")) {
+                        if (*transport == "tls") {
+                            out.tls = true;
+                        } else if (*transport == "tcp") {
+                            out.tls = false;
+                            if (!entry.has("port")) out.port = 514;
+                        } else {
+                            error_at(entry.at("transport"), "must be one of tls, tcp");
+                        }
+                    }
+                    out.ca_file = entry.optional_string("ca_file");
+                    if (out.ca_file && !out.tls) {
+                        error_at(entry.at("ca_file"), "only applies to transport: tls");
+                    }
+                    if (entry.has("path")) error_at(entry.at("path"), "only applies to json_lines");
+                } else if (type == "json_lines") {
+                    out.type = SiemExport::Type::json_lines;
+                    out.path = entry.required_string("path");
+                    for (const char* key : {"host", "port", "transport", "ca_file"}) {
+                        if (entry.has(key)) error_at(entry.at(key), "only applies to syslog");
+                    }
+                } else {
+                    error_at(entry.at("type"), "must be one of syslog, json_lines");
+                }
+                if (entry.has("max_backlog_mb")) {
+                    out.max_backlog_mb = parse_int(entry.get("max_backlog_mb"), 1, 65536,
+                                                   entry.at("max_backlog_mb"));
+                }
+                config.audit.siem.push_back(std::move(out));
             }
         }
     }
@@ -403,14 +473,35 @@ Result<Config> load_config(const std::string& path) {
     return parse_config(*text);
 }
 
+namespace {
+
+Status check_pem_certificates(const std::string& file, const std::string& key) {
+    auto ca = util::read_file(file);
+    if (!ca) return fail(ErrorCode::invalid_argument, key + ": " + ca.error().message);
+    if (ca->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        return fail(ErrorCode::invalid_argument, key + ": " + file + " holds no PEM certificate");
+    }
+    return {};
+}
+
+}  // namespace
+
 Status check_files(const Config& config) {
     if (config.hub.ca_file) {
-        auto ca = util::read_file(*config.hub.ca_file);
-        if (!ca) return fail(ErrorCode::invalid_argument, "hub.ca_file: " + ca.error().message);
-        if (ca->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-            return fail(ErrorCode::invalid_argument,
-                        "hub.ca_file: " + *config.hub.ca_file + " holds no PEM certificate");
+        if (auto st = check_pem_certificates(*config.hub.ca_file, "hub.ca_file"); !st) return st;
+    }
+    if (config.audit.tsa) {
+        if (auto st = check_pem_certificates(config.audit.tsa->ca_file, "audit.tsa.ca_file"); !st)
+            return st;
+        if (const auto& tls_ca = config.audit.tsa->tls_ca_file) {
+            if (auto st = check_pem_certificates(*tls_ca, "audit.tsa.tls_ca_file"); !st) return st;
         }
+    }
+    for (size_t i = 0; i < config.audit.siem.size(); ++i) {
+        const auto& exporter = config.audit.siem[i];
+        if (!exporter.ca_file) continue;
+        const std::string key = "audit.siem[" + std::to_string(i) + "].ca_file";
+        if (auto st = check_pem_certificates(*exporter.ca_file, key); !st) return st;
     }
     auto key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
     if (!key) {

@@ -51,6 +51,28 @@ struct HealthSection {
 
 enum class AuditOnFailure { fail_closed, fail_open };
 
+// `audit.tsa`: an RFC 3161 Time-Stamp Authority that time-stamps checkpoints.
+struct TsaSection {
+    std::string url;      // https:// only
+    std::string ca_file;  // PEM: the CA(s) that issue the TSA's signing certificate
+    std::optional<std::string> tls_ca_file;  // CA of the TSA's HTTPS server; absent: system store
+};
+
+// One entry of `audit.siem`: where audit records are exported to.
+struct SiemExport {
+    enum class Type { syslog, json_lines };
+    std::string name;  // [A-Za-z0-9_.-]{1,64}, unique; names the export cursor
+    Type type = Type::syslog;
+    // syslog
+    std::string host;
+    int port = 6514;
+    bool tls = true;                     // transport: tls (RFC 5425) | tcp (RFC 6587)
+    std::optional<std::string> ca_file;  // the SIEM's CA; absent: system trust store
+    // json_lines
+    std::string path;          // a file, or "-" for stdout
+    int max_backlog_mb = 256;  // 1..65536: unsent records beyond this are skipped and reported
+};
+
 // Optional `audit:` section: where and how the tamper-evident audit log is written.
 struct AuditSection {
     std::string dir;                      // default: STATE_DIR/audit
@@ -58,6 +80,9 @@ struct AuditSection {
     int checkpoint_every_records = 1000;  // 1..1000000
     int checkpoint_interval_ms = 10000;   // 100..3600000
     AuditOnFailure on_failure = AuditOnFailure::fail_closed;
+    int retention_days = 365;  // 30..365: whole daily segments older than this are removed
+    std::optional<TsaSection> tsa;
+    std::vector<SiemExport> siem;
 };
 
 struct Config {

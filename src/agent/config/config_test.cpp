@@ -125,6 +125,9 @@ secret_stores:
     EXPECT_EQ(config->audit.checkpoint_every_records, 1000);
     EXPECT_EQ(config->audit.checkpoint_interval_ms, 10000);
     EXPECT_EQ(config->audit.on_failure, AuditOnFailure::fail_closed);
+    EXPECT_EQ(config->audit.retention_days, 365);
+    EXPECT_FALSE(config->audit.tsa);
+    EXPECT_TRUE(config->audit.siem.empty());
 }
 
 TEST(ConfigTest, ParsesTheAuditSection) {
@@ -134,9 +137,33 @@ TEST(ConfigTest, ParsesTheAuditSection) {
   checkpoint_every_records: 1
   checkpoint_interval_ms: 3600000
   on_failure: fail_open
+  retention_days: 30
+  tsa: {url: "https://tsa.example.com/tsr", ca_file: /etc/sa/tsa-ca.pem, tls_ca_file: /etc/sa/t.pem}
+  siem:
+    - {name: soc, type: syslog, host: siem.example.com, ca_file: /etc/sa/siem-ca.pem}
+    - {name: legacy, type: syslog, host: 10.0.0.7, transport: tcp}
+    - {name: file, type: json_lines, path: /var/log/sa-audit.jsonl, max_backlog_mb: 16}
 log:
 )"));
     ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->audit.retention_days, 30);
+    ASSERT_TRUE(config->audit.tsa);
+    EXPECT_EQ(config->audit.tsa->url, "https://tsa.example.com/tsr");
+    EXPECT_EQ(config->audit.tsa->ca_file, "/etc/sa/tsa-ca.pem");
+    EXPECT_EQ(config->audit.tsa->tls_ca_file, "/etc/sa/t.pem");
+    ASSERT_EQ(config->audit.siem.size(), 3u);
+    const auto& soc = config->audit.siem[0];
+    EXPECT_EQ(soc.type, SiemExport::Type::syslog);
+    EXPECT_EQ(soc.host, "siem.example.com");
+    EXPECT_EQ(soc.port, 6514);
+    EXPECT_TRUE(soc.tls);
+    EXPECT_EQ(soc.ca_file, "/etc/sa/siem-ca.pem");
+    EXPECT_EQ(soc.max_backlog_mb, 256);
+    EXPECT_FALSE(config->audit.siem[1].tls);
+    EXPECT_EQ(config->audit.siem[1].port, 514);
+    EXPECT_EQ(config->audit.siem[2].type, SiemExport::Type::json_lines);
+    EXPECT_EQ(config->audit.siem[2].path, "/var/log/sa-audit.jsonl");
+    EXPECT_EQ(config->audit.siem[2].max_backlog_mb, 16);
     EXPECT_EQ(config->audit.dir, "/var/log/secure-agent-audit");
     EXPECT_EQ(config->audit.batch_interval_ms, 1000);
     EXPECT_EQ(config->audit.checkpoint_every_records, 1);
@@ -161,6 +188,28 @@ TEST(ConfigTest, AuditSectionErrorsNameTheKey) {
               "audit.on_failure: must be one of fail_closed, fail_open");
     EXPECT_EQ(audit("dir: \"\""), "audit.dir: must not be empty");
     EXPECT_EQ(audit("retention: 3"), "audit.retention: unknown key");
+    EXPECT_EQ(audit("retention_days: 29"),
+              "audit.retention_days: must be an integer between 30 and 365");
+    EXPECT_EQ(audit("retention_days: 366"),
+              "audit.retention_days: must be an integer between 30 and 365");
+    EXPECT_EQ(audit("tsa: {url: \"http://tsa\", ca_file: /c.pem}"),
+              "audit.tsa.url: must be an https:// URL");
+    EXPECT_EQ(audit("tsa: {url: \"https://tsa\"}"), "audit.tsa.ca_file: missing required key");
+    EXPECT_EQ(audit("siem: {name: x}"), "audit.siem: must be a list");
+    EXPECT_EQ(audit("siem: [{name: x, type: kafka}]"),
+              "audit.siem[0].type: must be one of syslog, json_lines");
+    EXPECT_EQ(audit("siem: [{name: x, type: syslog}]"), "audit.siem[0].host: missing required key");
+    EXPECT_EQ(audit("siem: [{name: x, type: syslog, host: h, transport: udp}]"),
+              "audit.siem[0].transport: must be one of tls, tcp");
+    EXPECT_EQ(audit("siem: [{name: x, type: syslog, host: h, transport: tcp, ca_file: /c}]"),
+              "audit.siem[0].ca_file: only applies to transport: tls");
+    EXPECT_EQ(audit("siem: [{name: x, type: json_lines, path: \"-\", host: h}]"),
+              "audit.siem[0].host: only applies to syslog");
+    EXPECT_EQ(audit("siem: [{name: x, type: json_lines, path: a}, {name: x, type: json_lines, "
+                    "path: b}]"),
+              "audit.siem[1].name: duplicate export name \"x\"");
+    EXPECT_EQ(audit("siem: [{name: x, type: syslog, host: h, port: 0}]"),
+              "audit.siem[0].port: must be an integer between 1 and 65535");
 }
 
 TEST(ConfigTest, UnknownConnector) {
@@ -365,6 +414,13 @@ TEST_F(ConfigFilesTest, ReportsMissingOrBadFilesByKey) {
               0u);
     EXPECT_EQ(check(config_text(ca, key, (dir_ / "no-secrets").string()))
                   .rfind("secret_stores.files.path: no such directory", 0),
+              0u);
+    const std::string base = config_text(ca, key, secrets);
+    EXPECT_EQ(check(base + "audit:\n  tsa: {url: \"https://tsa\", ca_file: " + key + "}\n"),
+              "audit.tsa.ca_file: " + key + " holds no PEM certificate");
+    EXPECT_EQ(check(base + "audit:\n  siem: [{name: s, type: syslog, host: h, ca_file: " +
+                    (dir_ / "none.pem").string() + "}]\n")
+                  .rfind("audit.siem[0].ca_file: ", 0),
               0u);
 }
 

@@ -1,9 +1,11 @@
 #include "agent/delivery/chunk_writer.h"
 
 #include <utility>
+#include <vector>
 
 #include "common/crypto/digest.h"
 #include "common/crypto/encoding.h"
+#include "common/merkle/merkle.h"
 #include "common/protocol/protocol.h"
 
 namespace sa::agent::delivery {
@@ -59,6 +61,43 @@ Status ChunkWriter::flush() {
     }
     chunks_.push_back(std::move(info));
     return {};
+}
+
+}  // namespace sa::agent::delivery
+
+namespace sa::agent::delivery {
+namespace {
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+Result<std::string> chunks_root(const std::vector<ChunkInfo>& chunks) {
+    std::vector<merkle::Hash> leaves;
+    leaves.reserve(chunks.size());
+    for (const auto& chunk : chunks) {
+        if (chunk.sha256_hex.size() != 64) {
+            return fail(ErrorCode::invalid_argument,
+                        "chunk " + std::to_string(chunk.seq) + ": digest is not 64 hex characters");
+        }
+        std::string raw(32, '\0');
+        for (size_t i = 0; i < 32; ++i) {
+            const int hi = hex_value(chunk.sha256_hex[2 * i]);
+            const int lo = hex_value(chunk.sha256_hex[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                return fail(ErrorCode::invalid_argument,
+                            "chunk " + std::to_string(chunk.seq) + ": digest is not hex");
+            }
+            raw[i] = static_cast<char>(hi * 16 + lo);
+        }
+        leaves.push_back(merkle::leaf_hash(raw));
+    }
+    return crypto::base64_encode(merkle::root_from_leaf_hashes(leaves));
 }
 
 }  // namespace sa::agent::delivery

@@ -24,6 +24,13 @@ struct ChunkInfo {
     int64_t size = 0;
 };
 
+// The chunk list's fingerprint for the chain of custody: base64 of the RFC 9162
+// Merkle root whose leaves are the chunks' raw SHA-256 digests, in seq order.
+// The job's audit records carry it at extraction and at hub acceptance so
+// `audit custody` can check both name the same chunks. invalid_argument for a
+// digest that is not 64 hex characters.
+Result<std::string> chunks_root(const std::vector<ChunkInfo>& chunks);
+
 class ChunkWriter final : public connectors::MetadataSink {
   public:
     using Emit = std::function<Status(Chunk&& chunk)>;

@@ -189,5 +189,38 @@ TEST(ChunkWriterTest, TableBeyondTheProtocolLimitIsRefused) {
     EXPECT_TRUE(out.chunks.empty());
 }
 
+TEST(ChunksRootTest, IsTheRfc9162RootOverTheRawChunkDigests) {
+    const std::string d0 = crypto::sha256("chunk zero");
+    const std::string d1 = crypto::sha256("chunk one");
+    const std::string d2 = crypto::sha256("chunk two");
+    auto info = [](int64_t seq, const std::string& raw) {
+        return ChunkInfo{seq, crypto::hex_encode(raw), 10};
+    };
+    // One leaf: SHA-256(0x00 || digest).
+    auto one = chunks_root({info(0, d0)});
+    ASSERT_TRUE(one) << one.error().message;
+    EXPECT_EQ(*one, crypto::base64_encode(crypto::sha256(std::string(1, '\0') + d0)));
+    // Three leaves: node(node(l0, l1), l2), spelled out by hand.
+    auto leaf = [](const std::string& raw) { return crypto::sha256(std::string(1, '\0') + raw); };
+    auto node = [](const std::string& l, const std::string& r) {
+        return crypto::sha256(std::string(1, '\1') + l + r);
+    };
+    auto three = chunks_root({info(0, d0), info(1, d1), info(2, d2)});
+    ASSERT_TRUE(three);
+    EXPECT_EQ(*three, crypto::base64_encode(node(node(leaf(d0), leaf(d1)), leaf(d2))));
+    // Order matters: the same chunks in another order give another root.
+    auto swapped = chunks_root({info(0, d1), info(1, d0), info(2, d2)});
+    ASSERT_TRUE(swapped);
+    EXPECT_NE(*swapped, *three);
+}
+
+TEST(ChunksRootTest, RefusesADigestThatIsNotHex) {
+    auto bad = chunks_root({ChunkInfo{3, std::string(64, 'z'), 1}});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(bad.error().message.find("chunk 3"), std::string::npos);
+    EXPECT_FALSE(chunks_root({ChunkInfo{0, "abc", 1}}));
+}
+
 }  // namespace
 }  // namespace sa::agent::delivery

@@ -135,7 +135,24 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help,
     return *series(name, help, Type::histogram, labels, upper_bounds).histogram;
 }
 
+uint64_t Registry::add_collector(std::function<void()> collect) {
+    std::lock_guard lock(collectors_mutex_);
+    const uint64_t id = next_collector_id_++;
+    collectors_.emplace(id, std::move(collect));
+    return id;
+}
+
+void Registry::remove_collector(uint64_t id) {
+    std::lock_guard lock(collectors_mutex_);
+    collectors_.erase(id);
+}
+
 std::string Registry::render() const {
+    {
+        // Held while collecting so remove_collector() waits for a running one.
+        std::lock_guard collecting(collectors_mutex_);
+        for (const auto& [id, collect] : collectors_) collect();
+    }
     std::lock_guard lock(mutex_);
     std::string out;
     for (const auto& [name, family] : families_) {

@@ -10,6 +10,7 @@
 // Registering the same name with another type, label names or buckets is a
 // programming error and throws std::logic_error.
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,8 +70,15 @@ class Registry final {
     Histogram& histogram(const std::string& name, const std::string& help,
                          const std::vector<double>& upper_bounds, const Labels& labels = {});
 
-    // The whole registry in text format 0.0.4.
+    // The whole registry in text format 0.0.4. Collectors run first.
     std::string render() const;
+
+    // A collector refreshes values that live elsewhere (a background
+    // component's stats) right before each render; it must not call render().
+    // Returns an id for remove_collector(), which the owner calls before the
+    // state the collector reads goes away.
+    uint64_t add_collector(std::function<void()> collect);
+    void remove_collector(uint64_t id);
 
   private:
     enum class Type { counter, gauge, histogram };
@@ -92,6 +100,10 @@ class Registry final {
 
     mutable std::mutex mutex_;
     std::map<std::string, Family> families_;
+    // Own lock: collectors update series, which takes mutex_.
+    mutable std::mutex collectors_mutex_;
+    std::map<uint64_t, std::function<void()>> collectors_;
+    uint64_t next_collector_id_ = 1;
 };
 
 // Text-format helpers, exposed for tests.

@@ -48,6 +48,18 @@ TEST(MetricsTest, RendersCountersGaugesAndHistogramsExactly) {
               "c_latency_seconds_count 4\n");
 }
 
+TEST(MetricsTest, CollectorsRefreshValuesBeforeEachRender) {
+    Registry registry;
+    Gauge& lag = registry.gauge("test_lag", "Lag.");
+    int calls = 0;
+    const uint64_t id = registry.add_collector([&] { lag.set(++calls * 10); });
+    EXPECT_NE(registry.render().find("test_lag 10\n"), std::string::npos);
+    EXPECT_NE(registry.render().find("test_lag 20\n"), std::string::npos);
+    registry.remove_collector(id);
+    EXPECT_NE(registry.render().find("test_lag 20\n"), std::string::npos);
+    EXPECT_EQ(calls, 2);
+}
+
 TEST(MetricsTest, EscapesLabelValues) {
     EXPECT_EQ(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
     Registry registry;

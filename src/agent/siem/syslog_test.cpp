@@ -1,28 +1,16 @@
 #include "agent/siem/syslog.h"
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <thread>
 
 #include "agent/egress/testing/test_pki.h"
-#include "common/crypto/random.h"
-#include "common/util/files.h"
-
-extern char** environ;
+#include "agent/siem/rsyslog_harness.h"
 
 namespace sa::agent::siem {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 
 // 2003-10-11T22:14:15.003Z, the time of RFC 5424's examples.
 constexpr int64_t kRfcTime = 1065910455003;
@@ -77,98 +65,23 @@ TEST(Rfc5425, OctetCountingFraming) {
     EXPECT_EQ(frame_octet_counting("\xEF\xBB\xBF"), "3 \xEF\xBB\xBF");  // bytes, not characters
 }
 
-// A real rsyslogd receiving RFC 5425 syslog over TLS on 127.0.0.1, writing
-// each received message to a file.
+// A real rsyslogd receiving RFC 5425 syslog over TLS on 127.0.0.1.
 class RsyslogTest : public ::testing::Test {
   protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("sa-rsyslog-" + crypto::random_token(6));
-        fs::create_directories(dir_);
-        pki_ = testing::TestPki::generate();
-        testing::write_test_file((dir_ / "ca.pem").string(), pki_.ca.cert_pem);
-        testing::write_test_file((dir_ / "server.pem").string(), pki_.server.cert_pem);
-        testing::write_test_file((dir_ / "server.key").string(), pki_.server.key_pem);
-        std::string d = dir_.string();
-        testing::write_test_file(
-            (dir_ / "rsyslog.conf").string(),
-            "global(workDirectory=\"" + d +
-                "\" DefaultNetstreamDriver=\"ossl\""
-                " DefaultNetstreamDriverCAFile=\"" +
-                d +
-                "/ca.pem\""
-                " DefaultNetstreamDriverCertFile=\"" +
-                d +
-                "/server.pem\""
-                " DefaultNetstreamDriverKeyFile=\"" +
-                d +
-                "/server.key\")\n"
-                "module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\""
-                " StreamDriver.AuthMode=\"anon\")\n"
-                "input(type=\"imtcp\" port=\"0\" address=\"127.0.0.1\" listenPortFileName=\"" +
-                d +
-                "/port\")\n"
-                "template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n"
-                "action(type=\"omfile\" file=\"" +
-                d + "/received.log\" template=\"raw\")\n");
-        start();
-    }
+    void SetUp() override { rsyslog_.start(); }
 
-    void TearDown() override {
-        stop();
-        fs::remove_all(dir_);
-    }
-
-    void start() {
-        fs::remove(dir_ / "port");
-        std::string conf = (dir_ / "rsyslog.conf").string();
-        std::string pid_file = (dir_ / "rsyslog.pid").string();
-        std::vector<std::string> args = {"rsyslogd", "-n", "-f", conf, "-i", pid_file};
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ASSERT_EQ(posix_spawnp(&pid_, "rsyslogd", nullptr, nullptr, argv.data(), environ), 0)
-            << "rsyslogd is not installed (scripts/setup installs it)";
-        for (int i = 0; i < 200 && port_from_file() == 0; ++i) std::this_thread::sleep_for(25ms);
-        port_ = port_from_file();
-        ASSERT_GT(port_, 0) << "rsyslogd did not start listening";
-    }
-
-    void stop() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGTERM);
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-    }
-
-    int port_from_file() const {
-        std::ifstream in(dir_ / "port");
-        int port = 0;
-        in >> port;
-        return port;
-    }
-
-    // Waits until the receiver wrote at least n lines; returns what it has.
-    std::vector<std::string> received(size_t n) const {
-        std::vector<std::string> lines;
-        for (int i = 0; i < 400; ++i) {
-            lines.clear();
-            std::ifstream in(dir_ / "received.log");
-            for (std::string line; std::getline(in, line);) lines.push_back(line);
-            if (lines.size() >= n) break;
-            std::this_thread::sleep_for(25ms);
-        }
-        return lines;
-    }
+    void start() { rsyslog_.start(); }
+    void stop() { rsyslog_.stop(); }
+    std::vector<std::string> received(size_t n) const { return rsyslog_.received(n); }
 
     egress::StreamConnection::Options options(const std::string& ca) const {
-        return {.host = "127.0.0.1", .port = port_, .tls = true, .ca_file = ca};
+        auto o = rsyslog_.options();
+        o.ca_file = ca;
+        return o;
     }
 
-    fs::path dir_;
-    testing::TestPki pki_;
-    pid_t pid_ = -1;
-    int port_ = 0;
+    harness::Rsyslog rsyslog_;
+    const fs::path& dir_ = rsyslog_.dir();
 };
 
 SyslogMessage record(int i) {

@@ -5,6 +5,7 @@
 #include <openssl/objects.h>
 #include <openssl/pkcs7.h>
 #include <openssl/ts.h>
+#include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
 #include <ctime>
@@ -128,8 +129,12 @@ Status verify_with(TS_VERIFY_CTX* ctx, const std::string& ca_file, PKCS7* token,
 
 }  // namespace
 
-TsaClient::TsaClient(egress::Transport& transport, std::string url, std::string tsa_ca_file)
-    : transport_(transport), url_(std::move(url)), tsa_ca_file_(std::move(tsa_ca_file)) {}
+TsaClient::TsaClient(egress::Transport& transport, std::string url, std::string tsa_ca_file,
+                     std::chrono::milliseconds timeout)
+    : transport_(transport),
+      url_(std::move(url)),
+      tsa_ca_file_(std::move(tsa_ca_file)),
+      timeout_(timeout) {}
 
 Result<Token> TsaClient::timestamp(std::string_view sha256_digest) {
     if (sha256_digest.size() != 32)
@@ -143,6 +148,7 @@ Result<Token> TsaClient::timestamp(std::string_view sha256_digest) {
     http.headers = {{"Content-Type", "application/timestamp-query"},
                     {"Accept", "application/timestamp-reply"}};
     http.body = query;
+    http.timeout = timeout_;
     auto reply = transport_.send(http);
     if (!reply) return std::unexpected(reply.error());
     if (reply->status != 200) {
@@ -211,6 +217,37 @@ Result<int64_t> verify_token(std::string_view token_der, std::string_view sha256
         return std::unexpected(st.error());
     }
     return gen_time(token.get());
+}
+
+Result<TokenClaims> read_token_claims(std::string_view token_der) {
+    const auto* p = reinterpret_cast<const unsigned char*>(token_der.data());
+    Pkcs7Ptr token(d2i_PKCS7(nullptr, &p, static_cast<long>(token_der.size())));
+    if (!token ||
+        p != reinterpret_cast<const unsigned char*>(token_der.data()) + token_der.size()) {
+        ERR_clear_error();
+        return fail(ErrorCode::invalid_argument, "not a DER timestamp token");
+    }
+    TstInfoPtr info(PKCS7_to_TS_TST_INFO(token.get()));
+    if (!info) {
+        ERR_clear_error();
+        return fail(ErrorCode::invalid_argument, "timestamp token has no TSTInfo");
+    }
+    TS_MSG_IMPRINT* imprint = TS_TST_INFO_get_msg_imprint(info.get());
+    X509_ALGOR* algo = imprint == nullptr ? nullptr : TS_MSG_IMPRINT_get_algo(imprint);
+    ASN1_OCTET_STRING* msg = imprint == nullptr ? nullptr : TS_MSG_IMPRINT_get_msg(imprint);
+    const ASN1_OBJECT* oid = nullptr;
+    if (algo != nullptr) X509_ALGOR_get0(&oid, nullptr, nullptr, algo);
+    if (oid == nullptr || OBJ_obj2nid(oid) != NID_sha256 || msg == nullptr ||
+        ASN1_STRING_length(msg) != 32) {
+        return fail(ErrorCode::invalid_argument,
+                    "timestamp token's imprint is not a SHA-256 digest");
+    }
+    TokenClaims out;
+    out.imprint.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(msg)), 32);
+    auto when = gen_time(token.get());
+    if (!when) return std::unexpected(when.error());
+    out.gen_time_unix = *when;
+    return out;
 }
 
 }  // namespace sa::agent::timestamp

@@ -7,6 +7,7 @@
 // other connection (https only, TLS >= 1.2). The reply is checked against the
 // request (message imprint, nonce, version) and its signature against the
 // TSA CA configured locally; a token that fails any check is never returned.
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,21 +22,34 @@ struct Token {
     int64_t gen_time_unix = 0;  // genTime from the TSTInfo, seconds
 };
 
-class TsaClient final {
+// Something that time-stamps a digest: TsaClient, or a fake in tests.
+class Timestamper {
+  public:
+    virtual ~Timestamper() = default;
+    // Time-stamps a SHA-256 digest (32 raw bytes) and returns a token that
+    // has been checked against the request. Errors: unavailable (try again
+    // later), integrity (a bad reply: never to be stored), invalid_argument.
+    virtual Result<Token> timestamp(std::string_view sha256_digest) = 0;
+};
+
+class TsaClient final : public Timestamper {
   public:
     // transport and its lifetime belong to the caller. tsa_ca_file: PEM of the
-    // CA(s) that issue the TSA's signing certificate.
-    TsaClient(egress::Transport& transport, std::string url, std::string tsa_ca_file);
+    // CA(s) that issue the TSA's signing certificate. timeout bounds one
+    // request (connect, send, TSA work, reply).
+    TsaClient(egress::Transport& transport, std::string url, std::string tsa_ca_file,
+              std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
     // Time-stamps a SHA-256 digest (32 raw bytes). Errors: unavailable
     // (network, HTTP status, TSA refused), integrity (reply does not match the
     // request or its signature does not verify), invalid_argument.
-    Result<Token> timestamp(std::string_view sha256_digest);
+    Result<Token> timestamp(std::string_view sha256_digest) override;
 
   private:
     egress::Transport& transport_;
     std::string url_;
     std::string tsa_ca_file_;
+    std::chrono::milliseconds timeout_;
 };
 
 // Offline check of a stored token: its imprint must be sha256_digest and its
@@ -43,5 +57,15 @@ class TsaClient final {
 // Returns the token's genTime. Errors: integrity, invalid_argument, io.
 Result<int64_t> verify_token(std::string_view token_der, std::string_view sha256_digest,
                              const std::string& tsa_ca_file);
+
+// What a token claims, read WITHOUT checking its signature: for structural
+// checks when no TSA CA is at hand. Never trust it as proof of time.
+struct TokenClaims {
+    std::string imprint;        // the time-stamped SHA-256 digest, 32 raw bytes
+    int64_t gen_time_unix = 0;  // genTime, seconds
+};
+// Errors: invalid_argument (not a DER timestamp token, no TSTInfo, an imprint
+// that is not SHA-256, an unreadable genTime).
+Result<TokenClaims> read_token_claims(std::string_view token_der);
 
 }  // namespace sa::agent::timestamp

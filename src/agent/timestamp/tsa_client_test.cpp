@@ -10,6 +10,7 @@
 #include "agent/egress/http_client.h"
 #include "agent/egress/testing/test_pki.h"
 #include "agent/egress/testing/tls_test_server.h"
+#include "agent/timestamp/tsa_test_support.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/random.h"
 #include "common/util/files.h"
@@ -19,8 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A real RFC 3161 TSA: `openssl ts -reply` behind an HTTPS handler, with a
-// TSA certificate (extendedKeyUsage critical timeStamping) from its own CA.
+// A real RFC 3161 TSA (tsa_test_support.h): `openssl ts -reply` behind an
+// HTTPS handler, with a TSA certificate from its own CA.
 class TsaTest : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
@@ -34,59 +35,12 @@ class TsaTest : public ::testing::Test {
         delete dir_;
     }
 
-    static void sh(const std::string& command) {
-        ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command;
-    }
-
+    static void sh(const std::string& command) { tsa_testing::sh(command); }
     static void make_tsa(const fs::path& d, const std::string& ca_name) {
-        fs::create_directories(d);
-        std::string q = "'" + d.string() + "'";
-        sh("cd " + q +
-           " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
-           " -keyout ca.key -out ca.pem -days 2 -subj '/CN=" +
-           ca_name +
-           "'"
-           " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign");
-        sh("cd " + q +
-           " && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
-           " -keyout tsa.key -out tsa.csr -subj '/CN=Test TSA'");
-        util::write_file_atomic((d / "ext.cnf").string(),
-                                "extendedKeyUsage=critical,timeStamping\n"
-                                "keyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n",
-                                0644);
-        sh("cd " + q +
-           " && openssl x509 -req -in tsa.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
-           " -out tsa.pem -days 2 -extfile ext.cnf");
-        util::write_file_atomic((d / "serial").string(), "01\n", 0644);
-        util::write_file_atomic((d / "tsa.cnf").string(),
-                                "[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\ndir = " + d.string() +
-                                    "\nserial = $dir/serial\ncrypto_device = builtin\n"
-                                    "signer_cert = $dir/tsa.pem\ncerts = $dir/ca.pem\n"
-                                    "signer_key = $dir/tsa.key\nsigner_digest = sha256\n"
-                                    "default_policy = 1.2.3.4.1\ndigests = sha256\n"
-                                    "accuracy = secs:1\ness_cert_id_alg = sha256\n",
-                                0644);
+        tsa_testing::make_test_tsa(d, ca_name);
     }
-
-    // Serves POST /tsa with `openssl ts -reply` using the TSA in tsa_dir.
     static void serve_tsa(testing::TlsTestServer& server, fs::path tsa_dir) {
-        server.http().Post("/tsa", [tsa_dir](const httplib::Request& req, httplib::Response& res) {
-            std::string id = crypto::random_token(6);
-            fs::path query = tsa_dir / ("q-" + id + ".tsq");
-            fs::path reply = tsa_dir / ("r-" + id + ".tsr");
-            std::ofstream(query, std::ios::binary) << req.body;
-            std::string cmd = "openssl ts -reply -config '" + (tsa_dir / "tsa.cnf").string() +
-                              "' -queryfile '" + query.string() + "' -out '" + reply.string() +
-                              "' >/dev/null 2>&1";
-            if (std::system(cmd.c_str()) != 0) {
-                res.status = 500;
-                return;
-            }
-            std::ifstream in(reply, std::ios::binary);
-            std::stringstream body;
-            body << in.rdbuf();
-            res.set_content(body.str(), "application/timestamp-reply");
-        });
+        tsa_testing::serve_tsa(server, std::move(tsa_dir));
     }
 
     egress::HttpClient client() {
@@ -119,6 +73,14 @@ TEST_F(TsaTest, TimestampsAndVerifiesOffline) {
     auto when = verify_token(token->der, digest, tsa_ca());
     ASSERT_TRUE(when) << when.error().describe();
     EXPECT_EQ(*when, token->gen_time_unix);
+
+    // What the token claims, readable without the CA (and not trusted).
+    auto claims = read_token_claims(token->der);
+    ASSERT_TRUE(claims) << claims.error().describe();
+    EXPECT_EQ(claims->imprint, digest);
+    EXPECT_EQ(claims->gen_time_unix, token->gen_time_unix);
+    EXPECT_EQ(read_token_claims("not DER").error().code, ErrorCode::invalid_argument);
+    EXPECT_EQ(read_token_claims(token->der + "x").error().code, ErrorCode::invalid_argument);
 
     // Another digest, another CA, or a flipped byte: refused.
     EXPECT_EQ(verify_token(token->der, crypto::sha256("checkpoint 43"), tsa_ca()).error().code,
