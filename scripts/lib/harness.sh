@@ -104,12 +104,15 @@ hub_job_wait() {
 }
 
 # agent_write_config FILE STATE_DIR SECRETS_DIR SOURCE_NAME SQLITE_PATH JOB_KEY_PEM
+# (AGENT_EXTRA_YAML, when set, is appended: more top-level sections;
+# AGENT_KEY_REF, when set, is agent.key's secret reference.)
 agent_write_config() {
   local file=$1 state=$2 secrets=$3 source=$4 db=$5 job_key=$6
   cat >"$file" <<YAML
 agent:
   id: harness-agent
   state_dir: $state
+${AGENT_KEY_REF:+  key: {secret: "$AGENT_KEY_REF"\}}
 hub:
   url: $HUB_URL
   ca_file: $HUB_DATA/ca.pem
@@ -129,6 +132,7 @@ health:
   listen: 127.0.0.1:0
 log:
   level: info
+${AGENT_EXTRA_YAML:-}
 YAML
 }
 

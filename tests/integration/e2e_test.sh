@@ -36,6 +36,14 @@ if curl -s -o /dev/null --max-time 5 "${HUB_URL/https:/http:}/healthz"; then
 fi
 
 make_sample_db "$work/source.db" 20
+# The agent's signing key comes from the secret store (a PEM file there).
+openssl genpkey -algorithm ed25519 -out "$work/secrets/agent-key" 2>/dev/null
+chmod 600 "$work/secrets/agent-key"
+AGENT_KEY_REF=files/agent-key
+# Audit records also go to a JSON-lines export (a SIEM's file collector).
+AGENT_EXTRA_YAML="audit:
+  siem:
+    - {name: archive, type: json_lines, path: $work/audit-export.jsonl}"
 agent_write_config "$work/agent.yaml" "$work/state" "$work/secrets" inventory "$work/source.db" \
   "$work/hub/job-signing.pub.pem"
 agent_start "$work/agent.yaml" "$work/state" "$work/agent.log"
@@ -106,6 +114,20 @@ custody=$("$AGENT_BIN" audit custody --dir "$work/state/audit" --public-key "$wo
 grep -q '^audit custody: complete; every link checked' <<<"$custody" || fail "custody not complete: $custody"
 grep -q 'signature verified with the hub key' <<<"$custody" || fail "custody did not re-verify the job: $custody"
 if grep -q 'BROKEN' <<<"$custody"; then fail "custody has a broken link: $custody"; fi
+# The key from the store signed the log; no key was written to the state dir.
+[ ! -e "$work/state/agent.key" ] || fail "the agent wrote a key to its state dir despite agent.key"
+cmp -s <(openssl pkey -in "$work/secrets/agent-key" -pubout) "$work/state/agent.pub.pem" ||
+  fail "agent.pub.pem is not the public half of the key from the secret store"
+grep -q '"purpose":"agent signing key"' "$work"/state/audit/segment-*.jsonl ||
+  fail "reading the agent key from the secret store was not audited"
+if grep -qF -- "$(sed -n 2p "$work/secrets/agent-key")" "$work"/state/audit/* "$work/agent.log"; then
+  fail "the agent key's PEM appears in the audit log or the agent log"
+fi
+# The export holds every record exactly as the log does (the agent drains it
+# at shutdown).
+cat "$work"/state/audit/segment-*.jsonl >"$work/audit-all.jsonl"
+cmp -s "$work/audit-all.jsonl" "$work/audit-export.jsonl" ||
+  fail "the JSON-lines export differs from the audit log: $(diff "$work/audit-all.jsonl" "$work/audit-export.jsonl" | head -5)"
 grep -q 'agent.started' <(cat "$work"/state/audit/segment-*.jsonl) || fail "no agent.started record"
 grep -q 'agent.stopped' <(cat "$work"/state/audit/segment-*.jsonl) || fail "no agent.stopped record"
 if grep -qF -- "$secret" "$work"/state/audit/*; then fail "the audit log contains the client secret"; fi

@@ -181,7 +181,13 @@ int run_agent(const std::string& config_path) {
     // later step is on the record.
     const bool fail_closed = config.audit.on_failure == config::AuditOnFailure::fail_closed;
     Auditor auditor({.fail_closed = fail_closed}, readiness, metrics, logger);
-    auto agent_key = identity::AgentKey::load_or_create(config.agent.state_dir);
+    auto agent_key = [&]() -> Result<identity::AgentKey> {
+        if (!config.agent.key) return identity::AgentKey::load_or_create(config.agent.state_dir);
+        // Just in time: the PEM exists only inside this call.
+        auto pem = stores->read(*config.agent.key);
+        if (!pem) return std::unexpected(pem.error());
+        return identity::AgentKey::from_pem(pem->reveal(), config.agent.state_dir);
+    }();
     if (!agent_key) return startup_failed("load agent key", agent_key.error());
     logger.info("agent key ready",
                 {{"key_id", agent_key->key_id()},
@@ -230,6 +236,8 @@ int run_agent(const std::string& config_path) {
         !started && fail_closed) {
         return startup_failed("write audit record agent.started", started.error());
     }
+    // The key was read before the log could record it.
+    if (config.agent.key) audit_secret_read(auditor, *config.agent.key, "agent signing key");
     if (auto exporting = (*audit_services)->start_exports(*audit_log->log); !exporting) {
         return startup_failed("start audit export", exporting.error());
     }

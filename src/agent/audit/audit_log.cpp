@@ -573,17 +573,16 @@ struct AuditLog::Impl {
                 auto result = prune();
                 prune_deadline =
                     SteadyClock::now() + std::chrono::milliseconds(options.prune_interval_ms);
+                // Fail first: whoever waits in prune_now() must find the log
+                // already failed when it sees the error.
+                if (!result) fail_closed("audit retention failed: " + result.error().message);
                 lk.lock();
                 prune_result = result;
                 prune_done = ticket;
                 lk.unlock();
                 durable_cv.notify_all();
-                if (!result) {
-                    fail_closed("audit retention failed: " + result.error().message);
-                    lk.lock();
-                    break;
-                }
                 lk.lock();
+                if (!result) break;
                 continue;
             }
             if (!queue.empty()) {

@@ -580,6 +580,10 @@ TEST_F(RetentionTest, RetentionFailureFailsTheLogClosed) {
     auto result = log->prune_now();
     ASSERT_FALSE(result);
     EXPECT_TRUE(log->failed());
+    // on_failure runs on the writer thread, possibly just after prune_now()
+    // returned; wait for it (the bound is never reached when it works).
+    for (int i = 0; i < 500 && failures.load() == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(failures.load(), 1);
     EXPECT_NE(log->failure_reason().find("retention"), std::string::npos);
     EXPECT_EQ(segments().size(), 5u);  // nothing removed without its anchor

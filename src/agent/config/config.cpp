@@ -188,7 +188,7 @@ Config parse_document(const YAML::Node& root) {
     // agent
     if (!top.has("agent")) error_at("agent", "missing required key");
     {
-        Map agent(top.get("agent"), "agent", {"id", "state_dir"});
+        Map agent(top.get("agent"), "agent", {"id", "state_dir", "key"});
         if (auto id = agent.optional_string("id")) {
             if (!is_name(*id, 128)) error_at(agent.at("id"), "must match [A-Za-z0-9_.-]{1,128}");
             config.agent.id = *id;
@@ -225,6 +225,15 @@ Config parse_document(const YAML::Node& root) {
                                        [&](const auto& s) { return s.name == ref.store; });
         if (!known) error_at(path, "unknown secret store " + quoted(ref.store));
     };
+
+    // agent.key (after secret_stores: the reference is checked against them)
+    {
+        Map agent(top.get("agent"), "agent", {"id", "state_dir", "key"});
+        if (agent.has("key")) {
+            config.agent.key = parse_secret_field(agent.get("key"), agent.at("key"));
+            check_store(*config.agent.key, agent.at("key"));
+        }
+    }
 
     // hub
     if (!top.has("hub")) error_at("hub", "missing required key");

@@ -27,6 +27,9 @@ enum class LogLevel { debug, info, warn, error };
 struct AgentSection {
     std::string id;         // default: the host name
     std::string state_dir;  // required
+    // The agent's Ed25519 signing key (PKCS#8 PEM) from the secret store;
+    // absent: STATE_DIR/agent.key, created on first start.
+    std::optional<secrets::SecretRef> key;
 };
 
 struct HubSection {

@@ -126,8 +126,25 @@ secret_stores:
     EXPECT_EQ(config->audit.checkpoint_interval_ms, 10000);
     EXPECT_EQ(config->audit.on_failure, AuditOnFailure::fail_closed);
     EXPECT_EQ(config->audit.retention_days, 365);
+    EXPECT_FALSE(config->agent.key);
     EXPECT_FALSE(config->audit.tsa);
     EXPECT_TRUE(config->audit.siem.empty());
+}
+
+TEST(ConfigTest, AgentKeyComesOnlyFromTheSecretStore) {
+    auto config = parse_config(variant("state_dir: /var/lib/secure-agent",
+                                       "state_dir: /var/lib/secure-agent\n  key: {secret: "
+                                       "\"files/agent-signing#pem\"}"));
+    ASSERT_TRUE(config) << config.error().describe();
+    ASSERT_TRUE(config->agent.key);
+    EXPECT_EQ(*config->agent.key, (secrets::SecretRef{"files", "agent-signing", "pem"}));
+    const std::string literal = error_of(variant(
+        "state_dir: /var/lib/secure-agent", "state_dir: /var/lib/secure-agent\n  key: MC4CAQAw"));
+    EXPECT_EQ(literal.rfind("agent.key: ", 0), 0u) << literal;
+    EXPECT_EQ(literal.find("MC4CAQAw"), std::string::npos) << literal;
+    EXPECT_EQ(error_of(variant("state_dir: /var/lib/secure-agent",
+                               "state_dir: /var/lib/secure-agent\n  key: {secret: \"vault/k\"}")),
+              "agent.key: unknown secret store \"vault\"");
 }
 
 TEST(ConfigTest, ParsesTheAuditSection) {

@@ -62,4 +62,20 @@ Result<AgentKey> AgentKey::load_or_create(const std::string& state_dir) {
     return AgentKey(std::move(key), std::move(pub));
 }
 
+Result<AgentKey> AgentKey::from_pem(std::string_view private_key_pem,
+                                    const std::string& state_dir) {
+    if (state_dir.empty()) return fail(ErrorCode::invalid_argument, "state directory is empty");
+    if (auto st = util::make_dirs(state_dir, 0700); !st) return std::unexpected(st.error());
+    auto key = crypto::Ed25519PrivateKey::from_pem(private_key_pem);
+    if (!key) {
+        // The OpenSSL reason only: never any of the PEM's bytes.
+        return fail(ErrorCode::invalid_argument,
+                    "the agent key from the secret store is not an Ed25519 private key in PEM");
+    }
+    auto pub = key->public_key();
+    const std::string pub_path = (std::filesystem::path(state_dir) / kPublicKeyFile).string();
+    if (auto st = publish_public_key(pub_path, pub); !st) return std::unexpected(st.error());
+    return AgentKey(std::move(*key), std::move(pub));
+}
+
 }  // namespace sa::agent::identity

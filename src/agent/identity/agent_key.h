@@ -5,8 +5,10 @@
 // STATE/agent.pub.pem (0644) for verifiers. The private key bytes are never
 // exposed: callers can only ask for signatures.
 //
-// Seam: a later increment may load the key from the secret store instead of
-// the state directory; callers only depend on sign()/public_key()/key_id().
+// Alternatively the key comes from the customer's secret store (config
+// `agent.key`): from_pem() takes the PEM at the point of use and keeps only
+// the parsed key; nothing is written to the state directory except the
+// public half. Callers only depend on sign()/public_key()/key_id().
 #include <string>
 #include <string_view>
 
@@ -25,6 +27,13 @@ class AgentKey final {
     // readable or writable by group/other (the message names file and mode),
     // invalid_argument when it is not an Ed25519 PEM key, io otherwise.
     static Result<AgentKey> load_or_create(const std::string& state_dir);
+
+    // Uses a PKCS#8 PEM Ed25519 private key held elsewhere (the secret store)
+    // and publishes STATE/agent.pub.pem. A STATE/agent.key left from earlier
+    // is not used. Errors: invalid_argument when the PEM is not an Ed25519
+    // private key (the message never quotes it), io.
+    static Result<AgentKey> from_pem(std::string_view private_key_pem,
+                                     const std::string& state_dir);
 
     AgentKey(AgentKey&&) = default;
     AgentKey& operator=(AgentKey&&) = default;

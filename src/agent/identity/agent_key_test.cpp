@@ -85,5 +85,33 @@ TEST_F(AgentKeyTest, RejectsGarbageKeyFile) {
     EXPECT_NE(key.error().message.find(kPrivateKeyFile), std::string::npos);
 }
 
+TEST_F(AgentKeyTest, KeyFromTheSecretStoreIsUsedAndNeverWrittenToState) {
+    const auto stored = crypto::Ed25519PrivateKey::generate();
+    fs::create_directories(dir_);
+    const std::string pem_file = (dir_ / "key-from-store.pem").string();
+    ASSERT_TRUE(stored.save_pem_file(pem_file));
+    auto pem = util::read_file(pem_file);
+    ASSERT_TRUE(pem);
+
+    auto key = AgentKey::from_pem(*pem, state());
+    ASSERT_TRUE(key) << key.error().describe();
+    EXPECT_EQ(key->public_key().raw(), stored.public_key().raw());
+    EXPECT_FALSE(fs::exists(fs::path(state()) / kPrivateKeyFile));
+    auto pub =
+        crypto::Ed25519PublicKey::from_pem_file((fs::path(state()) / kPublicKeyFile).string());
+    ASSERT_TRUE(pub);
+    EXPECT_TRUE(pub->verify("checkpoint", key->sign("checkpoint")));
+}
+
+TEST_F(AgentKeyTest, BadKeyFromTheSecretStoreIsRefusedWithoutQuotingIt) {
+    const std::string not_a_key =
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n-----END PRIVATE KEY-----\n";
+    auto key = AgentKey::from_pem(not_a_key, state());
+    ASSERT_FALSE(key);
+    EXPECT_EQ(key.error().code, ErrorCode::invalid_argument);
+    EXPECT_EQ(key.error().message.find("c2VjcmV0"), std::string::npos);
+    EXPECT_NE(key.error().message.find("not an Ed25519 private key"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sa::agent::identity
