@@ -77,6 +77,16 @@ job_json=$(hub_job_json "$job")
 # Logs are JSON with correlation ids, and never contain the secret.
 grep -q "\"job_id\":\"$job\"" "$work/agent.log" || fail "agent log has no record with job_id $job"
 jq -e . "$work/agent.log" >/dev/null || fail "agent log is not JSON lines"
+# The network log: every connection to the hub went through the egress policy,
+# to the checked address, over TLS, allowed by the rule the config implies.
+netlog=$(jq -c 'select(.msg == "egress connection")' "$work/agent.log")
+[ -n "$netlog" ] || fail "agent log has no egress connection records"
+jq -e 'select(.decision == "allowed" and .rule == "hub.url" and .address == "127.0.0.1"
+               and (.tls_version | startswith("TLSv1.")) and .bytes_down > 0)' <<<"$netlog" >/dev/null ||
+  fail "no complete egress record for the hub: $(head -c 600 <<<"$netlog")"
+if jq -e 'select(.decision != "allowed")' <<<"$netlog" >/dev/null; then
+  fail "the agent was denied a connection: $netlog"
+fi
 if grep -qF -- "$secret" "$work/agent.log" "$work/hub.log" "$work/agent.log.out" "$work/hub.log.out"; then
   fail "client secret appears in a log"
 fi
@@ -94,6 +104,8 @@ metrics=$(curl -fsS "$HEALTH_URL/metrics")
 grep -qE '^secure_agent_jobs_total\{outcome="succeeded"\} 1$' <<<"$metrics" || fail "jobs_total missing: $metrics"
 grep -q '^secure_agent_lease_latency_seconds_count' <<<"$metrics" || fail "lease latency histogram missing"
 promtool check metrics <<<"$metrics" || fail "promtool rejects /metrics"
+grep -qE '^secure_agent_egress_connections_total\{decision="allowed"\} [1-9]' <<<"$metrics" ||
+  fail "egress connections not counted in /metrics"
 curl -fsS "$HEALTH_URL/healthz" >/dev/null || fail "/healthz"
 
 stop_process "$AGENT_PID" || fail "agent exited non-zero on SIGTERM"

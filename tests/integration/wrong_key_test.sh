@@ -23,7 +23,10 @@ job_json=$(hub_job_json "$job")
 [ "$(jq -r .reason_code <<<"$job_json")" = bad_signature ] || fail "reason: $job_json"
 [ "$("$HUB_BIN" catalog tables --data "$work/hub" --source crm --json | jq length)" = 0 ] ||
   fail "a refused job delivered metadata"
-curl -fsS "$HEALTH_URL/metrics" | grep -qE '^secure_agent_job_refusals_total\{reason="bad_signature"\} 1$' ||
+# Read the whole page first: `curl | grep -q` fails under pipefail when grep
+# stops reading early.
+metrics=$(curl -fsS "$HEALTH_URL/metrics")
+grep -qE '^secure_agent_job_refusals_total\{reason="bad_signature"\} 1$' <<<"$metrics" ||
   fail "refusal not counted"
 grep -q '"bad_signature"' "$work/agent.log" || fail "refusal not logged"
 

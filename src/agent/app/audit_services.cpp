@@ -21,20 +21,27 @@ std::string host_name() {
 }  // namespace
 
 AuditServices::AuditServices(const config::Config& config, const observe::Logger& logger,
-                             observe::Registry& registry, Auditor& auditor)
-    : config_(config), logger_(logger), registry_(registry), auditor_(auditor) {}
+                             observe::Registry& registry, Auditor& auditor, EgressHooks egress)
+    : config_(config),
+      logger_(logger),
+      registry_(registry),
+      auditor_(auditor),
+      egress_(std::move(egress)) {}
 
 Result<std::unique_ptr<AuditServices>> AuditServices::create(const config::Config& config,
                                                              const observe::Logger& logger,
                                                              observe::Registry& registry,
-                                                             Auditor& auditor) {
-    std::unique_ptr<AuditServices> services(new AuditServices(config, logger, registry, auditor));
+                                                             Auditor& auditor, EgressHooks egress) {
+    std::unique_ptr<AuditServices> services(
+        new AuditServices(config, logger, registry, auditor, std::move(egress)));
     if (config.audit.tsa) {
         const auto& tsa = *config.audit.tsa;
         egress::HttpClient::Options http_options;
         http_options.ca_file = tsa.tls_ca_file;
         http_options.abort = &services->tsa_abort_;
         http_options.user_agent = std::string("secure-agent/") + build::kVersion;
+        http_options.policy = services->egress_.policy;
+        http_options.on_connection = services->egress_.on_connection;
         auto http = egress::HttpClient::create(http_options);
         if (!http) return std::unexpected(http.error());
         services->tsa_http_ = std::make_unique<egress::HttpClient>(std::move(*http));
@@ -93,6 +100,8 @@ Status AuditServices::start_exports(audit::AuditLog& log) {
             options.connection.port = spec.port;
             options.connection.tls = spec.tls;
             options.connection.ca_file = spec.ca_file;
+            options.connection.policy = egress_.policy;
+            options.connection.on_connection = egress_.on_connection;
             options.hostname = host_name();
             sink = std::make_unique<siem::SyslogRecordSink>(std::move(options));
             where = (spec.tls ? "syslog+tls://" : "syslog+tcp://") + spec.host + ":" +

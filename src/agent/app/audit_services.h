@@ -44,13 +44,20 @@
 
 namespace sa::agent::app {
 
+// How the TSA and SIEM connections go out: the agent's egress policy and
+// network log (both optional, for tests).
+struct EgressHooks {
+    const egress::EgressPolicy* policy = nullptr;
+    std::function<void(const egress::ConnectionRecord&)> on_connection;
+};
+
 class AuditServices final {
   public:
-    // References must outlive the services.
+    // References (and the policy) must outlive the services.
     static Result<std::unique_ptr<AuditServices>> create(const config::Config& config,
                                                          const observe::Logger& logger,
                                                          observe::Registry& registry,
-                                                         Auditor& auditor);
+                                                         Auditor& auditor, EgressHooks egress = {});
     ~AuditServices();  // stop(0)
     AuditServices(const AuditServices&) = delete;
     AuditServices& operator=(const AuditServices&) = delete;
@@ -67,13 +74,14 @@ class AuditServices final {
 
   private:
     AuditServices(const config::Config& config, const observe::Logger& logger,
-                  observe::Registry& registry, Auditor& auditor);
+                  observe::Registry& registry, Auditor& auditor, EgressHooks egress);
     void collect_metrics();
 
     const config::Config& config_;
     const observe::Logger& logger_;
     observe::Registry& registry_;
     Auditor& auditor_;
+    EgressHooks egress_;
     uint64_t collector_id_ = 0;
 
     // TSA (absent without audit.tsa).

@@ -14,6 +14,7 @@
 
 #include "agent/app/audit_services.h"
 #include "agent/app/auditor.h"
+#include "agent/app/egress_wiring.h"
 #include "agent/app/job_runner.h"
 #include "agent/app/run_loop.h"
 #include "agent/app/signals.h"
@@ -181,6 +182,13 @@ int run_agent(const std::string& config_path) {
     // later step is on the record.
     const bool fail_closed = config.audit.on_failure == config::AuditOnFailure::fail_closed;
     Auditor auditor({.fail_closed = fail_closed}, readiness, metrics, logger);
+
+    // The egress policy: every outbound connection below is checked against
+    // it before a packet is sent, and logged.
+    auto policy_options = egress_policy_options(config);
+    if (!policy_options) return startup_failed("build egress policy", policy_options.error());
+    const egress::EgressPolicy egress_policy(std::move(*policy_options));
+    NetworkLog network_log(logger, registry, auditor);
     auto agent_key = [&]() -> Result<identity::AgentKey> {
         if (!config.agent.key) return identity::AgentKey::load_or_create(config.agent.state_dir);
         // Just in time: the PEM exists only inside this call.
@@ -209,8 +217,10 @@ int run_agent(const std::string& config_path) {
                     {{"segments", segments}, {"first_seq", first_seq}, {"last_seq", last_seq}});
     };
     // Timestamps and SIEM export beside the log; the stamper must exist before
-    // the log writes its first checkpoint.
-    auto audit_services = AuditServices::create(config, logger, registry, auditor);
+    // the log writes its first checkpoint. Their connections obey the egress
+    // policy like every other.
+    auto audit_services = AuditServices::create(config, logger, registry, auditor,
+                                                {&egress_policy, network_log.callback()});
     if (!audit_services) return startup_failed("set up audit timestamps", audit_services.error());
     audit_options.on_checkpoint = (*audit_services)->checkpoint_hook();
     auto audit_log = audit::AuditLog::open(config.audit.dir, std::move(audit_options), *agent_key);
@@ -247,6 +257,8 @@ int run_agent(const std::string& config_path) {
     http_options.ca_file = config.hub.ca_file;
     http_options.abort = &stop_requested();
     http_options.user_agent = std::string("secure-agent/") + build::kVersion;
+    http_options.policy = &egress_policy;
+    http_options.on_connection = network_log.callback();
     auto http = egress::HttpClient::create(http_options);
     if (!http) return startup_failed("create HTTP client", http.error());
     const auto observer = [&metrics](std::string_view endpoint, long status) {

@@ -6,11 +6,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <climits>
 #include <initializer_list>
 #include <set>
 
+#include "agent/egress/policy.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/ed25519.h"
 #include "common/util/files.h"
@@ -174,6 +176,18 @@ void parse_listen(const std::string& text, const std::string& path, HealthSectio
     out.port = port;
 }
 
+// Host names are letters, digits, '-' and '.'; "*." may lead; IP literals pass.
+bool valid_egress_host(const std::string& host) {
+    if (egress::IpAddress::parse(host)) return true;
+    std::string_view name = host;
+    if (name.starts_with("*.")) name.remove_prefix(2);
+    if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.')
+        return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+    });
+}
+
 std::string host_name() {
     char buf[HOST_NAME_MAX + 1] = {};
     if (::gethostname(buf, sizeof buf - 1) != 0) return {};
@@ -183,7 +197,8 @@ std::string host_name() {
 Config parse_document(const YAML::Node& root) {
     Config config;
     if (!root.IsDefined() || root.IsNull()) error_at("", "config is empty");
-    Map top(root, "", {"agent", "hub", "secret_stores", "sources", "health", "audit", "log"});
+    Map top(root, "",
+            {"agent", "hub", "secret_stores", "sources", "health", "audit", "egress", "log"});
 
     // agent
     if (!top.has("agent")) error_at("agent", "missing required key");
@@ -393,6 +408,68 @@ Config parse_document(const YAML::Node& root) {
         }
     }
 
+    // egress
+    if (top.has("egress")) {
+        Map egress(top.get("egress"), "egress", {"min_tls", "allow", "deny"});
+        if (auto min_tls = egress.optional_string("min_tls")) {
+            if (*min_tls != "1.2" && *min_tls != "1.3")
+                error_at(egress.at("min_tls"), "must be \"1.2\" or \"1.3\"");
+            config.egress.min_tls = *min_tls;
+        }
+        // A CIDR as a string or a list of them.
+        const auto cidr_list = [](const YAML::Node& node, const std::string& path) {
+            std::vector<std::string> out;
+            if (node.IsScalar()) {
+                out.push_back(Map::string_value(node, path));
+            } else if (node.IsSequence()) {
+                for (size_t i = 0; i < node.size(); ++i)
+                    out.push_back(Map::string_value(node[i], path + "[" + std::to_string(i) + "]"));
+            } else {
+                error_at(path, "must be a CIDR or a list of them");
+            }
+            for (size_t i = 0; i < out.size(); ++i) {
+                if (auto cidr = egress::Cidr::parse(out[i]); !cidr) {
+                    error_at(node.IsScalar() ? path : path + "[" + std::to_string(i) + "]",
+                             cidr.error().message);
+                }
+            }
+            return out;
+        };
+        if (egress.has("allow")) {
+            const YAML::Node list = egress.get("allow");
+            if (!list.IsSequence()) error_at(egress.at("allow"), "must be a list");
+            for (size_t i = 0; i < list.size(); ++i) {
+                const std::string path = egress.at("allow") + "[" + std::to_string(i) + "]";
+                Map entry(list[i], path, {"host", "port", "cidr", "ca_file", "pins"});
+                EgressAllow out;
+                out.host = entry.required_string("host");
+                if (!valid_egress_host(out.host)) {
+                    error_at(entry.at("host"),
+                             "must be a host name, \"*.\" plus a domain, or an IP address");
+                }
+                if (entry.has("port"))
+                    out.port = parse_int(entry.get("port"), 1, 65535, entry.at("port"));
+                if (entry.has("cidr")) out.cidrs = cidr_list(entry.get("cidr"), entry.at("cidr"));
+                out.ca_file = entry.optional_string("ca_file");
+                if (entry.has("pins")) {
+                    const YAML::Node pins = entry.get("pins");
+                    if (!pins.IsSequence()) error_at(entry.at("pins"), "must be a list");
+                    for (size_t j = 0; j < pins.size(); ++j) {
+                        const std::string pin_path =
+                            entry.at("pins") + "[" + std::to_string(j) + "]";
+                        const std::string pin = Map::string_value(pins[j], pin_path);
+                        if (auto raw = egress::parse_spki_pin(pin); !raw)
+                            error_at(pin_path, raw.error().message);
+                        out.pins.push_back(pin);
+                    }
+                }
+                config.egress.allow.push_back(std::move(out));
+            }
+        }
+        if (egress.has("deny"))
+            config.egress.deny = cidr_list(egress.get("deny"), egress.at("deny"));
+    }
+
     // log
     if (top.has("log")) {
         Map log(top.get("log"), "log", {"level"});
@@ -505,6 +582,12 @@ Status check_files(const Config& config) {
         if (const auto& tls_ca = config.audit.tsa->tls_ca_file) {
             if (auto st = check_pem_certificates(*tls_ca, "audit.tsa.tls_ca_file"); !st) return st;
         }
+    }
+    for (size_t i = 0; i < config.egress.allow.size(); ++i) {
+        const auto& entry = config.egress.allow[i];
+        if (!entry.ca_file) continue;
+        const std::string key = "egress.allow[" + std::to_string(i) + "].ca_file";
+        if (auto st = check_pem_certificates(*entry.ca_file, key); !st) return st;
     }
     for (size_t i = 0; i < config.audit.siem.size(); ++i) {
         const auto& exporter = config.audit.siem[i];

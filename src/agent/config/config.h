@@ -88,6 +88,23 @@ struct AuditSection {
     std::vector<SiemExport> siem;
 };
 
+// One `egress.allow` entry: a destination the agent may connect to.
+struct EgressAllow {
+    std::string host;  // exact, "*.example.com" (one label deep) or an IP literal
+    int port = 443;
+    std::vector<std::string> cidrs;      // optional: resolved addresses must be inside one
+    std::optional<std::string> ca_file;  // CA bundle for this destination
+    std::vector<std::string> pins;       // "sha256/BASE64" SPKI pins (checked at load)
+};
+
+// Optional `egress:` section. The hub, TSA and SIEM destinations of this file
+// are allowed implicitly; everything else needs an entry.
+struct EgressSection {
+    std::string min_tls = "1.2";  // "1.2" | "1.3"
+    std::vector<EgressAllow> allow;
+    std::vector<std::string> deny;  // extra CIDRs to deny
+};
+
 struct Config {
     AgentSection agent;
     HubSection hub;
@@ -95,6 +112,7 @@ struct Config {
     std::vector<SourceConfig> sources;
     HealthSection health;
     AuditSection audit;
+    EgressSection egress;
     LogLevel log_level = LogLevel::info;
     // SHA-256 (hex) of the exact file bytes, so drift between deployments is visible.
     std::string fingerprint;

@@ -147,6 +147,54 @@ TEST(ConfigTest, AgentKeyComesOnlyFromTheSecretStore) {
               "agent.key: unknown secret store \"vault\"");
 }
 
+TEST(ConfigTest, ParsesTheEgressSection) {
+    auto config = parse_config(variant("log:\n", R"(egress:
+  min_tls: "1.3"
+  allow:
+    - {host: vault.corp.example, port: 8200, cidr: 10.20.0.0/16, ca_file: /etc/sa/vault-ca.pem}
+    - host: "*.secrets.example.com"
+      pins: ["sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+    - {host: 10.1.2.3, port: 5432, cidr: [10.1.2.3/32, "fd00::/8"]}
+  deny: [203.0.113.0/24]
+log:
+)"));
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->egress.min_tls, "1.3");
+    ASSERT_EQ(config->egress.allow.size(), 3u);
+    EXPECT_EQ(config->egress.allow[0].host, "vault.corp.example");
+    EXPECT_EQ(config->egress.allow[0].port, 8200);
+    EXPECT_EQ(config->egress.allow[0].cidrs, std::vector<std::string>{"10.20.0.0/16"});
+    EXPECT_EQ(config->egress.allow[0].ca_file, "/etc/sa/vault-ca.pem");
+    EXPECT_EQ(config->egress.allow[1].port, 443);
+    EXPECT_EQ(config->egress.allow[1].pins.size(), 2u);
+    EXPECT_EQ(config->egress.allow[2].cidrs.size(), 2u);
+    EXPECT_EQ(config->egress.deny, std::vector<std::string>{"203.0.113.0/24"});
+}
+
+TEST(ConfigTest, EgressErrorsNameTheKey) {
+    const auto egress = [](const std::string& body) {
+        return error_of(variant("log:\n", "egress:\n  " + body + "\nlog:\n"));
+    };
+    EXPECT_EQ(egress("min_tls: \"1.1\""), "egress.min_tls: must be \"1.2\" or \"1.3\"");
+    EXPECT_EQ(egress("allow: {host: x}"), "egress.allow: must be a list");
+    EXPECT_EQ(egress("allow: [{port: 1}]"), "egress.allow[0].host: missing required key");
+    EXPECT_EQ(egress("allow: [{host: \"bad host\"}]"),
+              "egress.allow[0].host: must be a host name, \"*.\" plus a domain, or an IP address");
+    EXPECT_EQ(egress("allow: [{host: h, port: 70000}]"),
+              "egress.allow[0].port: must be an integer between 1 and 65535");
+    EXPECT_EQ(egress("allow: [{host: h, cidr: [10.0.0.0/8, 10.0.0.0/99]}]")
+                  .rfind("egress.allow[0].cidr[1]: ", 0),
+              0u);
+    EXPECT_EQ(
+        egress("allow: [{host: h, pins: [\"sha256/abc\"]}]").rfind("egress.allow[0].pins[0]: ", 0),
+        0u);
+    EXPECT_EQ(
+        egress("allow: [{host: h, pins: [\"md5/PIN\"]}]").rfind("egress.allow[0].pins[0]: ", 0),
+        0u);
+    EXPECT_EQ(egress("deny: 300.0.0.0/8").rfind("egress.deny: ", 0), 0u);
+    EXPECT_EQ(egress("proxy: x"), "egress.proxy: unknown key");
+}
+
 TEST(ConfigTest, ParsesTheAuditSection) {
     auto config = parse_config(variant("log:\n", R"(audit:
   dir: /var/log/secure-agent-audit

@@ -5,10 +5,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstring>
+#include <map>
 #include <mutex>
 
+#include "agent/egress/connection_pinning.h"
 #include "agent/egress/curl_global.h"
+#include "common/util/time.h"
 
 namespace sa::agent::egress {
 namespace {
@@ -59,6 +63,11 @@ struct Transfer {
     size_t max_body = 0;
     bool body_too_large = false;
     const std::atomic<bool>* abort = nullptr;
+    CURL* easy = nullptr;
+    // Read while the connection is attached (libcurl detaches it when the
+    // transfer ends); the first response header proves the handshake.
+    bool handshake_seen = false;
+    detail::TlsInfo tls;
 };
 
 size_t on_body(char* data, size_t size, size_t count, void* user) {
@@ -82,6 +91,10 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
     auto* transfer = static_cast<Transfer*>(user);
     const size_t n = size * count;
     const std::string_view line(data, n);
+    if (!transfer->handshake_seen) {
+        transfer->handshake_seen = true;
+        transfer->tls = detail::tls_info(transfer->easy);
+    }
     if (line.rfind("HTTP/", 0) == 0) {
         // A new status line (e.g. after "100 Continue"): only the final
         // response's fields count.
@@ -130,6 +143,10 @@ struct HttpClient::Handles {
     // The transfer runs on a multi handle so the abort flag can be checked
     // every 100 ms without depending on libcurl's progress-callback pace.
     std::unique_ptr<CURLM, MultiFree> multi;
+    // Addresses of the connections libcurl may still hold per "host:port":
+    // a pooled connection is reused without a new socket, so when one of
+    // them is no longer among the checked addresses the pool is dropped.
+    std::map<std::string, std::vector<IpAddress>> pooled;
 };
 
 Result<HttpClient> HttpClient::create(Options options) {
@@ -150,6 +167,21 @@ HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 HttpClient::~HttpClient() = default;
 
 Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
+    ConnectionRecord record;
+    record.unix_ms = util::unix_millis();
+    record.decision = "allowed";
+    const auto start = std::chrono::steady_clock::now();
+    auto result = send_checked(request, record);
+    record.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+    if (!result) record.error = result.error().message;
+    if (options_.on_connection) options_.on_connection(record);
+    return result;
+}
+
+Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
+                                              ConnectionRecord& record) {
     // Parse the URL first so policy errors never touch the network.
     std::unique_ptr<CURLU, UrlFree> url(curl_url());
     if (!url || curl_url_set(url.get(), CURLUPART_URL, request.url.c_str(), 0) != CURLUE_OK) {
@@ -169,6 +201,43 @@ Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
                     "egress policy: only https:// URLs are allowed (got " + scheme_text + "://)");
     }
     const std::string host = host_part ? host_part.get() : "";
+    raw = nullptr;
+    CurlString port_part(
+        curl_url_get(url.get(), CURLUPART_PORT, &raw, CURLU_DEFAULT_PORT) == CURLUE_OK ? raw
+                                                                                       : nullptr);
+    int port = 0;
+    if (port_part) {
+        const std::string_view text(port_part.get());
+        std::from_chars(text.data(), text.data() + text.size(), port);
+    }
+    record.host = host;
+    record.port = port;
+
+    std::optional<Destination> destination;
+    if (options_.policy != nullptr) {
+        auto checked = options_.policy->check(host, port);
+        if (!checked) {
+            record.decision = "denied";
+            record.rule = checked.error().message;
+            return std::unexpected(checked.error());
+        }
+        destination = std::move(*checked);
+        record.rule = destination->rule->origin;
+        if (!destination->rule->spki_pins.empty()) record.pin = "unchecked";
+        // Drop pooled connections to addresses this check did not allow.
+        auto& pooled = handles_->pooled[destination->host + ":" + std::to_string(port)];
+        const bool stale = std::any_of(pooled.begin(), pooled.end(), [&](const IpAddress& a) {
+            return std::find(destination->addresses.begin(), destination->addresses.end(), a) ==
+                   destination->addresses.end();
+        });
+        if (stale) {
+            handles_->multi.reset(curl_multi_init());
+            handles_->pooled.clear();
+            if (!handles_->multi) {
+                return fail(ErrorCode::internal, "libcurl could not allocate a handle");
+            }
+        }
+    }
 
     CURL* easy = handles_->easy.get();
     // Reset options from the previous request; live connections are kept.
@@ -177,6 +246,9 @@ Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
     Transfer transfer;
     transfer.max_body = options_.max_response_bytes;
     transfer.abort = options_.abort;
+    transfer.easy = easy;
+    detail::SocketGuard guard;
+    detail::CurlList resolve_list;
     char error_buffer[CURL_ERROR_SIZE] = {};
 
     // A line break in a field would start a new header (or the body).
@@ -226,6 +298,11 @@ Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
     if (options_.ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_file->c_str());
     curl_easy_setopt(easy, CURLOPT_PROXY, "");  // ignore *_proxy environment variables
+    if (destination) {
+        auto applied = detail::apply_destination(easy, *options_.policy, *destination,
+                                                 options_.ca_file, guard, resolve_list);
+        if (!applied) return std::unexpected(applied.error());
+    }
     // --- transfer ---
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -280,6 +357,41 @@ Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
         curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
     curl_multi_remove_handle(multi, easy);
+
+    char* primary_ip = nullptr;
+    if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&
+        primary_ip != nullptr) {
+        record.address = primary_ip;
+    }
+    if (record.address.empty()) record.address = guard.last_address;
+    long request_size = 0;
+    long header_size = 0;
+    curl_off_t body_down = 0;
+    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+    curl_easy_getinfo(easy, CURLINFO_HEADER_SIZE, &header_size);
+    curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &body_down);
+    record.bytes_up = request_size;
+    record.bytes_down = header_size + body_down;
+    record.tls_version = transfer.tls.version;
+    record.cipher = transfer.tls.cipher;
+    if (destination) {
+        record.pin = detail::pin_result(&*destination, result,
+                                        transfer.handshake_seen || result == CURLE_OK);
+        if (auto ip = IpAddress::parse(record.address)) {
+            auto& pooled = handles_->pooled[destination->host + ":" + std::to_string(port)];
+            if (std::find(pooled.begin(), pooled.end(), *ip) == pooled.end()) pooled.push_back(*ip);
+        }
+    }
+    if (guard.refused_address && result != CURLE_OK) {
+        record.decision = "denied";
+        record.rule = "address " + *guard.refused_address + " was not checked by egress policy";
+        return fail(ErrorCode::permission_denied, "egress: " + host + ": refused to connect to " +
+                                                      *guard.refused_address +
+                                                      ", which the egress policy did not check");
+    }
+    if (destination && result == CURLE_SSL_PINNEDPUBKEYNOTMATCH) {
+        return fail(ErrorCode::integrity, detail::pin_mismatch_message(*destination));
+    }
 
     if (aborted || result == CURLE_ABORTED_BY_CALLBACK) {
         return fail(ErrorCode::unavailable, "request to " + host + " aborted");

@@ -6,15 +6,24 @@
 // environment ignored. tests/lint/no_direct_network.sh keeps every other
 // folder from opening connections itself.
 //
+// With Options::policy set (the agent always sets it), every request is
+// first checked by EgressPolicy::check (a denial fails it before anything is
+// sent) and the connection is pinned to exactly the checked addresses:
+// libcurl gets them through CURLOPT_RESOLVE and an open-socket callback
+// refuses any other address. The rule's CA file, SPKI pins and the policy's
+// TLS floor apply. Without a policy (the hub's tests) none of this happens.
+//
 // One HttpClient per thread (it is not thread-safe); it keeps connections
 // alive between requests to the same host.
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "agent/egress/http.h"
+#include "agent/egress/policy.h"
 
 namespace sa::agent::egress {
 
@@ -30,6 +39,11 @@ class HttpClient final : public Transport {
         // fails with unavailable ("aborted"); not owned, may be null.
         const std::atomic<bool>* abort = nullptr;
         std::string user_agent = "secure-agent";
+        // Not owned; must outlive the client. Null: no allowlist (tests, hub).
+        const EgressPolicy* policy = nullptr;
+        // Called once per request, also for denials and failures; must not
+        // block or throw.
+        std::function<void(const ConnectionRecord&)> on_connection;
     };
 
     // Errors: internal when libcurl cannot allocate its handles.
@@ -43,6 +57,7 @@ class HttpClient final : public Transport {
 
   private:
     struct Handles;
+    Result<HttpResponse> send_checked(const HttpRequest& request, ConnectionRecord& record);
     HttpClient(Options options, std::unique_ptr<Handles> handles);
 
     Options options_;

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "agent/egress/policy.h"
 #include "agent/egress/testing/test_pki.h"
 #include "agent/egress/testing/tls_test_server.h"
 #include "common/crypto/random.h"
@@ -350,6 +351,283 @@ TEST_F(HttpClientTest, AuthorizationComesFromSecretValueAndNeverFromErrors) {
     auto failed = c.send(request);
     ASSERT_FALSE(failed);
     EXPECT_EQ(failed.error().message.find("tok-123"), std::string::npos);
+}
+
+// ------------------------------------------------------------ egress policy
+
+// Knows only what the test tells it; counts lookups. Never real DNS.
+class FakeResolver final : public Resolver {
+  public:
+    explicit FakeResolver(std::vector<std::string> addresses) { set(std::move(addresses)); }
+    void set(std::vector<std::string> addresses) {
+        std::lock_guard lock(mutex_);
+        addresses_ = std::move(addresses);
+    }
+    int calls() const { return calls_.load(); }
+    Result<std::vector<IpAddress>> resolve(const std::string& host) override {
+        ++calls_;
+        std::lock_guard lock(mutex_);
+        if (host != "hub.test") return fail(ErrorCode::unavailable, "unknown host");
+        std::vector<IpAddress> out;
+        for (const auto& a : addresses_) out.push_back(*IpAddress::parse(a));
+        return out;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::vector<std::string> addresses_;
+    std::atomic<int> calls_{0};
+};
+
+class HttpPolicyTest : public HttpClientTest {
+  protected:
+    // One rule for hub.test on the server's port, naming 127.0.0.1.
+    AllowRule hub_rule(int port) const {
+        AllowRule rule;
+        rule.host = "hub.test";
+        rule.port = port;
+        rule.cidrs = {*Cidr::parse("127.0.0.1/32")};
+        rule.origin = "hub.url";
+        return rule;
+    }
+    HttpClient client_with(const EgressPolicy& policy, std::optional<std::string> ca_file) {
+        HttpClient::Options options;
+        options.ca_file = std::move(ca_file);
+        options.connect_timeout = std::chrono::milliseconds(5000);
+        options.policy = &policy;
+        options.on_connection = [this](const ConnectionRecord& r) { records_.push_back(r); };
+        auto made = HttpClient::create(options);
+        EXPECT_TRUE(made);
+        return std::move(*made);
+    }
+    static std::string hub_url(const TlsTestServer& server, const std::string& path = "/") {
+        return "https://hub.test:" + std::to_string(server.port()) + path;
+    }
+    static void serve_ok(TlsTestServer& server, std::atomic<int>* hits = nullptr) {
+        server.http().Get("/", [hits](const httplib::Request&, httplib::Response& res) {
+            if (hits != nullptr) ++*hits;
+            res.set_content("hello", "text/plain");
+        });
+    }
+
+    std::vector<ConnectionRecord> records_;
+};
+
+TEST_F(HttpPolicyTest, NameKnownOnlyToTheResolverConnectsToTheCheckedAddress) {
+    TlsTestServer server(pki());
+    serve_ok(server);
+    server.start();
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"});
+    PolicyOptions po;
+    po.allow = {hub_rule(server.port())};
+    EgressPolicy policy(po, resolver);
+    auto c = client_with(policy, ca_file_);
+    // "hub.test" is in no real DNS: success proves libcurl used the checked
+    // address, and TLS verified the name hub.test (a SAN of the test cert).
+    auto response = c.send(get(hub_url(server)));
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->body, "hello");
+    EXPECT_EQ(resolver->calls(), 1);
+
+    ASSERT_EQ(records_.size(), 1u);
+    const ConnectionRecord& r = records_[0];
+    EXPECT_EQ(r.host, "hub.test");
+    EXPECT_EQ(r.port, server.port());
+    EXPECT_EQ(r.address, "127.0.0.1");
+    EXPECT_EQ(r.decision, "allowed");
+    EXPECT_EQ(r.rule, "hub.url");
+    EXPECT_EQ(r.tls_version.rfind("TLSv1.", 0), 0u) << r.tls_version;
+    EXPECT_FALSE(r.cipher.empty());
+    EXPECT_EQ(r.pin, "none");
+    EXPECT_GT(r.bytes_up, 0);
+    EXPECT_GT(r.bytes_down, 5);
+    EXPECT_GT(r.unix_ms, 0);
+    EXPECT_EQ(r.error, "");
+
+    // Every request is checked again, also on a kept-alive connection.
+    resolver->set({"169.254.169.254"});
+    auto second = c.send(get(hub_url(server)));
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, ErrorCode::permission_denied);
+    EXPECT_EQ(resolver->calls(), 2);
+}
+
+TEST_F(HttpPolicyTest, MetadataAddressIsRefusedAndNothingIsSent) {
+    TlsTestServer server(pki());
+    std::atomic<int> hits{0};
+    serve_ok(server, &hits);
+    server.start();
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"169.254.169.254"});
+    PolicyOptions po;
+    po.allow = {hub_rule(server.port())};
+    po.allow[0].cidrs.clear();
+    EgressPolicy policy(po, resolver);
+    auto c = client_with(policy, ca_file_);
+    auto response = c.send(get(hub_url(server)));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::permission_denied);
+    EXPECT_EQ(response.error().message,
+              "egress: hub.test resolves to 169.254.169.254, which is link-local (denied by "
+              "egress policy; allow it with a cidr entry)");
+    EXPECT_TRUE(server.offered_versions().empty());
+    EXPECT_EQ(hits.load(), 0);
+    ASSERT_EQ(records_.size(), 1u);
+    EXPECT_EQ(records_[0].decision, "denied");
+    EXPECT_EQ(records_[0].rule, response.error().message);
+    EXPECT_EQ(records_[0].address, "");
+}
+
+TEST_F(HttpPolicyTest, HostNotInAllowlistNeverResolves) {
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"});
+    PolicyOptions po;
+    po.allow = {hub_rule(1)};
+    EgressPolicy policy(po, resolver);
+    auto c = client_with(policy, ca_file_);
+    auto response = c.send(get("https://hub.test:2/x"));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::permission_denied);
+    EXPECT_EQ(response.error().message, "egress: hub.test:2 not in egress allowlist");
+    EXPECT_EQ(resolver->calls(), 0);
+    // The default port is what gets checked when the URL has none.
+    auto default_port = c.send(get("https://other.test/x"));
+    ASSERT_FALSE(default_port);
+    EXPECT_EQ(default_port.error().message, "egress: other.test:443 not in egress allowlist");
+}
+
+TEST_F(HttpPolicyTest, SpkiPinsMatchMismatchAndRotation) {
+    TlsTestServer server(pki());
+    serve_ok(server);
+    server.start();
+    const std::string right = testing::spki_sha256(pki().server.cert_pem);
+    const std::string wrong = testing::spki_sha256(other_pki().server.cert_pem);
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"});
+    const auto run = [&](std::vector<std::string> pins) {
+        PolicyOptions po;
+        po.allow = {hub_rule(server.port())};
+        po.allow[0].spki_pins = std::move(pins);
+        EgressPolicy policy(po, resolver);
+        auto c = client_with(policy, ca_file_);
+        return c.send(get(hub_url(server)));
+    };
+
+    auto ok = run({right});
+    ASSERT_TRUE(ok) << ok.error().describe();
+    EXPECT_EQ(records_.back().pin, "ok");
+
+    auto mismatch = run({wrong});
+    ASSERT_FALSE(mismatch);
+    EXPECT_EQ(mismatch.error().code, ErrorCode::integrity);
+    EXPECT_EQ(mismatch.error().message,
+              "egress: hub.test: certificate public key does not match any pinned key "
+              "(hub.url pins)");
+    EXPECT_EQ(records_.back().pin, "mismatch");
+    EXPECT_EQ(records_.back().error, mismatch.error().message);
+
+    auto rotation = run({wrong, right});
+    ASSERT_TRUE(rotation) << rotation.error().describe();
+    EXPECT_EQ(records_.back().pin, "ok");
+}
+
+TEST_F(HttpPolicyTest, MinTls13RefusesATls12OnlyServer) {
+    TlsTestServer::Options options;
+    options.max_version = TLS1_2_VERSION;
+    TlsTestServer server(pki(), options);
+    serve_ok(server);
+    server.start();
+    PolicyOptions po;
+    po.allow = {hub_rule(server.port())};
+    po.min_tls = TlsMin::v1_3;
+    EgressPolicy policy(po, std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"}));
+    auto c = client_with(policy, ca_file_);
+    auto response = c.send(get(hub_url(server)));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::unavailable);
+    EXPECT_NE(response.error().message.find("TLS handshake with hub.test failed"),
+              std::string::npos)
+        << response.error().message;
+    const auto offered = server.offered_versions();
+    ASSERT_FALSE(offered.empty());
+    for (const auto& hello : offered) {
+        for (int version : hello) EXPECT_GE(version, TLS1_3_VERSION) << std::hex << version;
+    }
+    ASSERT_EQ(records_.size(), 1u);
+    EXPECT_EQ(records_[0].address, "127.0.0.1");
+    EXPECT_EQ(records_[0].tls_version, "");
+    EXPECT_FALSE(records_[0].error.empty());
+}
+
+TEST_F(HttpPolicyTest, RuleCaFileOverridesTheClientCa) {
+    TlsTestServer server(pki());
+    serve_ok(server);
+    server.start();
+    PolicyOptions po;
+    po.allow = {hub_rule(server.port())};
+    po.allow[0].ca_file = ca_file_;
+    EgressPolicy policy(po, std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"}));
+    auto c = client_with(policy, other_ca_file_);  // would fail on its own
+    auto response = c.send(get(hub_url(server)));
+    ASSERT_TRUE(response) << response.error().describe();
+}
+
+TEST_F(HttpPolicyTest, IpLiteralRuleNeedsNoResolver) {
+    TlsTestServer server(pki());
+    server.http().Post("/up", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content(std::string(3000, 'd'), "text/plain");
+    });
+    server.start();
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{});
+    PolicyOptions po;
+    AllowRule rule;
+    rule.host = "127.0.0.1";
+    rule.port = server.port();
+    rule.origin = "egress.allow[0]";
+    po.allow = {rule};
+    EgressPolicy policy(po, resolver);
+    auto c = client_with(policy, ca_file_);
+    const std::string body(2000, 'u');
+    HttpRequest request = get(server.url("/up"));
+    request.method = "POST";
+    request.body = body;
+    auto response = c.send(request);
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(resolver->calls(), 0);
+    ASSERT_EQ(records_.size(), 1u);
+    EXPECT_EQ(records_[0].address, "127.0.0.1");
+    EXPECT_EQ(records_[0].rule, "egress.allow[0]");
+    // Headers plus bodies, both ways.
+    EXPECT_GT(records_[0].bytes_up, 2000);
+    EXPECT_LT(records_[0].bytes_up, 3000);
+    EXPECT_GT(records_[0].bytes_down, 3000);
+    EXPECT_LT(records_[0].bytes_down, 4000);
+}
+
+// A kept-alive connection to an address the latest check no longer returned
+// must not be reused: the request goes to the checked address (127.0.0.2,
+// where nothing listens) and fails instead of silently using 127.0.0.1.
+TEST_F(HttpPolicyTest, PooledConnectionToAnUncheckedAddressIsNotReused) {
+    TlsTestServer server(pki());
+    serve_ok(server);
+    server.start();
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"});
+    PolicyOptions po;
+    po.allow = {hub_rule(server.port())};
+    po.allow[0].cidrs = {*Cidr::parse("127.0.0.0/8")};
+    EgressPolicy policy(po, resolver);
+    auto c = client_with(policy, ca_file_);
+    ASSERT_TRUE(c.send(get(hub_url(server))));
+    ASSERT_TRUE(c.send(get(hub_url(server))));  // reuses the pooled connection
+
+    resolver->set({"127.0.0.2"});
+    auto moved = c.send(get(hub_url(server)));
+    ASSERT_FALSE(moved);
+    EXPECT_EQ(moved.error().code, ErrorCode::unavailable);
+    ASSERT_EQ(records_.size(), 3u);
+    EXPECT_EQ(records_[2].address, "127.0.0.2");
+
+    resolver->set({"127.0.0.1"});
+    auto back = c.send(get(hub_url(server)));
+    ASSERT_TRUE(back) << back.error().describe();
+    EXPECT_EQ(records_.back().address, "127.0.0.1");
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 
 #include <mutex>
 
+#include "agent/egress/connection_pinning.h"
 #include "agent/egress/curl_global.h"
+#include "common/util/time.h"
 
 namespace sa::agent::egress {
 namespace {
@@ -26,10 +28,37 @@ struct StreamConnection::Handle {
     struct Free {
         void operator()(CURL* p) const { curl_easy_cleanup(p); }
     };
+    // The record of an open connection goes out when it closes (after the
+    // socket is closed), so it can carry the bytes written and the duration.
+    ConnectionRecord record;
+    std::function<void(const ConnectionRecord&)> on_connection;
+    std::chrono::steady_clock::time_point opened;
+    bool report_on_close = false;
+    // Both are referenced by easy's callbacks, so they are declared first
+    // and outlive it.
+    detail::SocketGuard guard;
+    detail::TlsInfo tls;
     std::unique_ptr<CURL, Free> easy;
     std::string where;  // "host:port", for messages
     std::chrono::milliseconds write_timeout{};
     bool broken = false;
+
+    Handle() = default;
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    ~Handle() {
+        easy.reset();
+        if (!report_on_close || !on_connection) return;
+        record.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - opened)
+                                 .count();
+        try {
+            on_connection(record);
+        } catch (...) {
+            // A logging callback must not take the process down from a
+            // destructor; the record is lost.
+        }
+    }
 };
 
 StreamConnection::StreamConnection(std::unique_ptr<Handle> handle) : handle_(std::move(handle)) {}
@@ -38,11 +67,57 @@ StreamConnection& StreamConnection::operator=(StreamConnection&&) noexcept = def
 StreamConnection::~StreamConnection() = default;
 
 Result<StreamConnection> StreamConnection::open(const Options& options) {
+    ConnectionRecord record;
+    record.unix_ms = util::unix_millis();
+    record.host = options.host;
+    record.port = options.port;
+    record.decision = "allowed";
+    const auto start = std::chrono::steady_clock::now();
+    auto opened = open_checked(options, record);
+    if (!opened) {
+        record.error = opened.error().message;
+        record.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count();
+        if (options.on_connection) options.on_connection(record);
+        return opened;
+    }
+    opened->handle_->record = std::move(record);
+    opened->handle_->on_connection = options.on_connection;
+    opened->handle_->opened = start;
+    opened->handle_->report_on_close = true;
+    return opened;
+}
+
+Result<StreamConnection> StreamConnection::open_checked(const Options& options,
+                                                        ConnectionRecord& record) {
     if (!valid_host(options.host)) {
         return fail(ErrorCode::invalid_argument, "invalid host name \"" + options.host + "\"");
     }
     if (options.port <= 0 || options.port > 65535) {
         return fail(ErrorCode::invalid_argument, "invalid port " + std::to_string(options.port));
+    }
+    std::optional<Destination> destination;
+    if (options.policy != nullptr) {
+        auto checked = options.policy->check(options.host, options.port);
+        if (!checked) {
+            record.decision = "denied";
+            record.rule = checked.error().message;
+            return std::unexpected(checked.error());
+        }
+        destination = std::move(*checked);
+        record.rule = destination->rule->origin;
+        if (!destination->rule->spki_pins.empty()) {
+            if (!options.tls) {
+                // Pins promise an authenticated peer; plain TCP cannot keep that.
+                record.decision = "denied";
+                record.rule = "SPKI pins require TLS";
+                return fail(ErrorCode::permission_denied,
+                            "egress: " + destination->host + ": " + destination->rule->origin +
+                                " has SPKI pins, so the connection must use TLS");
+            }
+            record.pin = "unchecked";
+        }
     }
     ensure_curl_global_init();
     auto handle = std::make_unique<Handle>();
@@ -64,6 +139,13 @@ Result<StreamConnection> StreamConnection::open(const Options& options) {
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
     if (options.ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, options.ca_file->c_str());
     curl_easy_setopt(easy, CURLOPT_PROXY, "");
+    detail::CurlList resolve_list;  // libcurl reads it during perform only
+    if (destination) {
+        auto applied = detail::apply_destination(easy, *options.policy, *destination,
+                                                 options.ca_file, handle->guard, resolve_list);
+        if (!applied) return std::unexpected(applied.error());
+    }
+    if (options.tls) detail::capture_tls_info(easy, &handle->tls);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -71,6 +153,29 @@ Result<StreamConnection> StreamConnection::open(const Options& options) {
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
     CURLcode rc = curl_easy_perform(easy);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(easy, CURLOPT_RESOLVE, nullptr);
+    char* primary_ip = nullptr;
+    if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&
+        primary_ip != nullptr) {
+        record.address = primary_ip;
+    }
+    if (record.address.empty()) record.address = handle->guard.last_address;
+    record.tls_version = handle->tls.version;
+    record.cipher = handle->tls.cipher;
+    if (destination) {
+        record.pin = detail::pin_result(&*destination, rc, rc == CURLE_OK && options.tls);
+    }
+    if (rc != CURLE_OK && handle->guard.refused_address) {
+        record.decision = "denied";
+        record.rule =
+            "address " + *handle->guard.refused_address + " was not checked by egress policy";
+        return fail(ErrorCode::permission_denied,
+                    "egress: " + handle->where + ": refused to connect to " +
+                        *handle->guard.refused_address + ", which the egress policy did not check");
+    }
+    if (destination && rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH) {
+        return fail(ErrorCode::integrity, detail::pin_mismatch_message(*destination));
+    }
     if (rc != CURLE_OK) {
         std::string detail = error_buffer[0] != 0 ? error_buffer : curl_easy_strerror(rc);
         bool tls_failure = rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
@@ -93,6 +198,7 @@ Status StreamConnection::send_all(std::string_view data) {
         CURLcode rc = curl_easy_send(easy, data.data(), data.size(), &sent);
         if (rc == CURLE_OK) {
             data.remove_prefix(sent);
+            handle_->record.bytes_up += static_cast<int64_t>(sent);
             continue;
         }
         if (rc != CURLE_AGAIN) {

@@ -5,15 +5,24 @@
 // TLS policy: TLS 1.2 floor, peer and host name verification always on,
 // proxies from the environment ignored.
 //
+// With Options::policy set, the destination is checked by
+// EgressPolicy::check before connecting and the connection is pinned to the
+// checked addresses, the rule's CA file, SPKI pins and the policy's TLS
+// floor, exactly as in HttpClient. on_connection receives one record per
+// connection: at once for a failed open, when the connection is destroyed
+// otherwise (bytes_up counts what send_all wrote).
+//
 // SECURITY NOTE: plain TCP exists only because RFC 6587 syslog receivers are
 // common inside customer networks; it must be asked for explicitly
 // (Options::tls = false) and callers log that choice.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "agent/egress/policy.h"
 #include "common/result.h"
 
 namespace sa::agent::egress {
@@ -27,10 +36,15 @@ class StreamConnection final {
         std::optional<std::string> ca_file;  // unset: the system trust store
         std::chrono::milliseconds connect_timeout{10'000};
         std::chrono::milliseconds write_timeout{10'000};
+        // Not owned; must outlive the connection. Null: no allowlist.
+        const EgressPolicy* policy = nullptr;
+        // Must not block or throw.
+        std::function<void(const ConnectionRecord&)> on_connection;
     };
 
     // Connects (and completes the TLS handshake). Errors: unavailable
-    // (refused, unreachable, TLS failure, timeout), invalid_argument.
+    // (refused, unreachable, TLS failure, timeout), invalid_argument,
+    // permission_denied (egress policy), integrity (SPKI pin mismatch).
     static Result<StreamConnection> open(const Options& options);
 
     StreamConnection(StreamConnection&&) noexcept;
@@ -47,6 +61,7 @@ class StreamConnection final {
 
   private:
     struct Handle;
+    static Result<StreamConnection> open_checked(const Options& options, ConnectionRecord& record);
     explicit StreamConnection(std::unique_ptr<Handle> handle);
     std::unique_ptr<Handle> handle_;
 };

@@ -3,6 +3,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -87,12 +88,26 @@ TestPki TestPki::generate(const std::string& ca_name) {
     add_ext(server.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
     add_ext(server.get(), ca.get(), NID_key_usage, "critical,digitalSignature");
     add_ext(server.get(), ca.get(), NID_ext_key_usage, "serverAuth");
-    add_ext(server.get(), ca.get(), NID_subject_alt_name, "IP:127.0.0.1,IP:::1,DNS:localhost");
+    add_ext(server.get(), ca.get(), NID_subject_alt_name,
+            "IP:127.0.0.1,IP:::1,DNS:localhost,DNS:hub.test");
     add_ext(server.get(), ca.get(), NID_authority_key_identifier, "keyid");
     check(X509_sign(server.get(), ca_key.get(), EVP_sha256()) > 0, "X509_sign server");
 
     return TestPki{TestCert{cert_pem(ca.get()), key_pem(ca_key.get())},
                    TestCert{cert_pem(server.get()), key_pem(server_key.get())}};
+}
+
+std::string spki_sha256(const std::string& cert_pem) {
+    crypto::BioPtr bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
+    crypto::X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    check(cert != nullptr, "PEM_read_bio_X509");
+    unsigned char* der = nullptr;
+    const int n = i2d_PUBKEY(X509_get0_pubkey(cert.get()), &der);
+    check(n > 0, "i2d_PUBKEY");
+    unsigned char digest[32];
+    SHA256(der, static_cast<size_t>(n), digest);
+    OPENSSL_free(der);
+    return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
 }
 
 std::string write_test_file(const std::string& path, const std::string& text) {

@@ -13,11 +13,15 @@ struct TestCert {
 
 struct TestPki {
     TestCert ca;
-    TestCert server;  // signed by ca; SAN IP:127.0.0.1, IP:::1, DNS:localhost
+    TestCert server;  // signed by ca; SAN IP:127.0.0.1, IP:::1, DNS:localhost,
+                      // DNS:hub.test (a name only fake resolvers know)
 
     // Aborts the test binary on failure (OpenSSL misuse is a bug here).
     static TestPki generate(const std::string& ca_name = "secure-agent test CA");
 };
+
+// Raw SHA-256 of the certificate's SubjectPublicKeyInfo (an SPKI pin).
+std::string spki_sha256(const std::string& cert_pem);
 
 // Writes text to path (creating parent directories); returns path.
 std::string write_test_file(const std::string& path, const std::string& text);

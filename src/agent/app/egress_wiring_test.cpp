@@ -1,0 +1,203 @@
+#include "agent/app/egress_wiring.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/audit/audit_log.h"
+#include "agent/audit/format.h"
+#include "agent/identity/agent_key.h"
+#include "agent/observe/agent_metrics.h"
+#include "agent/observe/health_server.h"
+#include "common/crypto/random.h"
+
+namespace sa::agent::app {
+namespace {
+
+// Answers from a table: no test here touches real DNS.
+class TableResolver final : public egress::Resolver {
+  public:
+    Result<std::vector<egress::IpAddress>> resolve(const std::string& host) override {
+        if (host == "tsa.example.com") return std::vector{*egress::IpAddress::parse("192.0.2.10")};
+        if (host == "meta.example.com")
+            return std::vector{*egress::IpAddress::parse("169.254.169.254")};
+        return fail(ErrorCode::unavailable, "no such host");
+    }
+};
+
+config::Config sample_config() {
+    config::Config c;
+    c.agent.id = "edge-1";
+    c.hub.url = "https://127.0.0.1:8443/prefix";
+    c.hub.ca_file = "/etc/sa/hub-ca.pem";
+    c.audit.tsa = config::TsaSection{"https://tsa.example.com/tsr", "/etc/sa/tsa-ca.pem", {}};
+    config::SiemExport soc;
+    soc.name = "soc";
+    soc.host = "siem.corp.example";
+    soc.port = 6514;
+    config::SiemExport file;
+    file.name = "archive";
+    file.type = config::SiemExport::Type::json_lines;
+    file.path = "-";
+    c.audit.siem = {soc, file};
+    config::EgressAllow vault;
+    vault.host = "vault.corp.example";
+    vault.port = 8200;
+    vault.cidrs = {"10.20.0.0/16"};
+    vault.pins = {"sha256/" + std::string(43, 'A') + "="};
+    c.egress.allow = {vault};
+    c.egress.deny = {"192.0.2.0/24"};
+    return c;
+}
+
+TEST(HttpsHostPortTest, ParsesHostsPortsAndIpv6) {
+    EXPECT_EQ(*https_host_port("https://hub.example.com"),
+              (std::pair<std::string, int>{"hub.example.com", 443}));
+    EXPECT_EQ(*https_host_port("https://hub.example.com:8443/v1?x#y"),
+              (std::pair<std::string, int>{"hub.example.com", 8443}));
+    EXPECT_EQ(*https_host_port("https://[::1]:9000/"), (std::pair<std::string, int>{"::1", 9000}));
+    EXPECT_EQ(*https_host_port("https://[fd00::1]"), (std::pair<std::string, int>{"fd00::1", 443}));
+    for (const char* bad : {"http://hub", "https://", "https://:443", "https://h:0",
+                            "https://h:65536", "https://h:12ab", "https://u:p@h", "https://[::1"}) {
+        EXPECT_FALSE(https_host_port(bad)) << bad;
+    }
+}
+
+TEST(EgressPolicyOptionsTest, ExplicitEntriesFirstThenTheConfiguredDestinations) {
+    auto options = egress_policy_options(sample_config());
+    ASSERT_TRUE(options) << options.error().describe();
+    ASSERT_EQ(options->allow.size(), 4u);  // vault, hub, tsa, soc (the file export is no host)
+    EXPECT_EQ(options->allow[0].origin, "egress.allow[0]");
+    EXPECT_EQ(options->allow[0].port, 8200);
+    ASSERT_EQ(options->allow[0].cidrs.size(), 1u);
+    EXPECT_EQ(options->allow[0].spki_pins.size(), 1u);
+    EXPECT_EQ(options->allow[0].spki_pins[0].size(), 32u);
+    EXPECT_EQ(options->allow[1].origin, "hub.url");
+    EXPECT_EQ(options->allow[1].host, "127.0.0.1");
+    EXPECT_EQ(options->allow[1].port, 8443);
+    EXPECT_EQ(options->allow[1].ca_file, "/etc/sa/hub-ca.pem");
+    EXPECT_EQ(options->allow[2].origin, "audit.tsa.url");
+    EXPECT_EQ(options->allow[2].host, "tsa.example.com");
+    EXPECT_EQ(options->allow[3].origin, "audit.siem[0]");
+    EXPECT_EQ(options->allow[3].port, 6514);
+    ASSERT_EQ(options->extra_deny.size(), 1u);
+    EXPECT_EQ(options->min_tls, egress::TlsMin::v1_2);
+}
+
+TEST(EgressPolicyOptionsTest, ThePolicyAllowsTheHubAndDeniesTheRest) {
+    auto options = egress_policy_options(sample_config());
+    ASSERT_TRUE(options);
+    const egress::EgressPolicy policy(std::move(*options), std::make_shared<TableResolver>());
+    // The hub names its loopback literal: allowed.
+    auto hub = policy.check("127.0.0.1", 8443);
+    ASSERT_TRUE(hub) << hub.error().describe();
+    EXPECT_EQ(hub->rule->origin, "hub.url");
+    // Nothing the config does not name.
+    auto other = policy.check("example.org", 443);
+    ASSERT_FALSE(other);
+    EXPECT_NE(other.error().message.find("not in egress allowlist"), std::string::npos);
+    // egress.deny applies to configured destinations too.
+    auto tsa = policy.check("tsa.example.com", 443);
+    ASSERT_FALSE(tsa);
+    EXPECT_EQ(tsa.error().code, ErrorCode::permission_denied);
+}
+
+TEST(EgressPolicyOptionsTest, BadUrlNamesTheKey) {
+    auto c = sample_config();
+    c.audit.tsa->url = "https://tsa.example.com:99999/";
+    auto options = egress_policy_options(c);
+    ASSERT_FALSE(options);
+    EXPECT_EQ(options.error().message.rfind("audit.tsa.url: ", 0), 0u) << options.error().message;
+}
+
+TEST(NetworkLogTest, LogsEveryConnectionWithMetrics) {
+    std::vector<std::string> lines;
+    observe::Logger logger("edge-1", observe::Level::info,
+                           [&](std::string_view line) { lines.emplace_back(line); });
+    observe::Registry registry;
+    Auditor auditor;  // no log attached: records are dropped, nothing fails
+    NetworkLog log(logger, registry, auditor);
+    egress::ConnectionRecord allowed;
+    allowed.host = "hub.example.com";
+    allowed.port = 443;
+    allowed.address = "192.0.2.1";
+    allowed.decision = "allowed";
+    allowed.rule = "hub.url";
+    allowed.tls_version = "TLSv1.3";
+    allowed.bytes_up = 100;
+    allowed.bytes_down = 2000;
+    log.record(allowed);
+    egress::ConnectionRecord denied;
+    denied.host = "meta.example.com";
+    denied.port = 80;
+    denied.decision = "denied";
+    denied.rule = "not in egress allowlist";
+    log.callback()(denied);
+
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_NE(lines[0].find("\"msg\":\"egress connection\""), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find("\"tls_version\":\"TLSv1.3\""), std::string::npos);
+    EXPECT_NE(lines[1].find("\"decision\":\"denied\""), std::string::npos) << lines[1];
+    const std::string metrics = registry.render();
+    EXPECT_NE(metrics.find("secure_agent_egress_connections_total{decision=\"allowed\"} 1\n"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("secure_agent_egress_connections_total{decision=\"denied\"} 1\n"),
+              std::string::npos);
+    EXPECT_NE(metrics.find("secure_agent_egress_bytes_total{direction=\"down\"} 2000\n"),
+              std::string::npos);
+}
+
+TEST(NetworkLogTest, DenialsAndPinMismatchesAreAuditedOncePerWindow) {
+    const auto root =
+        std::filesystem::temp_directory_path() / ("sa-netlog-" + crypto::random_token(8));
+    auto key = identity::AgentKey::load_or_create((root / "state").string());
+    ASSERT_TRUE(key);
+    observe::Logger logger("edge-1", observe::Level::error, [](std::string_view) {});
+    observe::Registry registry;
+    observe::AgentMetrics metrics(registry, "test");
+    observe::Readiness readiness;
+    Auditor auditor({}, readiness, metrics, logger);
+    audit::Options o;
+    o.agent_id = "edge-1";
+    o.batch_interval_ms = 1;
+    auto opened = audit::AuditLog::open((root / "audit").string(), o, *key);
+    ASSERT_TRUE(opened);
+    auditor.attach(opened->log.get());
+    NetworkLog log(logger, registry, auditor);
+
+    egress::ConnectionRecord denied;
+    denied.host = "meta.example.com";
+    denied.port = 80;
+    denied.decision = "denied";
+    denied.rule = "not in egress allowlist";
+    for (int i = 0; i < 3; ++i) log.record(denied);  // a client retrying
+    egress::ConnectionRecord pinned;
+    pinned.host = "hub.example.com";
+    pinned.port = 443;
+    pinned.decision = "allowed";
+    pinned.pin = "mismatch";
+    pinned.error = "certificate public key does not match any pinned key";
+    log.record(pinned);
+    log.record(pinned);
+    auditor.attach(nullptr);
+    ASSERT_TRUE(opened->log->close());
+
+    std::vector<std::string> types;
+    ASSERT_TRUE(audit::for_each_line((root / "audit").string(),
+                                     [&](const audit::Position&, std::string_view line, bool) {
+                                         auto rec = audit::parse_record_line(line);
+                                         if (rec) types.push_back(rec->type);
+                                         return true;
+                                     }));
+    EXPECT_EQ(types, (std::vector<std::string>{"egress.denied", "egress.pin_mismatch"}));
+    EXPECT_NE(registry.render().find("secure_agent_egress_pin_mismatch_total 2\n"),
+              std::string::npos);
+    std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace sa::agent::app

@@ -1,0 +1,147 @@
+#include "agent/egress/connection_pinning.h"
+
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace sa::agent::egress::detail {
+namespace {
+
+std::optional<IpAddress> from_sockaddr(const curl_sockaddr& address) {
+    IpAddress out;
+    if (address.family == AF_INET && address.addrlen >= sizeof(sockaddr_in)) {
+        sockaddr_in sin{};
+        std::memcpy(&sin, &address.addr, sizeof sin);
+        out.family = AF_INET;
+        std::memcpy(out.bytes.data(), &sin.sin_addr, 4);
+        return out;
+    }
+    if (address.family == AF_INET6 && address.addrlen >= sizeof(sockaddr_in6)) {
+        sockaddr_in6 sin6{};
+        std::memcpy(&sin6, &address.addr, sizeof sin6);
+        out.family = AF_INET6;
+        std::memcpy(out.bytes.data(), &sin6.sin6_addr, 16);
+        return out;
+    }
+    return std::nullopt;
+}
+
+// Defence in depth behind CURLOPT_RESOLVE: the socket is only created for
+// an address the policy checked.
+curl_socket_t open_socket(void* user, curlsocktype, curl_sockaddr* address) {
+    auto* guard = static_cast<SocketGuard*>(user);
+    const auto ip = from_sockaddr(*address);
+    if (!ip ||
+        std::find(guard->allowed.begin(), guard->allowed.end(), *ip) == guard->allowed.end()) {
+        guard->refused_address = ip ? ip->text() : std::string("(unknown family)");
+        return CURL_SOCKET_BAD;
+    }
+    guard->last_address = ip->text();
+    return ::socket(address->family, address->socktype, address->protocol);
+}
+
+int tls_info_index() {
+    static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+void on_tls_info(const SSL* ssl, int where, int) {
+    if ((where & SSL_CB_HANDSHAKE_DONE) == 0) return;
+    auto* out = static_cast<TlsInfo*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_info_index()));
+    if (out == nullptr) return;
+    if (const char* v = SSL_get_version(ssl)) out->version = v;
+    if (const char* c = SSL_get_cipher_name(ssl)) out->cipher = c;
+}
+
+CURLcode on_ssl_ctx(CURL*, void* ctx, void* user) {
+    // libcurl builds one SSL_CTX per connection, so the pointer is per connection.
+    auto* ssl_ctx = static_cast<SSL_CTX*>(ctx);
+    if (tls_info_index() < 0 || SSL_CTX_set_ex_data(ssl_ctx, tls_info_index(), user) != 1) {
+        return CURLE_OK;  // the record just lacks TLS details
+    }
+    SSL_CTX_set_info_callback(ssl_ctx, &on_tls_info);
+    return CURLE_OK;
+}
+
+}  // namespace
+
+void capture_tls_info(CURL* easy, TlsInfo* out) {
+    curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &on_ssl_ctx);
+    curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, out);
+}
+
+Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destination& destination,
+                         const std::optional<std::string>& client_ca, SocketGuard& guard,
+                         CurlList& resolve_list) {
+    guard.allowed = destination.addresses;
+    guard.refused_address.reset();
+    // IP literals are never resolved by libcurl, so they need no entry.
+    if (!IpAddress::parse(destination.host)) {
+        std::string entry = destination.host + ":" + std::to_string(destination.port) + ":";
+        for (size_t i = 0; i < destination.addresses.size(); ++i) {
+            const IpAddress& a = destination.addresses[i];
+            if (i > 0) entry += ",";
+            entry += a.family == AF_INET6 ? "[" + a.text() + "]" : a.text();
+        }
+        if (!resolve_list.append(entry)) {
+            return fail(ErrorCode::internal, "libcurl could not allocate the resolve list");
+        }
+        curl_easy_setopt(easy, CURLOPT_RESOLVE, resolve_list.get());
+    }
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &guard);
+    curl_easy_setopt(easy, CURLOPT_SSLVERSION,
+                     static_cast<long>(policy.min_tls() == TlsMin::v1_3 ? CURL_SSLVERSION_TLSv1_3
+                                                                        : CURL_SSLVERSION_TLSv1_2));
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    const AllowRule& rule = *destination.rule;
+    if (rule.ca_file) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO, rule.ca_file->c_str());
+    } else if (client_ca) {
+        curl_easy_setopt(easy, CURLOPT_CAINFO, client_ca->c_str());
+    }
+    if (!rule.spki_pins.empty()) {
+        std::string pins;
+        for (const std::string& raw : rule.spki_pins) {
+            if (!pins.empty()) pins += ";";
+            pins += format_spki_pin(raw);
+        }
+        curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, pins.c_str());  // libcurl copies it
+    }
+    return {};
+}
+
+TlsInfo tls_info(CURL* easy) {
+    TlsInfo out;
+    curl_tlssessioninfo* info = nullptr;
+    if (curl_easy_getinfo(easy, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || info == nullptr ||
+        info->backend != CURLSSLBACKEND_OPENSSL || info->internals == nullptr) {
+        return out;
+    }
+    auto* ssl = static_cast<SSL*>(info->internals);
+    if (SSL_is_init_finished(ssl) != 1) return out;
+    if (const char* v = SSL_get_version(ssl)) out.version = v;
+    if (const char* c = SSL_get_cipher_name(ssl)) out.cipher = c;
+    return out;
+}
+
+std::string pin_mismatch_message(const Destination& destination) {
+    return "egress: " + destination.host +
+           ": certificate public key does not match any pinned key (" + destination.rule->origin +
+           " pins)";
+}
+
+std::string pin_result(const Destination* destination, CURLcode result, bool handshake_done) {
+    if (destination == nullptr || destination->rule == nullptr ||
+        destination->rule->spki_pins.empty()) {
+        return "none";
+    }
+    if (result == CURLE_SSL_PINNEDPUBKEYNOTMATCH) return "mismatch";
+    return handshake_done ? "ok" : "unchecked";
+}
+
+}  // namespace sa::agent::egress::detail

@@ -1,0 +1,72 @@
+#pragma once
+// Internal to src/agent/egress: applies an EgressPolicy decision to a
+// libcurl easy handle, shared by HttpClient and StreamConnection so both
+// enforce the same rules.
+#include <curl/curl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/egress/policy.h"
+
+namespace sa::agent::egress::detail {
+
+// Owns a curl_slist.
+class CurlList final {
+  public:
+    CurlList() = default;
+    ~CurlList() { curl_slist_free_all(list_); }
+    CurlList(const CurlList&) = delete;
+    CurlList& operator=(const CurlList&) = delete;
+    bool append(const std::string& line) {
+        curl_slist* next = curl_slist_append(list_, line.c_str());
+        if (next == nullptr) return false;
+        list_ = next;
+        return true;
+    }
+    curl_slist* get() const { return list_; }
+
+  private:
+    curl_slist* list_ = nullptr;
+};
+
+// What the open-socket callback may connect to; must outlive the transfer.
+struct SocketGuard {
+    std::vector<IpAddress> allowed;
+    // Set when libcurl tried an address that was not checked (a bug or a
+    // cached resolution); the connection then fails before any packet.
+    std::optional<std::string> refused_address;
+    // The last address a socket was opened for: the address a failed
+    // connection attempt used (libcurl reports none then).
+    std::string last_address;
+};
+
+// Pins the handle to destination: CURLOPT_RESOLVE to the checked addresses
+// (a fresh entry per call, replacing whatever libcurl cached), an
+// open-socket callback refusing any other address, the TLS floor, the
+// rule's CA file (else client_ca) and SPKI pins. Host name verification
+// stays on. Errors: internal when libcurl cannot allocate.
+Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destination& destination,
+                         const std::optional<std::string>& client_ca, SocketGuard& guard,
+                         CurlList& resolve_list);
+
+struct TlsInfo {
+    std::string version;  // "TLSv1.3"
+    std::string cipher;
+};
+// From the handle's live connection; empty when there is none (or no TLS).
+TlsInfo tls_info(CURL* easy);
+// For connect-only handles, whose connection libcurl does not expose
+// through CURLINFO_TLS_SSL_PTR: fills *out when a handshake completes.
+// out must outlive the handle's connections.
+void capture_tls_info(CURL* easy, TlsInfo* out);
+
+// "egress: HOST: certificate public key does not match any pinned key
+// (ORIGIN pins)".
+std::string pin_mismatch_message(const Destination& destination);
+
+// Sets the ConnectionRecord's pin field from the transfer's outcome.
+std::string pin_result(const Destination* destination, CURLcode result, bool handshake_done);
+
+}  // namespace sa::agent::egress::detail
