@@ -155,6 +155,7 @@ void NetworkLog::record(const egress::ConnectionRecord& c) {
                            {"bytes_up", c.bytes_up},
                            {"bytes_down", c.bytes_down},
                            {"duration_ms", c.duration_ms}};
+    if (!c.via_proxy.empty()) fields["via_proxy"] = c.via_proxy;
     if (!c.error.empty()) fields["error"] = c.error;
     if (c.decision == "denied" || c.pin == "mismatch") {
         logger_.warn("egress connection", fields);

@@ -4,6 +4,8 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -78,8 +80,9 @@ Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destinati
                          CurlList& resolve_list) {
     guard.allowed = destination.addresses;
     guard.refused_address.reset();
-    // IP literals are never resolved by libcurl, so they need no entry.
-    if (!IpAddress::parse(destination.host)) {
+    // IP literals are never resolved by libcurl, so they need no entry; nor
+    // does a name reached through a proxy (addresses empty: the proxy resolves it).
+    if (!IpAddress::parse(destination.host) && !destination.addresses.empty()) {
         std::string entry = destination.host + ":" + std::to_string(destination.port) + ":";
         for (size_t i = 0; i < destination.addresses.size(); ++i) {
             const IpAddress& a = destination.addresses[i];
@@ -113,6 +116,82 @@ Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destinati
         curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, pins.c_str());  // libcurl copies it
     }
     return {};
+}
+
+Status apply_proxy(CURL* easy, const ProxyConfig& proxy, const Destination* proxy_destination,
+                   SocketGuard& guard, CurlList& resolve_list) {
+    if (proxy.tls) {
+        return fail(ErrorCode::unavailable, "egress: proxy " + proxy.where() +
+                                                ": https:// proxies are not supported; use "
+                                                "http:// (TLS to the server stays end to end)");
+    }
+    if (proxy_destination != nullptr) {
+        guard.allowed = proxy_destination->addresses;
+        guard.refused_address.reset();
+        if (!IpAddress::parse(proxy.host)) {
+            std::string entry = proxy.host + ":" + std::to_string(proxy.port) + ":";
+            for (size_t i = 0; i < proxy_destination->addresses.size(); ++i) {
+                const IpAddress& a = proxy_destination->addresses[i];
+                if (i > 0) entry += ",";
+                entry += a.family == AF_INET6 ? "[" + a.text() + "]" : a.text();
+            }
+            if (!resolve_list.append(entry)) {
+                return fail(ErrorCode::internal, "libcurl could not allocate the resolve list");
+            }
+            curl_easy_setopt(easy, CURLOPT_RESOLVE, resolve_list.get());
+        }
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &open_socket);
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &guard);
+    }
+    const std::string url = "http://" + proxy.where();
+    curl_easy_setopt(easy, CURLOPT_PROXY, url.c_str());  // libcurl copies strings
+    curl_easy_setopt(easy, CURLOPT_PROXYTYPE, static_cast<long>(CURLPROXY_HTTP));
+    curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+    curl_easy_setopt(easy, CURLOPT_NOPROXY, nullptr);  // NO_PROXY is decided by the caller
+    if (!proxy.username.empty()) {
+        curl_easy_setopt(easy, CURLOPT_PROXYAUTH, static_cast<long>(CURLAUTH_BASIC));
+        curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, proxy.username.c_str());
+        // libcurl needs a NUL-terminated copy; reserved once (no reallocation
+        // leaves copies behind) and wiped as soon as libcurl has its own.
+        const std::string_view secret =
+            proxy.password != nullptr ? proxy.password->reveal() : std::string_view();
+        std::string password;
+        password.reserve(secret.size() + 1);
+        password.append(secret);
+        curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, password.c_str());
+        secrets::wipe(password);
+    }
+    return {};
+}
+
+void clear_proxy_credentials(CURL* easy) {
+    curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, nullptr);
+    curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, nullptr);
+}
+
+std::optional<Error> proxy_error(CURL* easy, CURLcode result, const ProxyConfig& proxy,
+                                 std::string_view host, int port, const std::string& detail) {
+    long code = 0;
+    curl_easy_getinfo(easy, CURLINFO_HTTP_CONNECTCODE, &code);
+    if (code == 407) {
+        return Error{ErrorCode::permission_denied,
+                     "egress: proxy " + proxy.where() + " refused the credentials (HTTP 407)"};
+    }
+    if (code != 0 && (code < 200 || code > 299)) {
+        const bool v6 = host.find(':') != std::string_view::npos;
+        return Error{ErrorCode::permission_denied,
+                     "egress: proxy " + proxy.where() + " refused CONNECT to " +
+                         (v6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" +
+                         std::to_string(port) + " (HTTP " + std::to_string(code) + ")"};
+    }
+    if (code == 0 &&
+        (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_PROXY ||
+         result == CURLE_OPERATION_TIMEDOUT || result == CURLE_RECV_ERROR ||
+         result == CURLE_SEND_ERROR || result == CURLE_PROXY || result == CURLE_GOT_NOTHING)) {
+        return Error{ErrorCode::unavailable,
+                     "egress: proxy " + proxy.where() + " unreachable: " + detail};
+    }
+    return std::nullopt;
 }
 
 TlsInfo tls_info(CURL* easy) {

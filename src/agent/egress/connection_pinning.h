@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/egress/policy.h"
+#include "agent/egress/proxy.h"
 
 namespace sa::agent::egress::detail {
 
@@ -50,6 +51,25 @@ struct SocketGuard {
 Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destination& destination,
                          const std::optional<std::string>& client_ca, SocketGuard& guard,
                          CurlList& resolve_list);
+
+// Routes the handle through proxy: CURLOPT_PROXY "http://host:port",
+// always a CONNECT tunnel (TLS to the server stays end to end), basic auth
+// with the username and the secret password when a username is set. With
+// proxy_destination (the policy's check() of the proxy itself) the socket
+// is pinned to the proxy's checked addresses instead of the server's. Call
+// after apply_destination. The password is copied into libcurl only (a
+// temporary copy is wiped); clear_proxy_credentials drops libcurl's copy.
+// Errors: unavailable for an https:// proxy (not supported), internal.
+Status apply_proxy(CURL* easy, const ProxyConfig& proxy, const Destination* proxy_destination,
+                   SocketGuard& guard, CurlList& resolve_list);
+void clear_proxy_credentials(CURL* easy);
+
+// Maps a failed transfer through proxy to the proxy's error (407 → the
+// credentials were refused; other CONNECT status → CONNECT refused; no
+// CONNECT answer and a connection-level failure → unavailable naming the
+// proxy); nullopt when the failure is not the proxy's (e.g. TLS to the server).
+std::optional<Error> proxy_error(CURL* easy, CURLcode result, const ProxyConfig& proxy,
+                                 std::string_view host, int port, const std::string& detail);
 
 struct TlsInfo {
     std::string version;  // "TLSv1.3"

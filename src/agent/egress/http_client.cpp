@@ -213,9 +213,19 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
     record.host = host;
     record.port = port;
 
+    const ProxyConfig* proxy =
+        options_.proxy != nullptr && !bypasses_proxy(*options_.proxy, host, port) ? options_.proxy
+                                                                                  : nullptr;
+    if (proxy != nullptr) record.via_proxy = proxy->where();
+
     std::optional<Destination> destination;
+    std::optional<Destination> proxy_destination;
+    // What the socket connects to: the server, or the proxy (keyed apart,
+    // since libcurl pools proxied connections by proxy and server).
+    std::string pool_key;
     if (options_.policy != nullptr) {
-        auto checked = options_.policy->check(host, port);
+        auto checked = proxy != nullptr ? options_.policy->check_via_proxy(host, port)
+                                        : options_.policy->check(host, port);
         if (!checked) {
             record.decision = "denied";
             record.rule = checked.error().message;
@@ -224,11 +234,25 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
         destination = std::move(*checked);
         record.rule = destination->rule->origin;
         if (!destination->rule->spki_pins.empty()) record.pin = "unchecked";
+        pool_key = destination->host + ":" + std::to_string(port);
+        if (proxy != nullptr) {
+            // The proxy must be an allowed destination itself; the socket is
+            // pinned to its checked addresses.
+            auto proxy_checked = options_.policy->check(proxy->host, proxy->port);
+            if (!proxy_checked) {
+                record.decision = "denied";
+                record.rule = "proxy: " + proxy_checked.error().message;
+                return std::unexpected(proxy_checked.error());
+            }
+            proxy_destination = std::move(*proxy_checked);
+            pool_key += " via " + proxy->where();
+        }
+        const std::vector<IpAddress>& connect_to =
+            proxy_destination ? proxy_destination->addresses : destination->addresses;
         // Drop pooled connections to addresses this check did not allow.
-        auto& pooled = handles_->pooled[destination->host + ":" + std::to_string(port)];
+        auto& pooled = handles_->pooled[pool_key];
         const bool stale = std::any_of(pooled.begin(), pooled.end(), [&](const IpAddress& a) {
-            return std::find(destination->addresses.begin(), destination->addresses.end(), a) ==
-                   destination->addresses.end();
+            return std::find(connect_to.begin(), connect_to.end(), a) == connect_to.end();
         });
         if (stale) {
             handles_->multi.reset(curl_multi_init());
@@ -303,6 +327,13 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
                                                  options_.ca_file, guard, resolve_list);
         if (!applied) return std::unexpected(applied.error());
     }
+    if (proxy != nullptr) {
+        auto applied = detail::apply_proxy(
+            easy, *proxy, proxy_destination ? &*proxy_destination : nullptr, guard, resolve_list);
+        if (!applied) return std::unexpected(applied.error());
+        // The header callback then only sees the server's response.
+        curl_easy_setopt(easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    }
     // --- transfer ---
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -357,6 +388,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
         curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
     curl_multi_remove_handle(multi, easy);
+    if (proxy != nullptr) detail::clear_proxy_credentials(easy);
 
     char* primary_ip = nullptr;
     if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&
@@ -378,7 +410,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
         record.pin = detail::pin_result(&*destination, result,
                                         transfer.handshake_seen || result == CURLE_OK);
         if (auto ip = IpAddress::parse(record.address)) {
-            auto& pooled = handles_->pooled[destination->host + ":" + std::to_string(port)];
+            auto& pooled = handles_->pooled[pool_key];
             if (std::find(pooled.begin(), pooled.end(), *ip) == pooled.end()) pooled.push_back(*ip);
         }
     }
@@ -403,6 +435,11 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
             return fail(ErrorCode::invalid_argument,
                         "response from " + host + " exceeds " +
                             std::to_string(options_.max_response_bytes) + " bytes");
+        }
+        if (proxy != nullptr) {
+            if (auto error = detail::proxy_error(easy, result, *proxy, host, port, detail)) {
+                return std::unexpected(std::move(*error));
+            }
         }
         if (result == CURLE_UNSUPPORTED_PROTOCOL) {
             return fail(ErrorCode::permission_denied, "egress policy: only https is allowed");

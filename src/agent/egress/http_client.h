@@ -3,8 +3,9 @@
 // SECURITY NOTE: the egress policy is fixed here and has no switch to turn it
 // off: https only (also for redirects, which are never followed), TLS 1.2 as
 // the floor, peer and host name verification always on, proxies from the
-// environment ignored. tests/lint/no_direct_network.sh keeps every other
-// folder from opening connections itself.
+// environment ignored (a proxy is only used when Options::proxy is set; the
+// caller may build it with proxy_from_environment()). tests/lint/no_direct_network.sh keeps every
+// other folder from opening connections itself.
 //
 // With Options::policy set (the agent always sets it), every request is
 // first checked by EgressPolicy::check (a denial fails it before anything is
@@ -24,6 +25,7 @@
 
 #include "agent/egress/http.h"
 #include "agent/egress/policy.h"
+#include "agent/egress/proxy.h"
 
 namespace sa::agent::egress {
 
@@ -41,6 +43,11 @@ class HttpClient final : public Transport {
         std::string user_agent = "secure-agent";
         // Not owned; must outlive the client. Null: no allowlist (tests, hub).
         const EgressPolicy* policy = nullptr;
+        // Not owned; must outlive the client (and its password the requests).
+        // Null: direct connections. Set: every request whose destination is
+        // not in proxy->no_proxy goes through an HTTP CONNECT tunnel (see
+        // proxy.h); with a policy, the proxy host:port must be allowed too.
+        const ProxyConfig* proxy = nullptr;
         // Called once per request, also for denials and failures; must not
         // block or throw.
         std::function<void(const ConnectionRecord&)> on_connection;

@@ -259,6 +259,15 @@ EgressPolicy::EgressPolicy(PolicyOptions options, std::shared_ptr<Resolver> reso
       resolver_(resolver ? std::move(resolver) : std::make_shared<SystemResolver>()) {}
 
 Result<Destination> EgressPolicy::check(std::string_view host_in, int port) const {
+    return check_impl(host_in, port, true);
+}
+
+Result<Destination> EgressPolicy::check_via_proxy(std::string_view host_in, int port) const {
+    return check_impl(host_in, port, false);
+}
+
+Result<Destination> EgressPolicy::check_impl(std::string_view host_in, int port,
+                                             bool resolve) const {
     if (host_in.empty()) return fail(ErrorCode::invalid_argument, "egress: empty host");
     if (port <= 0 || port > 65535) {
         return fail(ErrorCode::invalid_argument, "egress: invalid port " + std::to_string(port));
@@ -299,6 +308,13 @@ Result<Destination> EgressPolicy::check(std::string_view host_in, int port) cons
     std::vector<IpAddress> resolved;
     if (literal) {
         resolved.push_back(*literal);
+    } else if (!resolve) {
+        // Through a proxy the proxy resolves the name; only the allowlist applies.
+        Destination out;
+        out.host = host;
+        out.port = port;
+        out.rule = rule;
+        return out;
     } else {
         auto addresses = resolver_->resolve(host);
         if (!addresses) return std::unexpected(addresses.error());

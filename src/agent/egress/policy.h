@@ -111,8 +111,10 @@ class SystemResolver final : public Resolver {
 struct Destination {
     std::string host;  // as asked (brackets stripped for IPv6 literals)
     int port = 0;
-    std::vector<IpAddress> addresses;  // resolved AND allowed, in resolver order; never empty
-    const AllowRule* rule = nullptr;   // the rule that allowed it (points into the policy)
+    // Resolved AND allowed, in resolver order; never empty from check() (empty
+    // from check_via_proxy() for a name).
+    std::vector<IpAddress> addresses;
+    const AllowRule* rule = nullptr;  // the rule that allowed it (points into the policy)
 };
 
 // One record per connection attempt (and per denial), for the network log.
@@ -132,6 +134,9 @@ struct ConnectionRecord {
     int64_t bytes_down = 0;
     int64_t duration_ms = 0;
     std::string error;  // "" on success
+    // "" for a direct connection, else the HTTP CONNECT proxy used
+    // ("proxy.example.com:3128"); address is then the proxy's address.
+    std::string via_proxy;
 };
 
 class EgressPolicy final {
@@ -152,10 +157,20 @@ class EgressPolicy final {
     // IP-literal hosts are not resolved.
     Result<Destination> check(std::string_view host, int port) const;
 
+    // The same decision for a destination reached through an HTTP CONNECT
+    // proxy: the allowlist and its rule apply, an IP literal is checked
+    // against the deny ranges and cidrs as above, but a name is NOT resolved
+    // (the proxy resolves it, so the client could not pin the address
+    // anyway): the Destination's addresses are then empty. Callers must
+    // check the proxy itself with check() and pin the connection to it.
+    Result<Destination> check_via_proxy(std::string_view host, int port) const;
+
     TlsMin min_tls() const { return options_.min_tls; }
     const PolicyOptions& options() const { return options_; }
 
   private:
+    Result<Destination> check_impl(std::string_view host, int port, bool resolve) const;
+
     PolicyOptions options_;
     std::shared_ptr<Resolver> resolver_;
 };

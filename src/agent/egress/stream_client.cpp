@@ -97,9 +97,17 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     if (options.port <= 0 || options.port > 65535) {
         return fail(ErrorCode::invalid_argument, "invalid port " + std::to_string(options.port));
     }
+    const ProxyConfig* proxy =
+        options.proxy != nullptr && !bypasses_proxy(*options.proxy, options.host, options.port)
+            ? options.proxy
+            : nullptr;
+    if (proxy != nullptr) record.via_proxy = proxy->where();
     std::optional<Destination> destination;
+    std::optional<Destination> proxy_destination;
     if (options.policy != nullptr) {
-        auto checked = options.policy->check(options.host, options.port);
+        auto checked = proxy != nullptr
+                           ? options.policy->check_via_proxy(options.host, options.port)
+                           : options.policy->check(options.host, options.port);
         if (!checked) {
             record.decision = "denied";
             record.rule = checked.error().message;
@@ -117,6 +125,15 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
                                 " has SPKI pins, so the connection must use TLS");
             }
             record.pin = "unchecked";
+        }
+        if (proxy != nullptr) {
+            auto proxy_checked = options.policy->check(proxy->host, proxy->port);
+            if (!proxy_checked) {
+                record.decision = "denied";
+                record.rule = "proxy: " + proxy_checked.error().message;
+                return std::unexpected(proxy_checked.error());
+            }
+            proxy_destination = std::move(*proxy_checked);
         }
     }
     ensure_curl_global_init();
@@ -145,6 +162,12 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
                                                  options.ca_file, handle->guard, resolve_list);
         if (!applied) return std::unexpected(applied.error());
     }
+    if (proxy != nullptr) {
+        auto applied =
+            detail::apply_proxy(easy, *proxy, proxy_destination ? &*proxy_destination : nullptr,
+                                handle->guard, resolve_list);
+        if (!applied) return std::unexpected(applied.error());
+    }
     if (options.tls) detail::capture_tls_info(easy, &handle->tls);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -154,6 +177,7 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     CURLcode rc = curl_easy_perform(easy);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(easy, CURLOPT_RESOLVE, nullptr);
+    if (proxy != nullptr) detail::clear_proxy_credentials(easy);
     char* primary_ip = nullptr;
     if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&
         primary_ip != nullptr) {
@@ -178,6 +202,12 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     }
     if (rc != CURLE_OK) {
         std::string detail = error_buffer[0] != 0 ? error_buffer : curl_easy_strerror(rc);
+        if (proxy != nullptr) {
+            if (auto error =
+                    detail::proxy_error(easy, rc, *proxy, options.host, options.port, detail)) {
+                return std::unexpected(std::move(*error));
+            }
+        }
         bool tls_failure = rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
                            rc == CURLE_SSL_CACERT_BADFILE;
         return fail(ErrorCode::unavailable,

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "agent/egress/policy.h"
+#include "agent/egress/proxy.h"
 #include "common/result.h"
 
 namespace sa::agent::egress {
@@ -38,6 +39,9 @@ class StreamConnection final {
         std::chrono::milliseconds write_timeout{10'000};
         // Not owned; must outlive the connection. Null: no allowlist.
         const EgressPolicy* policy = nullptr;
+        // Not owned; as HttpClient::Options::proxy (CONNECT tunnel unless
+        // host is in proxy->no_proxy; TLS, when asked for, is end to end).
+        const ProxyConfig* proxy = nullptr;
         // Must not block or throw.
         std::function<void(const ConnectionRecord&)> on_connection;
     };
