@@ -78,14 +78,6 @@ std::optional<int64_t> parse_rfc3339_millis(const std::string& text) {
     return secs * 1000 + millis;
 }
 
-// Record text is untrusted: control characters (newlines, escapes) are shown
-// JSON-escaped so a record cannot forge lines of this output.
-std::string printable(const std::string& s) {
-    for (unsigned char c : s)
-        if (c < 0x20 || c == 0x7f) return json(s).dump();
-    return s;
-}
-
 bool type_matches(const std::string& pattern, const std::string& type) {
     if (pattern.empty()) return true;
     if (pattern.back() == '*') return type.starts_with(pattern.substr(0, pattern.size() - 1));
@@ -93,6 +85,12 @@ bool type_matches(const std::string& pattern, const std::string& type) {
 }
 
 }  // namespace
+
+std::string printable(const std::string& s) {
+    for (unsigned char c : s)
+        if (c < 0x20 || c == 0x7f) return json(s).dump();
+    return s;
+}
 
 int audit_verify(const std::string& dir, const std::string& public_key_file, std::ostream& out,
                  std::ostream& err, const std::string& tsa_ca_file) {

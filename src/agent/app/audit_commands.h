@@ -11,6 +11,10 @@
 
 namespace sa::agent::app {
 
+// Record text is untrusted: text with control characters (newlines, escapes)
+// is shown JSON-escaped so a record cannot forge lines of a command's output.
+std::string printable(const std::string& text);
+
 // `audit verify --dir DIR --public-key FILE`: one summary line on out when
 // intact; otherwise "audit verify: <kind> at <file>:<line> (seq N): <detail>"
 // on err and exit 1.

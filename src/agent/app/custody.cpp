@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/app/audit_commands.h"  // printable
 #include "agent/app/commands.h"
 #include "agent/audit/format.h"
 #include "agent/audit/verify.h"
@@ -26,14 +27,6 @@ std::optional<int64_t> int_field(const json& fields, const char* name) {
     auto it = fields.find(name);
     if (it == fields.end() || !it->is_number_integer()) return std::nullopt;
     return it->get<int64_t>();
-}
-
-// Record text is untrusted: anything with control characters is shown
-// JSON-escaped so a record cannot forge lines of this output.
-std::string printable(const std::string& s) {
-    for (unsigned char c : s)
-        if (c < 0x20 || c == 0x7f) return json(s).dump();
-    return s;
 }
 
 CustodyLink link_for(const std::string& name, const audit::Record& rec) {

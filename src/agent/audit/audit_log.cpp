@@ -293,12 +293,24 @@ Status recover_segments(const std::string& dir, Recovered& r) {
     return {};
 }
 
-// Cuts off a torn last checkpoint line; returns the last checkpoint's size.
-Status recover_checkpoints(const std::string& dir, Recovered& r) {
-    const std::string path = (fs::path(dir) / kCheckpointsFile).string();
+// A torn last line that recover_line_file() cut off.
+struct CutTail {
+    uint64_t line = 0;  // 1-based
+    uint64_t dropped_bytes = 0;
+    std::string reason;
+};
+
+// Reads dir/file (absent = empty) and hands every complete line to accept().
+// A bad or incomplete LAST line is a crash mid-write: it is cut off and
+// returned. A bad line anywhere else is tampering: an integrity error naming
+// `what` and the position, for `audit verify` to investigate.
+Result<std::optional<CutTail>> recover_line_file(
+    const std::string& dir, const char* file, const char* what,
+    const std::function<Status(std::string_view line)>& accept) {
+    const std::string path = (fs::path(dir) / file).string();
     auto reader = LineReader::open(path);
     if (!reader) {
-        if (reader.error().code == ErrorCode::not_found) return {};
+        if (reader.error().code == ErrorCode::not_found) return std::nullopt;
         return std::unexpected(reader.error());
     }
     std::string line;
@@ -307,30 +319,45 @@ Status recover_checkpoints(const std::string& dir, Recovered& r) {
     uint64_t good_end = 0;
     while (reader->next(line, complete)) {
         ++line_no;
-        auto cp = parse_checkpoint_line(line);
+        Status accepted = complete ? accept(line) : Status{};
+        if (complete && accepted) {
+            good_end = reader->offset();
+            continue;
+        }
         std::string more;
         bool more_complete = true;
-        if (!complete || !cp) {
-            if (reader->next(more, more_complete))
-                return fail(ErrorCode::integrity,
-                            std::string("audit checkpoints damaged at ") + kCheckpointsFile + ":" +
-                                std::to_string(line_no) +
-                                "; run `secure-agent audit verify` and investigate");
-            uint64_t size = reader->offset();
-            if (auto st = truncate_file(path, good_end); !st) return st;
-            std::string why = complete ? cp.error().message : "incomplete last line";
-            r.warnings.push_back("audit: dropped " + std::to_string(size - good_end) +
-                                 " bytes of a torn checkpoint at " + kCheckpointsFile + ":" +
-                                 std::to_string(line_no) + " (" + why + ")");
-            r.recovered_events.push_back(json{{"file", kCheckpointsFile},
-                                              {"line", line_no},
-                                              {"dropped_bytes", size - good_end},
-                                              {"reason", why}});
-            break;
-        }
-        r.checkpoint_size = cp->tree_size;
-        r.checkpoint_root = cp->root;
-        good_end = reader->offset();
+        if (reader->next(more, more_complete))
+            return fail(ErrorCode::integrity,
+                        std::string(what) + " damaged at " + file + ":" + std::to_string(line_no) +
+                            "; run `secure-agent audit verify` and investigate");
+        const uint64_t size = reader->offset();
+        if (auto st = truncate_file(path, good_end); !st) return std::unexpected(st.error());
+        return CutTail{line_no, size - good_end,
+                       complete ? accepted.error().message : "incomplete last line"};
+    }
+    return std::nullopt;
+}
+
+// Cuts off a torn last checkpoint line; remembers the last checkpoint.
+Status recover_checkpoints(const std::string& dir, Recovered& r) {
+    auto cut = recover_line_file(dir, kCheckpointsFile, "audit checkpoints",
+                                 [&](std::string_view line) -> Status {
+                                     auto cp = parse_checkpoint_line(line);
+                                     if (!cp) return std::unexpected(cp.error());
+                                     r.checkpoint_size = cp->tree_size;
+                                     r.checkpoint_root = cp->root;
+                                     return {};
+                                 });
+    if (!cut) return std::unexpected(cut.error());
+    if (*cut) {
+        const CutTail& c = **cut;
+        r.warnings.push_back("audit: dropped " + std::to_string(c.dropped_bytes) +
+                             " bytes of a torn checkpoint at " + kCheckpointsFile + ":" +
+                             std::to_string(c.line) + " (" + c.reason + ")");
+        r.recovered_events.push_back(json{{"file", kCheckpointsFile},
+                                          {"line", c.line},
+                                          {"dropped_bytes", c.dropped_bytes},
+                                          {"reason", c.reason}});
     }
     return {};
 }
@@ -338,36 +365,18 @@ Status recover_checkpoints(const std::string& dir, Recovered& r) {
 // Reads retention.jsonl; cuts off a torn last line (a crash while step (a)
 // of a pruning wrote it: nothing was removed on its strength yet).
 Status recover_anchors(const std::string& dir, Recovered& r) {
-    const std::string path = (fs::path(dir) / kRetentionFile).string();
-    auto reader = LineReader::open(path);
-    if (!reader) {
-        if (reader.error().code == ErrorCode::not_found) return {};
-        return std::unexpected(reader.error());
-    }
-    std::string line;
-    bool complete = true;
-    uint64_t line_no = 0;
-    uint64_t good_end = 0;
-    while (reader->next(line, complete)) {
-        ++line_no;
-        auto a = parse_anchor_line(line);
-        if (!complete || !a) {
-            std::string more;
-            bool more_complete = true;
-            if (reader->next(more, more_complete))
-                return fail(ErrorCode::integrity,
-                            std::string("audit retention anchors damaged at ") + kRetentionFile +
-                                ":" + std::to_string(line_no) +
-                                "; run `secure-agent audit verify` and investigate");
-            uint64_t size = reader->offset();
-            if (auto st = truncate_file(path, good_end); !st) return st;
-            r.warnings.push_back("audit: dropped " + std::to_string(size - good_end) +
-                                 " bytes of a torn retention anchor at " + kRetentionFile + ":" +
-                                 std::to_string(line_no));
-            break;
-        }
-        r.anchors.push_back(std::move(*a));
-        good_end = reader->offset();
+    auto cut = recover_line_file(dir, kRetentionFile, "audit retention anchors",
+                                 [&](std::string_view line) -> Status {
+                                     auto a = parse_anchor_line(line);
+                                     if (!a) return std::unexpected(a.error());
+                                     r.anchors.push_back(std::move(*a));
+                                     return {};
+                                 });
+    if (!cut) return std::unexpected(cut.error());
+    if (*cut) {
+        r.warnings.push_back("audit: dropped " + std::to_string((*cut)->dropped_bytes) +
+                             " bytes of a torn retention anchor at " + kRetentionFile + ":" +
+                             std::to_string((*cut)->line));
     }
     return {};
 }

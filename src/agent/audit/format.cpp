@@ -320,23 +320,10 @@ Status for_each_line(const std::string& dir,
 
 Result<std::vector<Checkpoint>> read_checkpoints(const std::string& dir) {
     std::vector<Checkpoint> out;
-    auto reader = LineReader::open((fs::path(dir) / kCheckpointsFile).string());
-    if (!reader) {
-        if (reader.error().code == ErrorCode::not_found) return out;
-        return std::unexpected(reader.error());
-    }
-    std::string line;
-    bool complete = true;
-    uint64_t n = 0;
-    while (reader->next(line, complete)) {
-        ++n;
-        auto cp = parse_checkpoint_line(line);
-        if (!cp || !complete)
-            return fail(ErrorCode::invalid_argument,
-                        std::string(kCheckpointsFile) + ":" + std::to_string(n) + ": " +
-                            (cp ? std::string("incomplete line") : cp.error().message));
-        out.push_back(std::move(*cp));
-    }
+    auto st =
+        for_each_parsed_line(dir, kCheckpointsFile, parse_checkpoint_line,
+                             [&](Checkpoint&& cp, uint64_t) { out.push_back(std::move(cp)); });
+    if (!st) return std::unexpected(st.error());
     return out;
 }
 

@@ -152,4 +152,29 @@ Status for_each_line(
 // the line for a line that does not parse.
 Result<std::vector<Checkpoint>> read_checkpoints(const std::string& dir);
 
+// Parses every line of dir/file (an absent file has none) with parse and
+// hands each value and its 1-based line number to keep. invalid_argument
+// naming file:line for a line that does not parse or ends without a newline.
+template <typename Parse, typename Keep>
+Status for_each_parsed_line(const std::string& dir, const char* file, Parse parse, Keep keep) {
+    auto reader = LineReader::open(dir + "/" + file);
+    if (!reader) {
+        if (reader.error().code == ErrorCode::not_found) return {};
+        return std::unexpected(reader.error());
+    }
+    std::string line;
+    bool complete = true;
+    uint64_t n = 0;
+    while (reader->next(line, complete)) {
+        ++n;
+        auto value = parse(line);
+        if (!value || !complete)
+            return fail(ErrorCode::invalid_argument,
+                        std::string(file) + ":" + std::to_string(n) + ": " +
+                            (value ? std::string("incomplete line") : value.error().message));
+        keep(std::move(*value), n);
+    }
+    return {};
+}
+
 }  // namespace sa::agent::audit

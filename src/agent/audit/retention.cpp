@@ -136,23 +136,11 @@ Result<RetentionAnchor> parse_anchor_line(std::string_view line) {
 
 Result<std::vector<LoadedAnchor>> read_anchors(const std::string& dir) {
     std::vector<LoadedAnchor> out;
-    auto reader = LineReader::open((fs::path(dir) / kRetentionFile).string());
-    if (!reader) {
-        if (reader.error().code == ErrorCode::not_found) return out;
-        return std::unexpected(reader.error());
-    }
-    std::string line;
-    bool complete = true;
-    uint64_t n = 0;
-    while (reader->next(line, complete)) {
-        ++n;
-        auto a = parse_anchor_line(line);
-        if (!a || !complete)
-            return fail(ErrorCode::invalid_argument,
-                        std::string(kRetentionFile) + ":" + std::to_string(n) + ": " +
-                            (a ? std::string("incomplete line") : a.error().message));
-        out.push_back(LoadedAnchor{std::move(*a), n});
-    }
+    auto st = for_each_parsed_line(dir, kRetentionFile, parse_anchor_line,
+                                   [&](RetentionAnchor&& a, uint64_t line) {
+                                       out.push_back(LoadedAnchor{std::move(a), line});
+                                   });
+    if (!st) return std::unexpected(st.error());
     return out;
 }
 
