@@ -203,3 +203,60 @@ make_sample_db() {
     echo "COMMIT;"
   } | sqlite3 "$path"
 }
+
+# squid_start DIR USER PASSWORD_FILE: a real squid HTTP CONNECT proxy on
+# 127.0.0.1 with basic authentication (USER and the password in
+# PASSWORD_FILE), CONNECT allowed only to 127.0.0.1. Sets SQUID_PORT and
+# SQUID_PID; the access log is DIR/access.log.
+squid_start() {
+  local dir=$1 user=$2 password_file=$3 helper attempt i
+  helper=/usr/lib/squid/basic_ncsa_auth
+  [ -x "$helper" ] || harness_die "squid's basic_ncsa_auth not found (apt: squid)"
+  mkdir -p "$dir"
+  # squid started as root drops to nobody, which writes its logs here; the
+  # work directory (0700) must let it through (its secrets/ stays 0700).
+  chmod 777 "$dir"
+  chmod o+x "$(dirname "$dir")"
+  htpasswd -bc "$dir/passwd" "$user" "$(cat "$password_file")" 2>/dev/null ||
+    harness_die "htpasswd failed (apt: apache2-utils)"
+  chmod 644 "$dir/passwd"
+  for attempt in 1 2 3; do
+    # A per-run port; a clash only costs a retry.
+    SQUID_PORT=$((20000 + (RANDOM * 7 + $$ + attempt * 997) % 30000))
+    cat >"$dir/squid.conf" <<CONF
+http_port 127.0.0.1:$SQUID_PORT
+pid_filename $dir/squid.pid
+cache_log $dir/cache.log
+access_log stdio:$dir/access.log
+coredump_dir $dir
+cache deny all
+cache_mem 8 MB
+shutdown_lifetime 1 seconds
+cache_effective_user nobody
+auth_param basic program $helper $dir/passwd
+auth_param basic children 2
+acl local_dst dst 127.0.0.1/32
+acl authed proxy_auth REQUIRED
+http_access deny !local_dst
+http_access deny !authed
+http_access allow CONNECT authed
+http_access deny all
+CONF
+    squid -N -f "$dir/squid.conf" >"$dir/output.log" 2>&1 &
+    SQUID_PID=$!
+    HARNESS_PIDS+=("$SQUID_PID")
+    for ((i = 0; i < 200; i++)); do
+      kill -0 "$SQUID_PID" 2>/dev/null || break
+      # Listening: a CONNECT without credentials gets squid's 407.
+      if [ "$(curl -s -o /dev/null -w '%{http_connect}' --max-time 2 -p -x "http://127.0.0.1:$SQUID_PORT" \
+        "http://127.0.0.1:9/" 2>/dev/null)" = 407 ]; then
+        return 0
+      fi
+      sleep 0.1
+    done
+    kill -TERM "$SQUID_PID" 2>/dev/null || true
+    wait "$SQUID_PID" 2>/dev/null || true
+  done
+  cat "$dir/output.log" "$dir/cache.log" >&2 2>/dev/null || true
+  harness_die "squid did not start"
+}

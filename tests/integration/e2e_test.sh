@@ -81,10 +81,11 @@ jq -e . "$work/agent.log" >/dev/null || fail "agent log is not JSON lines"
 # to the checked address, over TLS, allowed by the rule the config implies.
 netlog=$(jq -c 'select(.msg == "egress connection")' "$work/agent.log")
 [ -n "$netlog" ] || fail "agent log has no egress connection records"
-jq -e 'select(.decision == "allowed" and .rule == "hub.url" and .address == "127.0.0.1"
+# (-s and any/all: jq -e alone takes its status from the last record only.)
+jq -s -e 'any(.[]; .decision == "allowed" and .rule == "hub.url" and .address == "127.0.0.1"
                and (.tls_version | startswith("TLSv1.")) and .bytes_down > 0)' <<<"$netlog" >/dev/null ||
   fail "no complete egress record for the hub: $(head -c 600 <<<"$netlog")"
-if jq -e 'select(.decision != "allowed")' <<<"$netlog" >/dev/null; then
+if jq -s -e 'any(.[]; .decision != "allowed")' <<<"$netlog" >/dev/null; then
   fail "the agent was denied a connection: $netlog"
 fi
 if grep -qF -- "$secret" "$work/agent.log" "$work/hub.log" "$work/agent.log.out" "$work/hub.log.out"; then

@@ -48,6 +48,7 @@ namespace sa::agent::app {
 // network log (both optional, for tests).
 struct EgressHooks {
     const egress::EgressPolicy* policy = nullptr;
+    const egress::ProxyConfig* proxy = nullptr;  // null: direct connections
     std::function<void(const egress::ConnectionRecord&)> on_connection;
 };
 

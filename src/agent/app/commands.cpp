@@ -185,7 +185,18 @@ int run_agent(const std::string& config_path) {
 
     // The egress policy: every outbound connection below is checked against
     // it before a packet is sent, and logged.
-    auto policy_options = egress_policy_options(config);
+    // The proxy (config, else HTTPS_PROXY) is part of the policy: its host
+    // is an allowed destination and every tunnel is checked on the real one.
+    auto proxy = AgentProxy::load(config, *stores);
+    if (!proxy) return startup_failed("set up egress proxy", proxy.error());
+    const egress::ProxyConfig* proxy_config = *proxy ? &(*proxy)->config() : nullptr;
+    if (proxy_config) {
+        logger.info("egress proxy", {{"proxy", proxy_config->where()},
+                                     {"source", (*proxy)->source()},
+                                     {"authenticated", !proxy_config->username.empty()},
+                                     {"no_proxy", proxy_config->no_proxy}});
+    }
+    auto policy_options = egress_policy_options(config, proxy_config);
     if (!policy_options) return startup_failed("build egress policy", policy_options.error());
     const egress::EgressPolicy egress_policy(std::move(*policy_options));
     NetworkLog network_log(logger, registry, auditor);
@@ -219,8 +230,9 @@ int run_agent(const std::string& config_path) {
     // Timestamps and SIEM export beside the log; the stamper must exist before
     // the log writes its first checkpoint. Their connections obey the egress
     // policy like every other.
-    auto audit_services = AuditServices::create(config, logger, registry, auditor,
-                                                {&egress_policy, network_log.callback()});
+    auto audit_services = AuditServices::create(
+        config, logger, registry, auditor,
+        {.policy = &egress_policy, .proxy = proxy_config, .on_connection = network_log.callback()});
     if (!audit_services) return startup_failed("set up audit timestamps", audit_services.error());
     audit_options.on_checkpoint = (*audit_services)->checkpoint_hook();
     auto audit_log = audit::AuditLog::open(config.audit.dir, std::move(audit_options), *agent_key);
@@ -246,8 +258,11 @@ int run_agent(const std::string& config_path) {
         !started && fail_closed) {
         return startup_failed("write audit record agent.started", started.error());
     }
-    // The key was read before the log could record it.
+    // The key and the proxy password were read before the log could record it.
     if (config.agent.key) audit_secret_read(auditor, *config.agent.key, "agent signing key");
+    if (*proxy && (*proxy)->password_ref()) {
+        audit_secret_read(auditor, *(*proxy)->password_ref(), "egress proxy password");
+    }
     if (auto exporting = (*audit_services)->start_exports(*audit_log->log); !exporting) {
         return startup_failed("start audit export", exporting.error());
     }
@@ -258,6 +273,7 @@ int run_agent(const std::string& config_path) {
     http_options.abort = &stop_requested();
     http_options.user_agent = std::string("secure-agent/") + build::kVersion;
     http_options.policy = &egress_policy;
+    http_options.proxy = proxy_config;
     http_options.on_connection = network_log.callback();
     auto http = egress::HttpClient::create(http_options);
     if (!http) return startup_failed("create HTTP client", http.error());

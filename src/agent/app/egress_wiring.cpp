@@ -1,6 +1,7 @@
 #include "agent/app/egress_wiring.h"
 
 #include <charconv>
+#include <cstdlib>
 
 namespace sa::agent::app {
 namespace {
@@ -69,7 +70,8 @@ Result<std::pair<std::string, int>> https_host_port(std::string_view url) {
     return std::pair<std::string, int>{std::string(host), port};
 }
 
-Result<egress::PolicyOptions> egress_policy_options(const config::Config& config) {
+Result<egress::PolicyOptions> egress_policy_options(const config::Config& config,
+                                                    const egress::ProxyConfig* proxy) {
     egress::PolicyOptions options;
     options.min_tls = config.egress.min_tls == "1.3" ? egress::TlsMin::v1_3 : egress::TlsMin::v1_2;
     for (size_t i = 0; i < config.egress.deny.size(); ++i) {
@@ -118,7 +120,69 @@ Result<egress::PolicyOptions> egress_policy_options(const config::Config& config
         rule.origin = "audit.siem[" + std::to_string(i) + "]";
         options.allow.push_back(std::move(rule));
     }
+    if (proxy != nullptr) {
+        egress::AllowRule rule;
+        rule.host = proxy->host;
+        rule.port = proxy->port;
+        rule.origin = config.egress.proxy ? "egress.proxy" : "HTTPS_PROXY";
+        options.allow.push_back(std::move(rule));
+    }
     return options;
+}
+
+Result<std::unique_ptr<AgentProxy>> AgentProxy::load(const config::Config& config,
+                                                     const secrets::SecretStores& stores) {
+    std::unique_ptr<AgentProxy> proxy(new AgentProxy());
+    if (config.egress.proxy) {
+        const config::EgressProxy& configured = *config.egress.proxy;
+        auto parsed = egress::parse_proxy_url(configured.url);
+        if (!parsed) {
+            return fail(ErrorCode::invalid_argument, "egress.proxy.url: " + parsed.error().message);
+        }
+        proxy->config_ = std::move(*parsed);
+        proxy->config_.username = configured.username;
+        proxy->config_.no_proxy = configured.no_proxy;
+        proxy->source_ = "egress.proxy";
+        if (configured.password) {
+            auto password = stores.read(*configured.password);
+            if (!password) return std::unexpected(password.error());
+            proxy->password_ = std::move(*password);
+            proxy->password_ref_ = configured.password;
+        }
+    } else {
+        // The environment is the fallback. An unusable value is an error, not
+        // a silent direct connection past the customer's proxy.
+        const char* name = "HTTPS_PROXY";
+        const char* value = std::getenv(name);
+        if (value == nullptr || *value == '\0') {
+            name = "https_proxy";
+            value = std::getenv(name);
+        }
+        if (value == nullptr || *value == '\0') return std::unique_ptr<AgentProxy>();
+        auto parsed = egress::parse_proxy_url(value);
+        if (!parsed) {
+            return fail(ErrorCode::invalid_argument,
+                        std::string(name) + ": " + parsed.error().message);
+        }
+        if (!parsed->username.empty()) {
+            return fail(ErrorCode::invalid_argument,
+                        std::string(name) +
+                            ": a proxy user name needs a password from the secret store; "
+                            "configure egress.proxy instead");
+        }
+        auto from_environment = egress::proxy_from_environment();
+        if (!from_environment) {
+            return fail(ErrorCode::internal, std::string(name) + " is set but was not read");
+        }
+        proxy->config_ = std::move(*from_environment);
+        proxy->source_ = name;
+    }
+    if (proxy->config_.tls) {
+        return fail(ErrorCode::invalid_argument,
+                    proxy->source_ + ": https:// proxies are not supported; use http://");
+    }
+    if (proxy->password_) proxy->config_.password = &*proxy->password_;
+    return proxy;
 }
 
 NetworkLog::NetworkLog(const observe::Logger& logger, observe::Registry& registry, Auditor& auditor)

@@ -16,7 +16,9 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,8 +26,10 @@
 #include "agent/app/auditor.h"
 #include "agent/config/config.h"
 #include "agent/egress/policy.h"
+#include "agent/egress/proxy.h"
 #include "agent/observe/logger.h"
 #include "agent/observe/metrics.h"
+#include "agent/secrets/secret_stores.h"
 #include "common/result.h"
 
 namespace sa::agent::app {
@@ -35,8 +39,47 @@ namespace sa::agent::app {
 Result<std::pair<std::string, int>> https_host_port(std::string_view url);
 
 // Errors: invalid_argument naming the config key (a pin or CIDR that does not
-// parse; config validation normally catches these first).
-Result<egress::PolicyOptions> egress_policy_options(const config::Config& config);
+// parse; config validation normally catches these first). With a proxy, its
+// host:port is an allowed destination too (origin: the proxy's source).
+Result<egress::PolicyOptions> egress_policy_options(const config::Config& config,
+                                                    const egress::ProxyConfig* proxy = nullptr);
+
+// The proxy every outbound connection of the agent uses: `egress.proxy` when
+// configured, else HTTPS_PROXY / https_proxy with NO_PROXY / no_proxy from
+// the environment (config wins). The password is read from the secret store
+// once, at load, and held as a SecretValue (locked, wiped) for the life of
+// the object: libcurl needs it for every new tunnel.
+class AgentProxy final {
+  public:
+    // nullptr when no proxy is configured or set in the environment. Errors:
+    // invalid_argument for an unusable HTTPS_PROXY (named; a user name there
+    // is refused because its password could only come from the environment),
+    // the secret store's error when the password cannot be read.
+    static Result<std::unique_ptr<AgentProxy>> load(const config::Config& config,
+                                                    const secrets::SecretStores& stores);
+    AgentProxy(const AgentProxy&) = delete;
+    AgentProxy& operator=(const AgentProxy&) = delete;
+
+    // Points into this object: it must outlive every client using it.
+    const egress::ProxyConfig& config() const { return config_; }
+    // "egress.proxy" or "HTTPS_PROXY" (the variable actually used).
+    const std::string& source() const { return source_; }
+    // The reference the password was read from, for the audit record.
+    const std::optional<secrets::SecretRef>& password_ref() const { return password_ref_; }
+
+  private:
+    AgentProxy() = default;
+
+    egress::ProxyConfig config_;
+    std::optional<secrets::SecretValue> password_;
+    std::optional<secrets::SecretRef> password_ref_;
+    std::string source_;
+};
+
+inline Result<std::unique_ptr<AgentProxy>> load_agent_proxy(const config::Config& config,
+                                                            const secrets::SecretStores& stores) {
+    return AgentProxy::load(config, stores);
+}
 
 class NetworkLog final {
   public:

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -197,6 +198,137 @@ TEST(NetworkLogTest, DenialsAndPinMismatchesAreAuditedOncePerWindow) {
     EXPECT_NE(registry.render().find("secure_agent_egress_pin_mismatch_total 2\n"),
               std::string::npos);
     std::filesystem::remove_all(root);
+}
+
+// One secret, counting reads (the proxy password is read once, at load).
+class OneSecretStore final : public secrets::SecretStore {
+  public:
+    Result<secrets::SecretValue> read(const secrets::SecretRef& ref) override {
+        ++reads;
+        if (ref.path != "proxy") return fail(ErrorCode::not_found, "no secret " + ref.path);
+        return secrets::SecretValue::copy_of("proxy-pass-7");
+    }
+    int reads = 0;
+};
+
+// Sets or clears the proxy variables for one test, restoring them after.
+class ProxyEnvironment final {
+  public:
+    ProxyEnvironment() {
+        for (const char* name : kNames) {
+            if (const char* value = std::getenv(name)) saved_.emplace_back(name, value);
+            ::unsetenv(name);
+        }
+    }
+    ~ProxyEnvironment() {
+        for (const char* name : kNames) ::unsetenv(name);
+        for (const auto& [name, value] : saved_) ::setenv(name.c_str(), value.c_str(), 1);
+    }
+    void set(const char* name, const char* value) { ::setenv(name, value, 1); }
+
+  private:
+    static constexpr const char* kNames[] = {"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"};
+    std::vector<std::pair<std::string, std::string>> saved_;
+};
+
+struct StoresWithProxySecret {
+    StoresWithProxySecret() {
+        auto owned = std::make_unique<OneSecretStore>();
+        store = owned.get();
+        stores.add("vault", std::move(owned));
+    }
+    secrets::SecretStores stores;
+    OneSecretStore* store = nullptr;
+};
+
+TEST(AgentProxyTest, ConfigProxyWithPasswordFromTheSecretStoreWinsOverTheEnvironment) {
+    ProxyEnvironment environment;
+    environment.set("HTTPS_PROXY", "http://env-proxy.example:9999");
+    StoresWithProxySecret fixture;
+    config::Config config = sample_config();
+    config.egress.proxy = config::EgressProxy{"http://proxy.corp.example:8080",
+                                              "agent",
+                                              secrets::SecretRef{"vault", "proxy", "pw"},
+                                              {"internal.example", "10.0.0.0/8"}};
+
+    auto proxy = AgentProxy::load(config, fixture.stores);
+    ASSERT_TRUE(proxy) << proxy.error().describe();
+    ASSERT_NE(*proxy, nullptr);
+    const egress::ProxyConfig& loaded = (*proxy)->config();
+    EXPECT_EQ(loaded.host, "proxy.corp.example");
+    EXPECT_EQ(loaded.port, 8080);
+    EXPECT_EQ(loaded.username, "agent");
+    ASSERT_NE(loaded.password, nullptr);
+    EXPECT_EQ(loaded.password->reveal(), "proxy-pass-7");
+    EXPECT_EQ(loaded.no_proxy, (std::vector<std::string>{"internal.example", "10.0.0.0/8"}));
+    EXPECT_EQ((*proxy)->source(), "egress.proxy");
+    EXPECT_EQ((*proxy)->password_ref(), (secrets::SecretRef{"vault", "proxy", "pw"}));
+    EXPECT_EQ(fixture.store->reads, 1);
+
+    // The proxy is an allowed destination, named by where it came from.
+    auto options = egress_policy_options(config, &loaded);
+    ASSERT_TRUE(options) << options.error().describe();
+    const egress::AllowRule& last = options->allow.back();
+    EXPECT_EQ(last.host, "proxy.corp.example");
+    EXPECT_EQ(last.port, 8080);
+    EXPECT_EQ(last.origin, "egress.proxy");
+}
+
+TEST(AgentProxyTest, AMissingPasswordIsTheStoresError) {
+    ProxyEnvironment environment;
+    StoresWithProxySecret fixture;
+    config::Config config = sample_config();
+    config.egress.proxy = config::EgressProxy{
+        "http://proxy.corp.example:8080", "agent", secrets::SecretRef{"vault", "other", "pw"}, {}};
+    auto proxy = AgentProxy::load(config, fixture.stores);
+    ASSERT_FALSE(proxy);
+    EXPECT_EQ(proxy.error().code, ErrorCode::not_found);
+}
+
+TEST(AgentProxyTest, EnvironmentIsTheFallback) {
+    ProxyEnvironment environment;
+    StoresWithProxySecret fixture;
+    const config::Config config = sample_config();
+    {
+        auto none = AgentProxy::load(config, fixture.stores);
+        ASSERT_TRUE(none) << none.error().describe();
+        EXPECT_EQ(*none, nullptr);
+    }
+    environment.set("https_proxy", "http://10.1.2.3:3128");
+    environment.set("NO_PROXY", "vault.corp.example, .internal");
+    auto proxy = AgentProxy::load(config, fixture.stores);
+    ASSERT_TRUE(proxy) << proxy.error().describe();
+    ASSERT_NE(*proxy, nullptr);
+    EXPECT_EQ((*proxy)->config().host, "10.1.2.3");
+    EXPECT_EQ((*proxy)->config().port, 3128);
+    EXPECT_EQ((*proxy)->config().password, nullptr);
+    EXPECT_EQ((*proxy)->config().no_proxy,
+              (std::vector<std::string>{"vault.corp.example", ".internal"}));
+    EXPECT_EQ((*proxy)->source(), "https_proxy");
+    EXPECT_EQ(fixture.store->reads, 0);
+    auto options = egress_policy_options(config, &(*proxy)->config());
+    ASSERT_TRUE(options);
+    EXPECT_EQ(options->allow.back().origin, "HTTPS_PROXY");
+}
+
+TEST(AgentProxyTest, UnusableEnvironmentValuesAreErrorsNotDirectConnections) {
+    StoresWithProxySecret fixture;
+    const config::Config config = sample_config();
+    const auto error_for = [&](const char* value) {
+        ProxyEnvironment environment;
+        environment.set("HTTPS_PROXY", value);
+        auto proxy = AgentProxy::load(config, fixture.stores);
+        return proxy ? std::string("loaded") : proxy.error().message;
+    };
+    EXPECT_EQ(error_for("http://agent@proxy:3128"),
+              "HTTPS_PROXY: a proxy user name needs a password from the secret store; "
+              "configure egress.proxy instead");
+    const std::string with_password = error_for("http://agent:hunter2@proxy:3128");
+    EXPECT_EQ(with_password.rfind("HTTPS_PROXY: ", 0), 0u) << with_password;
+    EXPECT_EQ(with_password.find("hunter2"), std::string::npos) << with_password;
+    EXPECT_EQ(error_for("https://proxy:3128"),
+              "HTTPS_PROXY: https:// proxies are not supported; use http://");
+    EXPECT_EQ(error_for("ftp://proxy").rfind("HTTPS_PROXY: ", 0), 0u);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "agent/egress/policy.h"
+#include "agent/egress/proxy.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/ed25519.h"
 #include "common/util/files.h"
@@ -127,6 +128,23 @@ int parse_int(const YAML::Node& node, int min, int max, const std::string& path)
     int value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
+        error_at(path, what);
+    }
+    return value;
+}
+
+// A byte rate or size: 0 (no limit) or min..max; below min every connection
+// would crawl, which is a typo far more often than an intent.
+int64_t parse_byte_count(const YAML::Node& node, int64_t min, int64_t max,
+                         const std::string& path) {
+    const std::string what = "must be 0 (no limit) or an integer between " + std::to_string(min) +
+                             " and " + std::to_string(max);
+    if (!node.IsScalar()) error_at(path, what);
+    const std::string& text = node.Scalar();
+    int64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() ||
+        (value != 0 && (value < min || value > max))) {
         error_at(path, what);
     }
     return value;
@@ -300,7 +318,22 @@ Config parse_document(const YAML::Node& root) {
 
     // health
     if (top.has("health")) {
-        Map health(top.get("health"), "health", {"listen"});
+        Map health(top.get("health"), "health",
+                   {"listen", "probe_interval_seconds", "probe_failure_threshold"});
+        if (health.has("probe_interval_seconds")) {
+            const int interval = parse_int(health.get("probe_interval_seconds"), 0, 3600,
+                                           health.at("probe_interval_seconds"));
+            if (interval != 0 && interval < 5) {
+                error_at(health.at("probe_interval_seconds"),
+                         "must be 0 (probes off) or between 5 and 3600");
+            }
+            config.health.probe_interval_seconds = interval;
+        }
+        if (health.has("probe_failure_threshold")) {
+            config.health.probe_failure_threshold =
+                parse_int(health.get("probe_failure_threshold"), 1, 100,
+                          health.at("probe_failure_threshold"));
+        }
         if (auto listen = health.optional_string("listen")) {
             parse_listen(*listen, health.at("listen"), config.health);
         }
@@ -410,7 +443,19 @@ Config parse_document(const YAML::Node& root) {
 
     // egress
     if (top.has("egress")) {
-        Map egress(top.get("egress"), "egress", {"min_tls", "allow", "deny"});
+        Map egress(top.get("egress"), "egress",
+                   {"min_tls", "allow", "deny", "proxy", "max_bytes_per_second", "burst_bytes"});
+        constexpr int64_t kMinRate = 1024;
+        constexpr int64_t kMaxRate = int64_t{1} << 40;
+        if (egress.has("max_bytes_per_second")) {
+            config.egress.max_bytes_per_second =
+                parse_byte_count(egress.get("max_bytes_per_second"), kMinRate, kMaxRate,
+                                 egress.at("max_bytes_per_second"));
+        }
+        if (egress.has("burst_bytes")) {
+            config.egress.burst_bytes = parse_byte_count(egress.get("burst_bytes"), kMinRate,
+                                                         kMaxRate, egress.at("burst_bytes"));
+        }
         if (auto min_tls = egress.optional_string("min_tls")) {
             if (*min_tls != "1.2" && *min_tls != "1.3")
                 error_at(egress.at("min_tls"), "must be \"1.2\" or \"1.3\"");
@@ -440,7 +485,9 @@ Config parse_document(const YAML::Node& root) {
             if (!list.IsSequence()) error_at(egress.at("allow"), "must be a list");
             for (size_t i = 0; i < list.size(); ++i) {
                 const std::string path = egress.at("allow") + "[" + std::to_string(i) + "]";
-                Map entry(list[i], path, {"host", "port", "cidr", "ca_file", "pins"});
+                Map entry(list[i], path,
+                          {"host", "port", "cidr", "ca_file", "pins", "max_bytes_per_second",
+                           "max_redirects"});
                 EgressAllow out;
                 out.host = entry.required_string("host");
                 if (!valid_egress_host(out.host)) {
@@ -451,6 +498,15 @@ Config parse_document(const YAML::Node& root) {
                     out.port = parse_int(entry.get("port"), 1, 65535, entry.at("port"));
                 if (entry.has("cidr")) out.cidrs = cidr_list(entry.get("cidr"), entry.at("cidr"));
                 out.ca_file = entry.optional_string("ca_file");
+                if (entry.has("max_bytes_per_second")) {
+                    out.max_bytes_per_second =
+                        parse_byte_count(entry.get("max_bytes_per_second"), kMinRate, kMaxRate,
+                                         entry.at("max_bytes_per_second"));
+                }
+                if (entry.has("max_redirects")) {
+                    out.max_redirects =
+                        parse_int(entry.get("max_redirects"), 0, 10, entry.at("max_redirects"));
+                }
                 if (entry.has("pins")) {
                     const YAML::Node pins = entry.get("pins");
                     if (!pins.IsSequence()) error_at(entry.at("pins"), "must be a list");
@@ -468,6 +524,47 @@ Config parse_document(const YAML::Node& root) {
         }
         if (egress.has("deny"))
             config.egress.deny = cidr_list(egress.get("deny"), egress.at("deny"));
+        if (egress.has("proxy")) {
+            Map proxy(egress.get("proxy"), egress.at("proxy"),
+                      {"url", "username", "password", "no_proxy"});
+            EgressProxy out;
+            out.url = proxy.required_string("url");
+            // The URL is checked here so a typo is a config error, not a
+            // connection failure; parse_proxy_url refuses credentials in it.
+            if (auto parsed = egress::parse_proxy_url(out.url); !parsed) {
+                error_at(proxy.at("url"), parsed.error().message);
+            } else if (!parsed->username.empty()) {
+                error_at(proxy.at("url"),
+                         "must not contain a user name; use egress.proxy.username");
+            } else if (parsed->tls) {
+                error_at(proxy.at("url"), "https:// proxies are not supported; use http://");
+            }
+            if (auto username = proxy.optional_string("username")) out.username = *username;
+            if (proxy.has("password")) {
+                out.password = parse_secret_field(proxy.get("password"), proxy.at("password"));
+                check_store(*out.password, proxy.at("password"));
+            }
+            if (out.username.empty() && out.password)
+                error_at(proxy.at("username"), "missing: a password needs a user name");
+            if (!out.username.empty() && !out.password)
+                error_at(proxy.at("password"), "missing: a user name needs a password");
+            if (proxy.has("no_proxy")) {
+                const YAML::Node list = proxy.get("no_proxy");
+                if (list.IsScalar()) {
+                    out.no_proxy = egress::parse_no_proxy(list.Scalar());
+                } else if (list.IsSequence()) {
+                    for (size_t i = 0; i < list.size(); ++i) {
+                        const std::string text = Map::string_value(
+                            list[i], proxy.at("no_proxy") + "[" + std::to_string(i) + "]");
+                        for (auto& entry : egress::parse_no_proxy(text))
+                            out.no_proxy.push_back(std::move(entry));
+                    }
+                } else {
+                    error_at(proxy.at("no_proxy"), "must be a list or a comma-separated string");
+                }
+            }
+            config.egress.proxy = std::move(out);
+        }
     }
 
     // log

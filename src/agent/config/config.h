@@ -50,6 +50,11 @@ struct SourceConfig {
 struct HealthSection {
     std::string host = "127.0.0.1";  // a loopback IP literal (127.0.0.0/8 or ::1)
     int port = 9464;                 // 0: the OS picks
+    // Connection health probes of the hub and its token endpoint: every
+    // probe_interval_seconds (0: off, else 5..3600); /readyz turns not ready
+    // after probe_failure_threshold (1..100) failures in a row.
+    int probe_interval_seconds = 60;
+    int probe_failure_threshold = 3;
 };
 
 enum class AuditOnFailure { fail_closed, fail_open };
@@ -95,6 +100,16 @@ struct EgressAllow {
     std::vector<std::string> cidrs;      // optional: resolved addresses must be inside one
     std::optional<std::string> ca_file;  // CA bundle for this destination
     std::vector<std::string> pins;       // "sha256/BASE64" SPKI pins (checked at load)
+    int64_t max_bytes_per_second = 0;    // upload rate limit for this destination; 0: none
+    int max_redirects = 0;               // 0..10; 0: redirects are returned, not followed
+};
+
+// `egress.proxy`: an HTTP CONNECT proxy for every outbound connection.
+struct EgressProxy {
+    std::string url;                             // "http://host[:port]" (no credentials in it)
+    std::string username;                        // empty: no proxy authentication
+    std::optional<secrets::SecretRef> password;  // required with a username
+    std::vector<std::string> no_proxy;           // destinations reached directly
 };
 
 // Optional `egress:` section. The hub, TSA and SIEM destinations of this file
@@ -103,6 +118,10 @@ struct EgressSection {
     std::string min_tls = "1.2";  // "1.2" | "1.3"
     std::vector<EgressAllow> allow;
     std::vector<std::string> deny;  // extra CIDRs to deny
+    // Absent: HTTPS_PROXY / NO_PROXY from the environment, if set.
+    std::optional<EgressProxy> proxy;
+    int64_t max_bytes_per_second = 0;  // global upload rate limit; 0: none
+    int64_t burst_bytes = 0;           // 0: one second of the rate (at least 64 KiB)
 };
 
 struct Config {

@@ -192,7 +192,90 @@ TEST(ConfigTest, EgressErrorsNameTheKey) {
         egress("allow: [{host: h, pins: [\"md5/PIN\"]}]").rfind("egress.allow[0].pins[0]: ", 0),
         0u);
     EXPECT_EQ(egress("deny: 300.0.0.0/8").rfind("egress.deny: ", 0), 0u);
-    EXPECT_EQ(egress("proxy: x"), "egress.proxy: unknown key");
+    EXPECT_EQ(egress("proxy: x"), "egress.proxy: must be a mapping");
+    EXPECT_EQ(egress("max_bytes_per_second: 100"),
+              "egress.max_bytes_per_second: must be 0 (no limit) or an integer between 1024 and "
+              "1099511627776");
+    EXPECT_EQ(egress("burst_bytes: -1").rfind("egress.burst_bytes: must be 0", 0), 0u);
+    EXPECT_EQ(egress("allow: [{host: h, max_redirects: 11}]"),
+              "egress.allow[0].max_redirects: must be an integer between 0 and 10");
+    EXPECT_EQ(egress("allow: [{host: h, max_bytes_per_second: fast}]")
+                  .rfind("egress.allow[0].max_bytes_per_second: must be 0", 0),
+              0u);
+}
+
+TEST(ConfigTest, ParsesTheEgressProxyAndRateLimits) {
+    auto config = parse_config(variant("log:\n", R"(egress:
+  max_bytes_per_second: 1048576
+  burst_bytes: 65536
+  allow:
+    - {host: uploads.example.com, max_bytes_per_second: 4096, max_redirects: 3}
+  proxy:
+    url: http://proxy.corp.example:8080
+    username: agent
+    password: {secret: "files/proxy#password"}
+    no_proxy: ["internal.example, 10.0.0.0/8", ".corp.example"]
+log:
+)"));
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->egress.max_bytes_per_second, 1048576);
+    EXPECT_EQ(config->egress.burst_bytes, 65536);
+    EXPECT_EQ(config->egress.allow[0].max_bytes_per_second, 4096);
+    EXPECT_EQ(config->egress.allow[0].max_redirects, 3);
+    ASSERT_TRUE(config->egress.proxy);
+    EXPECT_EQ(config->egress.proxy->url, "http://proxy.corp.example:8080");
+    EXPECT_EQ(config->egress.proxy->username, "agent");
+    EXPECT_EQ(config->egress.proxy->password, (secrets::SecretRef{"files", "proxy", "password"}));
+    EXPECT_EQ(config->egress.proxy->no_proxy,
+              (std::vector<std::string>{"internal.example", "10.0.0.0/8", ".corp.example"}));
+
+    auto plain = parse_config(variant("log:\n", "egress:\n  proxy: {url: \"proxy:3128\"}\nlog:\n"));
+    ASSERT_TRUE(plain) << plain.error().describe();
+    EXPECT_TRUE(plain->egress.proxy->username.empty());
+    EXPECT_FALSE(plain->egress.proxy->password);
+}
+
+TEST(ConfigTest, EgressProxyErrorsNameTheKeyAndNeverEchoAPassword) {
+    const auto proxy = [](const std::string& body) {
+        return error_of(variant("log:\n", "egress:\n  proxy: " + body + "\nlog:\n"));
+    };
+    EXPECT_EQ(proxy("{username: a}"), "egress.proxy.url: missing required key");
+    const std::string in_url = proxy("{url: \"http://agent:hunter2@proxy:3128\"}");
+    EXPECT_EQ(in_url.rfind("egress.proxy.url: ", 0), 0u) << in_url;
+    EXPECT_EQ(in_url.find("hunter2"), std::string::npos) << in_url;
+    EXPECT_EQ(proxy("{url: \"http://agent@proxy:3128\"}"),
+              "egress.proxy.url: must not contain a user name; use egress.proxy.username");
+    EXPECT_EQ(proxy("{url: \"https://proxy:3128\"}"),
+              "egress.proxy.url: https:// proxies are not supported; use http://");
+    const std::string literal = proxy("{url: \"proxy:3128\", username: a, password: hunter2}");
+    EXPECT_EQ(literal.rfind("egress.proxy.password: literal secrets are not allowed", 0), 0u)
+        << literal;
+    EXPECT_EQ(literal.find("hunter2"), std::string::npos);
+    EXPECT_EQ(proxy("{url: \"proxy:3128\", username: a}"),
+              "egress.proxy.password: missing: a user name needs a password");
+    EXPECT_EQ(proxy("{url: \"proxy:3128\", username: a, password: {secret: \"vault/p\"}}"),
+              "egress.proxy.password: unknown secret store \"vault\"");
+    EXPECT_EQ(proxy("{url: \"proxy:3128\", no_proxy: {a: b}}"),
+              "egress.proxy.no_proxy: must be a list or a comma-separated string");
+}
+
+TEST(ConfigTest, HealthProbeSettings) {
+    auto config = parse_config(variant("listen: 127.0.0.1:0",
+                                       "listen: 127.0.0.1:0\n  probe_interval_seconds: 30\n"
+                                       "  probe_failure_threshold: 5"));
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->health.probe_interval_seconds, 30);
+    EXPECT_EQ(config->health.probe_failure_threshold, 5);
+    auto defaults = parse_config(variant("", ""));
+    ASSERT_TRUE(defaults);
+    EXPECT_EQ(defaults->health.probe_interval_seconds, 60);
+    EXPECT_EQ(defaults->health.probe_failure_threshold, 3);
+    EXPECT_EQ(error_of(variant("listen: 127.0.0.1:0",
+                               "listen: 127.0.0.1:0\n  probe_interval_seconds: 2")),
+              "health.probe_interval_seconds: must be 0 (probes off) or between 5 and 3600");
+    EXPECT_EQ(error_of(variant("listen: 127.0.0.1:0",
+                               "listen: 127.0.0.1:0\n  probe_failure_threshold: 0")),
+              "health.probe_failure_threshold: must be an integer between 1 and 100");
 }
 
 TEST(ConfigTest, ParsesTheAuditSection) {
