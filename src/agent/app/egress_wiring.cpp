@@ -120,6 +120,13 @@ Result<egress::PolicyOptions> egress_policy_options(const config::Config& config
         rule.origin = "audit.siem[" + std::to_string(i) + "]";
         options.allow.push_back(std::move(rule));
     }
+    // The global CA (a TLS-inspecting proxy's) for every destination without
+    // its own; a rule's CA replaces the client's, so this reaches them all.
+    if (config.egress.ca_file) {
+        for (auto& rule : options.allow) {
+            if (!rule.ca_file) rule.ca_file = config.egress.ca_file;
+        }
+    }
     if (proxy != nullptr) {
         egress::AllowRule rule;
         rule.host = proxy->host;

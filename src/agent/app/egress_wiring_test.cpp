@@ -88,6 +88,19 @@ TEST(EgressPolicyOptionsTest, ExplicitEntriesFirstThenTheConfiguredDestinations)
     EXPECT_EQ(options->min_tls, egress::TlsMin::v1_2);
 }
 
+TEST(EgressPolicyOptionsTest, TheGlobalCaFillsInWhereNoDestinationCaIsConfigured) {
+    config::Config config = sample_config();
+    config.egress.ca_file = "/etc/sa/inspecting-proxy-ca.pem";
+    config.egress.allow[0].ca_file = "/etc/sa/vault-ca.pem";
+    auto options = egress_policy_options(config);
+    ASSERT_TRUE(options) << options.error().describe();
+    ASSERT_EQ(options->allow.size(), 4u);
+    EXPECT_EQ(options->allow[0].ca_file, "/etc/sa/vault-ca.pem");             // its own
+    EXPECT_EQ(options->allow[1].ca_file, "/etc/sa/hub-ca.pem");               // hub.ca_file
+    EXPECT_EQ(options->allow[2].ca_file, "/etc/sa/inspecting-proxy-ca.pem");  // TSA: none
+    EXPECT_EQ(options->allow[3].ca_file, "/etc/sa/inspecting-proxy-ca.pem");  // SIEM: none
+}
+
 TEST(EgressPolicyOptionsTest, ThePolicyAllowsTheHubAndDeniesTheRest) {
     auto options = egress_policy_options(sample_config());
     ASSERT_TRUE(options);

@@ -444,7 +444,9 @@ Config parse_document(const YAML::Node& root) {
     // egress
     if (top.has("egress")) {
         Map egress(top.get("egress"), "egress",
-                   {"min_tls", "allow", "deny", "proxy", "max_bytes_per_second", "burst_bytes"});
+                   {"min_tls", "allow", "deny", "ca_file", "proxy", "max_bytes_per_second",
+                    "burst_bytes"});
+        config.egress.ca_file = egress.optional_string("ca_file");
         constexpr int64_t kMinRate = 1024;
         constexpr int64_t kMaxRate = int64_t{1} << 40;
         if (egress.has("max_bytes_per_second")) {
@@ -679,6 +681,10 @@ Status check_files(const Config& config) {
         if (const auto& tls_ca = config.audit.tsa->tls_ca_file) {
             if (auto st = check_pem_certificates(*tls_ca, "audit.tsa.tls_ca_file"); !st) return st;
         }
+    }
+    if (config.egress.ca_file) {
+        if (auto st = check_pem_certificates(*config.egress.ca_file, "egress.ca_file"); !st)
+            return st;
     }
     for (size_t i = 0; i < config.egress.allow.size(); ++i) {
         const auto& entry = config.egress.allow[i];

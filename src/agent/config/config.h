@@ -118,6 +118,10 @@ struct EgressSection {
     std::string min_tls = "1.2";  // "1.2" | "1.3"
     std::vector<EgressAllow> allow;
     std::vector<std::string> deny;  // extra CIDRs to deny
+    // CA bundle for every destination without its own (hub.ca_file,
+    // allow[].ca_file, ...), e.g. a TLS-inspecting corporate proxy's CA;
+    // absent: the system trust store.
+    std::optional<std::string> ca_file;
     // Absent: HTTPS_PROXY / NO_PROXY from the environment, if set.
     std::optional<EgressProxy> proxy;
     int64_t max_bytes_per_second = 0;  // global upload rate limit; 0: none

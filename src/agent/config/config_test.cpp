@@ -570,6 +570,12 @@ TEST_F(ConfigFilesTest, ReportsMissingOrBadFilesByKey) {
                     (dir_ / "none.pem").string() + "}]\n")
                   .rfind("audit.siem[0].ca_file: ", 0),
               0u);
+    EXPECT_EQ(check(base + "egress:\n  ca_file: " + key + "\n"),
+              "egress.ca_file: " + key + " holds no PEM certificate");
+    auto global_ca = parse_config(base + "egress:\n  ca_file: " + ca + "\n");
+    ASSERT_TRUE(global_ca) << global_ca.error().describe();
+    EXPECT_EQ(global_ca->egress.ca_file, ca);
+    EXPECT_TRUE(check_files(*global_ca));
 }
 
 TEST(LoopbackTest, RecognisesLoopbackLiteralsOnly) {
