@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "agent/secrets/secret_value.h"
 #include "common/util/time.h"
 
 namespace sa::agent::observe {
@@ -73,6 +74,12 @@ std::string Logger::format(int64_t unix_ms, Level level, std::string_view msg,
 void Logger::log(Level level, std::string_view msg, const Fields& fields) const {
     if (!enabled(level)) return;
     std::string line = format(util::unix_millis(), level, msg, fields);
+    // The SecretValue type keeps secrets out of fields; this catches one that
+    // slipped into a message or an error text as plain bytes.
+    secrets::redact_live_secrets(line, [](std::string_view raw) {
+        const std::string quoted = dump(raw);
+        return quoted.substr(1, quoted.size() - 2);
+    });
     line += '\n';
     std::lock_guard lock(mutex_);
     sink_(line);

@@ -45,6 +45,22 @@ TEST(LoggerTest, WritesOneParsableLinePerCall) {
     EXPECT_EQ(json::parse(lines[1])["level"], "error");
 }
 
+TEST(LoggerTest, ALiveSecretThatSlipsIntoALineIsRedacted) {
+    std::vector<std::string> lines;
+    Logger logger("edge-1", Level::debug, [&](std::string_view line) { lines.emplace_back(line); });
+    {
+        const auto secret = secrets::SecretValue::copy_of("s3cr\"et-value");
+        // As if an error text had quoted it: raw in the message, JSON-escaped in the line.
+        logger.error("token request failed: s3cr\"et-value",
+                     {{"error", "upstream said s3cr\"et-value"}});
+    }
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0].find("et-value"), std::string::npos) << lines[0];
+    const json line = json::parse(lines[0]);
+    EXPECT_EQ(line["msg"], "token request failed: [REDACTED]");
+    EXPECT_EQ(line["error"], "upstream said [REDACTED]");
+}
+
 TEST(LoggerTest, FiltersByLevel) {
     std::vector<std::string> lines;
     Logger logger("a", Level::warn, [&](std::string_view line) { lines.emplace_back(line); });

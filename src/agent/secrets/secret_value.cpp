@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <set>
 #include <utility>
 
 namespace sa::agent::secrets {
@@ -19,7 +21,47 @@ size_t page_size() {
     return size;
 }
 
+// Every live value's bytes, for redact_live_secrets(). A value registers
+// when its mapping is filled and leaves before its bytes are wiped, so a
+// reader holding the mutex never sees released memory.
+struct LiveSecrets {
+    std::mutex mutex;
+    std::set<std::pair<const char*, size_t>> values;
+};
+
+LiveSecrets& live_secrets() {
+    static LiveSecrets* live = new LiveSecrets();  // never destroyed: used until exit
+    return *live;
+}
+
+void replace_all(std::string& text, std::string_view needle, bool& replaced) {
+    static constexpr std::string_view kRedacted = "[REDACTED]";
+    for (size_t at = text.find(needle); at != std::string::npos;
+         at = text.find(needle, at + kRedacted.size())) {
+        text.replace(at, needle.size(), kRedacted);
+        replaced = true;
+    }
+}
+
 }  // namespace
+
+bool redact_live_secrets(std::string& text,
+                         const std::function<std::string(std::string_view)>& encode) {
+    bool replaced = false;
+    LiveSecrets& live = live_secrets();
+    std::lock_guard lock(live.mutex);
+    for (const auto& [data, size] : live.values) {
+        if (size < kMinRedactedLength) continue;
+        const std::string_view value(data, size);
+        replace_all(text, value, replaced);
+        if (encode) {
+            std::string encoded = encode(value);
+            if (encoded != value) replace_all(text, encoded, replaced);
+            wipe(encoded);
+        }
+    }
+    return replaced;
+}
 
 void SecretValue::set_release_observer_for_testing(ReleaseObserver observer) {
     g_release_observer.store(observer);
@@ -40,6 +82,11 @@ SecretValue SecretValue::copy_of(std::string_view bytes) {
     value.data_ = static_cast<char*>(p);
     value.size_ = bytes.size();
     value.mapped_ = mapped;
+    {
+        LiveSecrets& live = live_secrets();
+        std::lock_guard lock(live.mutex);
+        live.values.emplace(value.data_, value.size_);
+    }
     return value;
 }
 
@@ -72,6 +119,11 @@ SecretValue& SecretValue::operator=(SecretValue&& other) noexcept {
 
 void SecretValue::release() noexcept {
     if (data_ == nullptr) return;
+    {
+        LiveSecrets& live = live_secrets();
+        std::lock_guard lock(live.mutex);
+        live.values.erase({data_, size_});
+    }
     OPENSSL_cleanse(data_, mapped_);
     if (ReleaseObserver observer = g_release_observer.load()) {
         observer(reinterpret_cast<const unsigned char*>(data_), mapped_);

@@ -12,8 +12,10 @@
 //   value still works and locked() reports false.
 // - On destruction, move-from and assignment the bytes are wiped with
 //   OPENSSL_cleanse before the mapping is released.
+// - While alive, the value is known to redact_live_secrets() below.
 // Not thread-safe: like a std::string, one owner at a time.
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -60,5 +62,15 @@ class SecretValue final {
 // Wipes a std::string's whole buffer (not just size()) and clears it. For
 // temporaries that held secret bytes before they became a SecretValue.
 void wipe(std::string& s) noexcept;
+
+// Defence in depth behind the type: replaces every occurrence in text of a
+// live SecretValue's bytes with "[REDACTED]" (the log sink runs every line
+// through it). Values shorter than kMinRedactedLength are not searched for:
+// they would mangle ordinary text and are no secret worth the name. When
+// encode is set, the encoded form of each value (e.g. JSON-escaped) is
+// replaced too. Thread-safe; returns true when anything was replaced.
+inline constexpr size_t kMinRedactedLength = 6;
+bool redact_live_secrets(std::string& text,
+                         const std::function<std::string(std::string_view)>& encode = {});
 
 }  // namespace sa::agent::secrets

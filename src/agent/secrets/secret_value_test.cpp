@@ -107,5 +107,36 @@ TEST_F(SecretValueTest, WipeClearsWholeCapacity) {
     EXPECT_TRUE(std::all_of(buffer, buffer + capacity, [](char c) { return c == 0; }));
 }
 
+TEST(RedactLiveSecretsTest, ReplacesLiveValuesOnlyWhileTheyLive) {
+    std::string text;
+    {
+        const SecretValue token = SecretValue::copy_of("tok-3f9a2c71");
+        text = "bearer tok-3f9a2c71 and again tok-3f9a2c71.";
+        EXPECT_TRUE(redact_live_secrets(text));
+        EXPECT_EQ(text, "bearer [REDACTED] and again [REDACTED].");
+    }
+    // Released: the bytes are gone, nothing is known to redact any more.
+    text = "bearer tok-3f9a2c71";
+    EXPECT_FALSE(redact_live_secrets(text));
+    EXPECT_EQ(text, "bearer tok-3f9a2c71");
+}
+
+TEST(RedactLiveSecretsTest, MovedValuesStayKnownAndShortOnesAreIgnored) {
+    SecretValue moved_from = SecretValue::copy_of("p@ss\"word9");
+    const SecretValue value = std::move(moved_from);
+    const SecretValue tiny = SecretValue::copy_of("abc");
+    std::string text = "password p@ss\"word9 in JSON: \"p@ss\\\"word9\" abc";
+    const auto json_escape = [](std::string_view raw) {
+        std::string out;
+        for (char c : raw) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        return out;
+    };
+    EXPECT_TRUE(redact_live_secrets(text, json_escape));
+    EXPECT_EQ(text, "password [REDACTED] in JSON: \"[REDACTED]\" abc");
+}
+
 }  // namespace
 }  // namespace sa::agent::secrets
