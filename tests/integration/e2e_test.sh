@@ -107,6 +107,11 @@ grep -q '^secure_agent_lease_latency_seconds_count' <<<"$metrics" || fail "lease
 promtool check metrics <<<"$metrics" || fail "promtool rejects /metrics"
 grep -qE '^secure_agent_egress_connections_total\{decision="allowed"\} [1-9]' <<<"$metrics" ||
   fail "egress connections not counted in /metrics"
+# The health prober's first round ran at startup: token endpoint and hub ping.
+for target in token hub; do
+  grep -qE "^secure_agent_probe_success\{target=\"$target\"\} 1$" <<<"$metrics" ||
+    fail "probe of $target not successful in /metrics: $(grep probe <<<"$metrics")"
+done
 curl -fsS "$HEALTH_URL/healthz" >/dev/null || fail "/healthz"
 
 stop_process "$AGENT_PID" || fail "agent exited non-zero on SIGTERM"

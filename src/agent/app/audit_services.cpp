@@ -42,6 +42,7 @@ Result<std::unique_ptr<AuditServices>> AuditServices::create(const config::Confi
         http_options.user_agent = std::string("secure-agent/") + build::kVersion;
         http_options.policy = services->egress_.policy;
         http_options.proxy = services->egress_.proxy;
+        http_options.rate_limiter = services->egress_.rate_limiter;
         http_options.on_connection = services->egress_.on_connection;
         auto http = egress::HttpClient::create(http_options);
         if (!http) return std::unexpected(http.error());
@@ -103,6 +104,7 @@ Status AuditServices::start_exports(audit::AuditLog& log) {
             options.connection.ca_file = spec.ca_file;
             options.connection.policy = egress_.policy;
             options.connection.proxy = egress_.proxy;
+            options.connection.rate_limiter = egress_.rate_limiter;
             options.connection.on_connection = egress_.on_connection;
             options.hostname = host_name();
             sink = std::make_unique<siem::SyslogRecordSink>(std::move(options));

@@ -35,6 +35,7 @@
 #include "agent/audit/audit_log.h"
 #include "agent/config/config.h"
 #include "agent/egress/http_client.h"
+#include "agent/egress/rate_limit.h"
 #include "agent/observe/logger.h"
 #include "agent/observe/metrics.h"
 #include "agent/siem/audit_exporter.h"
@@ -48,7 +49,8 @@ namespace sa::agent::app {
 // network log (both optional, for tests).
 struct EgressHooks {
     const egress::EgressPolicy* policy = nullptr;
-    const egress::ProxyConfig* proxy = nullptr;  // null: direct connections
+    const egress::ProxyConfig* proxy = nullptr;         // null: direct connections
+    egress::EgressRateLimiter* rate_limiter = nullptr;  // null: no upload limit
     std::function<void(const egress::ConnectionRecord&)> on_connection;
 };
 

@@ -3,10 +3,12 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
+#include <utility>
 
 #include "agent/app/audit_commands.h"
 #include "agent/app/commands.h"
 #include "agent/app/custody.h"
+#include "agent/app/doctor.h"
 
 namespace sa::agent::app {
 
@@ -25,6 +27,17 @@ int run_cli(int argc, char** argv) {
         "check-config",
         "Validate a config file (keys, values, referenced files) without reading secrets.");
     check->add_option("--config", check_path, "Path of the agent's YAML config file")->required();
+
+    std::string doctor_path;
+    DoctorOptions doctor_options;
+    CLI::App* doctor = app.add_subcommand(
+        "doctor",
+        "Preflight: check the config, DNS, proxy, TCP, TLS, pins, token, hub API and sources "
+        "the way the agent would, with a fix for each failure. Exit 0 only if all pass.");
+    doctor->add_option("--config", doctor_path, "Path of the agent's YAML config file")->required();
+    doctor->add_flag("--json", doctor_options.json, "Print the checks as one JSON array");
+    doctor->add_option("--url", doctor_options.extra_urls,
+                       "Also check this https:// URL through the egress policy (repeatable)");
 
     CLI::App* version =
         app.add_subcommand("version", "Print version, protocol version and binary SHA-256.");
@@ -118,6 +131,7 @@ int run_cli(int argc, char** argv) {
     }
     if (run->parsed()) return run_agent(config_path);
     if (check->parsed()) return check_config(check_path, std::cout, std::cerr);
+    if (doctor->parsed()) return run_doctor(doctor_path, std::cout, std::move(doctor_options));
     if (version->parsed()) return print_version(std::cout);
     if (audit_verify_cmd->parsed())
         return audit_verify(audit_dir, audit_key, std::cout, std::cerr, tsa_ca);

@@ -15,6 +15,7 @@
 #include "agent/app/audit_services.h"
 #include "agent/app/auditor.h"
 #include "agent/app/egress_wiring.h"
+#include "agent/app/health_probe.h"
 #include "agent/app/job_runner.h"
 #include "agent/app/run_loop.h"
 #include "agent/app/signals.h"
@@ -23,6 +24,7 @@
 #include "agent/config/config.h"
 #include "agent/control/hub_client.h"
 #include "agent/egress/http_client.h"
+#include "agent/egress/rate_limit.h"
 #include "agent/identity/agent_key.h"
 #include "agent/jobs/job_verifier.h"
 #include "agent/observe/agent_metrics.h"
@@ -198,6 +200,8 @@ int run_agent(const std::string& config_path) {
     }
     auto policy_options = egress_policy_options(config, proxy_config);
     if (!policy_options) return startup_failed("build egress policy", policy_options.error());
+    // Upload limits (global and per destination) shared by every client.
+    egress::EgressRateLimiter rate_limiter(*policy_options);
     const egress::EgressPolicy egress_policy(std::move(*policy_options));
     NetworkLog network_log(logger, registry, auditor);
     auto agent_key = [&]() -> Result<identity::AgentKey> {
@@ -230,9 +234,11 @@ int run_agent(const std::string& config_path) {
     // Timestamps and SIEM export beside the log; the stamper must exist before
     // the log writes its first checkpoint. Their connections obey the egress
     // policy like every other.
-    auto audit_services = AuditServices::create(
-        config, logger, registry, auditor,
-        {.policy = &egress_policy, .proxy = proxy_config, .on_connection = network_log.callback()});
+    auto audit_services = AuditServices::create(config, logger, registry, auditor,
+                                                {.policy = &egress_policy,
+                                                 .proxy = proxy_config,
+                                                 .rate_limiter = &rate_limiter,
+                                                 .on_connection = network_log.callback()});
     if (!audit_services) return startup_failed("set up audit timestamps", audit_services.error());
     audit_options.on_checkpoint = (*audit_services)->checkpoint_hook();
     auto audit_log = audit::AuditLog::open(config.audit.dir, std::move(audit_options), *agent_key);
@@ -274,6 +280,7 @@ int run_agent(const std::string& config_path) {
     http_options.user_agent = std::string("secure-agent/") + build::kVersion;
     http_options.policy = &egress_policy;
     http_options.proxy = proxy_config;
+    http_options.rate_limiter = &rate_limiter;
     http_options.on_connection = network_log.callback();
     auto http = egress::HttpClient::create(http_options);
     if (!http) return startup_failed("create HTTP client", http.error());
@@ -310,10 +317,36 @@ int run_agent(const std::string& config_path) {
                                           .leeway_seconds = protocol::kClockLeewaySeconds});
     JobRunner runner(config, verifier, hub, logger, metrics, &auditor);
 
+    // Connection health probes of the token endpoint and the hub, on their
+    // own thread with their own clients; failures turn /readyz red.
+    HealthProber prober(
+        {.interval = std::chrono::seconds(config.health.probe_interval_seconds),
+         .failure_threshold = config.health.probe_failure_threshold,
+         .hub_url = config.hub.url,
+         .agent_id = config.agent.id,
+         .token = {.token_url = config.hub.url + protocol::kTokenPath,
+                   .client_id = config.hub.client_id,
+                   .client_secret = config.hub.client_secret,
+                   .observer = observer,
+                   .on_token =
+                       [&auditor](const auth::TokenEvent& event) {
+                           audit_token_event(auditor, event);
+                       },
+                   .on_secret_read =
+                       [&auditor](const secrets::SecretRef& ref, std::string_view purpose) {
+                           audit_secret_read(auditor, ref, purpose);
+                       }},
+         .observer = observer,
+         .on_readiness = [&metrics](bool ready) { metrics.set_ready(ready); },
+         .paused = [&auditor] { return auditor.blocked(); }},
+        HealthProber::http_transports(http_options), *stores, clock, registry, readiness, logger);
+    prober.start();
+
     // 9. The control loop, until SIGTERM/SIGINT.
     RunLoop loop({.poll_wait_seconds = config.hub.poll_wait_seconds, .auditor = &auditor}, tokens,
                  hub, runner, readiness, metrics, logger, stop_requested());
     loop.run();
+    prober.stop();  // before the last record and the audit log's close
 
     // 10. Orderly shutdown: the last record, then the final checkpoint.
     (void)auditor.record_durable("agent.stopped", {{"version", build::kVersion}});

@@ -14,6 +14,8 @@ Result<egress::AllowRule> rule_from(const config::EgressAllow& entry, const std:
     rule.port = entry.port;
     rule.ca_file = entry.ca_file;
     rule.origin = origin;
+    rule.max_bytes_per_second = entry.max_bytes_per_second;
+    rule.max_redirects = entry.max_redirects;
     for (size_t i = 0; i < entry.cidrs.size(); ++i) {
         auto cidr = egress::Cidr::parse(entry.cidrs[i]);
         if (!cidr) {
@@ -74,6 +76,8 @@ Result<egress::PolicyOptions> egress_policy_options(const config::Config& config
                                                     const egress::ProxyConfig* proxy) {
     egress::PolicyOptions options;
     options.min_tls = config.egress.min_tls == "1.3" ? egress::TlsMin::v1_3 : egress::TlsMin::v1_2;
+    options.max_bytes_per_second = config.egress.max_bytes_per_second;
+    options.burst_bytes = config.egress.burst_bytes;
     for (size_t i = 0; i < config.egress.deny.size(); ++i) {
         auto cidr = egress::Cidr::parse(config.egress.deny[i]);
         if (!cidr) {

@@ -10,6 +10,7 @@
 
 #include "agent/audit/audit_log.h"
 #include "agent/audit/format.h"
+#include "agent/egress/rate_limit.h"
 #include "agent/identity/agent_key.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/health_server.h"
@@ -86,6 +87,25 @@ TEST(EgressPolicyOptionsTest, ExplicitEntriesFirstThenTheConfiguredDestinations)
     EXPECT_EQ(options->allow[3].port, 6514);
     ASSERT_EQ(options->extra_deny.size(), 1u);
     EXPECT_EQ(options->min_tls, egress::TlsMin::v1_2);
+}
+
+TEST(EgressPolicyOptionsTest, RateLimitsAndRedirectsComeFromTheConfig) {
+    config::Config config = sample_config();
+    config.egress.max_bytes_per_second = 1 << 20;
+    config.egress.burst_bytes = 1 << 16;
+    config.egress.allow[0].max_bytes_per_second = 4096;
+    config.egress.allow[0].max_redirects = 2;
+    auto options = egress_policy_options(config);
+    ASSERT_TRUE(options) << options.error().describe();
+    EXPECT_EQ(options->max_bytes_per_second, 1 << 20);
+    EXPECT_EQ(options->burst_bytes, 1 << 16);
+    EXPECT_EQ(options->allow[0].max_bytes_per_second, 4096);
+    EXPECT_EQ(options->allow[0].max_redirects, 2);
+    EXPECT_EQ(options->allow[1].max_redirects, 0);  // the hub: never followed
+    const egress::EgressRateLimiter limiter(*options);
+    EXPECT_TRUE(limiter.limited());
+    EXPECT_EQ(limiter.rate_for(&options->allow[0]), 4096);
+    EXPECT_EQ(limiter.rate_for(&options->allow[1]), 1 << 20);
 }
 
 TEST(EgressPolicyOptionsTest, TheGlobalCaFillsInWhereNoDestinationCaIsConfigured) {

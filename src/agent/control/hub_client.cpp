@@ -110,7 +110,7 @@ HubClient::HubClient(egress::Transport& transport, auth::TokenSource& tokens, Op
 Result<egress::HttpResponse> HubClient::call(
     const char* endpoint, const std::string& method, const std::string& path,
     const std::string& body, std::vector<std::pair<std::string, std::string>> headers,
-    std::chrono::milliseconds timeout) {
+    std::chrono::milliseconds timeout, int max_attempts, std::chrono::milliseconds* send_time) {
     egress::HttpRequest request;
     request.method = method;
     request.url = options_.hub_url + path;
@@ -124,7 +124,12 @@ Result<egress::HttpResponse> HubClient::call(
         auto token = tokens_.access_token();
         if (!token) return std::unexpected(token.error());
         request.authorization = egress::Authorization::bearer(**token);
+        const auto sent_at = std::chrono::steady_clock::now();
         auto response = transport_.send(request);
+        if (send_time != nullptr) {
+            *send_time = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - sent_at);
+        }
         if (options_.observer) options_.observer(endpoint, response ? response->status : 0);
         if (!response) {
             return sa::fail(response.error().code,
@@ -136,7 +141,7 @@ Result<egress::HttpResponse> HubClient::call(
                 last_retry_after_ = parse_retry_after(*value, util::unix_seconds());
             }
         }
-        if (response->status == 401 && attempt == 0) {
+        if (response->status == 401 && attempt + 1 < max_attempts) {
             tokens_.invalidate();
             continue;
         }
@@ -184,6 +189,29 @@ Result<std::optional<jobs::LeaseEnvelope>> HubClient::lease(int wait_seconds) {
     envelope.job_jws = std::move(*job);
     envelope.lease_expires_at = doc["lease_expires_at"].get<int64_t>();
     return std::optional<jobs::LeaseEnvelope>(std::move(envelope));
+}
+
+Result<PingResult> HubClient::ping() {
+    const std::string path =
+        std::string(protocol::kPingPath) + "?agent_id=" + percent_encode(options_.agent_id);
+    // The round trip of the request alone (with a TLS handshake when the
+    // connection is new), not the time it took to get a token.
+    std::chrono::milliseconds rtt{0};
+    auto response = call("ping", "GET", path, "", {}, options_.request_timeout, 1, &rtt);
+    if (!response) return std::unexpected(response.error());
+    // No retry, but the token the hub refused is not used again.
+    if (response->status == 401) tokens_.invalidate();
+    if (response->status != 200) {
+        return std::unexpected(hub_error("hub GET " + std::string(protocol::kPingPath), *response));
+    }
+    const json doc = json::parse(response->body, nullptr, false);
+    if (!doc.is_object() || !doc.contains("server_time") ||
+        !doc["server_time"].is_number_integer() ||
+        (doc["server_time"].is_number_unsigned() &&
+         doc["server_time"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))) {
+        return sa::fail(ErrorCode::invalid_argument, "ping response lacks an integer server_time");
+    }
+    return PingResult{doc["server_time"].get<int64_t>(), rtt};
 }
 
 Status HubClient::upload_chunk(const std::string& job_id, const std::string& lease_id,

@@ -1,10 +1,11 @@
 #pragma once
 // HubClient: the agent's side of the wire protocol (docs/protocol.md
-// sections 2-5): lease, chunk upload, completion and failure reports.
+// sections 2-6): lease, chunk upload, completion and failure reports, ping.
 //
 // Every call carries "Authorization: Bearer" from the TokenSource; a 401
 // from the hub invalidates the token and the call is retried once with a
 // fresh one (which re-reads the client secret: rotation without restart).
+// ping() is the exception: one attempt, so a health probe sees every failure.
 // Hub errors ({"error", "error_description"}) become the Error message;
 // codes: 400/413 invalid_argument, 401 unauthenticated, 403
 // permission_denied, 404 not_found, 409 conflict (e.g. lease_lost), 429 and
@@ -35,6 +36,12 @@ struct Completion {
     int64_t finished_at_ms = 0;
 };
 
+// What GET /v1/agent/ping tells (protocol section 6).
+struct PingResult {
+    int64_t server_time = 0;           // the hub's clock, Unix seconds
+    std::chrono::milliseconds rtt{0};  // the request alone, without getting the token
+};
+
 class HubClient final {
   public:
     struct Options {
@@ -59,6 +66,13 @@ class HubClient final {
     // the JobVerifier); 204: nullopt. A malformed 200 body: invalid_argument.
     Result<std::optional<jobs::LeaseEnvelope>> lease(int wait_seconds);
 
+    // GET /v1/agent/ping?agent_id=...: one attempt, no retries (a probe must
+    // report failures, not hide them), timeout Options::request_timeout.
+    // 401: the token is invalidated (the next call fetches a new one) and the
+    // error is unauthenticated. A 200 without an integer server_time:
+    // invalid_argument. Other statuses as in the header comment.
+    Result<PingResult> ping();
+
     // PUT /v1/jobs/{job_id}/chunks/{seq} with X-Lease-Id and Content-Digest.
     // 201 (stored) and 200 (same chunk again) both succeed. Retries with
     // jittered backoff, honouring Retry-After.
@@ -79,7 +93,8 @@ class HubClient final {
     Result<egress::HttpResponse> call(const char* endpoint, const std::string& method,
                                       const std::string& path, const std::string& body,
                                       std::vector<std::pair<std::string, std::string>> headers,
-                                      std::chrono::milliseconds timeout);
+                                      std::chrono::milliseconds timeout, int max_attempts = 2,
+                                      std::chrono::milliseconds* send_time = nullptr);
     Result<egress::HttpResponse> post_json(const char* endpoint, const std::string& path,
                                            const nlohmann::json& body);
 

@@ -164,6 +164,75 @@ TEST_F(HubClientTest, Persistent401IsUnauthenticated) {
     EXPECT_EQ(transport_.requests.size(), 2u);  // retried once, not forever
 }
 
+TEST_F(HubClientTest, PingSendsAgentIdAndReturnsServerTime) {
+    HubClient::Options options;
+    options.hub_url = "https://hub.test";
+    options.agent_id = "edge 1/x";
+    options.request_timeout = std::chrono::milliseconds(7000);
+    options.observer = [this](std::string_view endpoint, long status) {
+        observed_.emplace_back(std::string(endpoint), status);
+    };
+    HubClient hub(transport_, tokens_, options);
+    transport_.reply(200, R"({"agent_id":"edge 1/x","server_time":1764403200})");
+    auto ping = hub.ping();
+    ASSERT_TRUE(ping) << ping.error().describe();
+    EXPECT_EQ(ping->server_time, 1764403200);
+    EXPECT_GE(ping->rtt.count(), 0);
+    ASSERT_EQ(transport_.requests.size(), 1u);
+    const Seen& seen = transport_.requests[0];
+    EXPECT_EQ(seen.method, "GET");
+    EXPECT_EQ(seen.url, "https://hub.test/v1/agent/ping?agent_id=edge%201%2Fx");
+    EXPECT_EQ(seen.body, "");
+    EXPECT_EQ(seen.bearer, "tok-1");
+    EXPECT_EQ(seen.timeout, std::chrono::milliseconds(7000));
+    EXPECT_EQ(observed_, (std::vector<std::pair<std::string, long>>{{"ping", 200}}));
+}
+
+TEST_F(HubClientTest, Ping401InvalidatesTheTokenWithoutRetrying) {
+    auto hub = make();
+    transport_.reply(401, R"({"error":"invalid_token","error_description":"expired"})");
+    transport_.reply(200, R"({"agent_id":"edge-1","server_time":1})");
+    auto ping = hub.ping();
+    ASSERT_FALSE(ping);
+    EXPECT_EQ(ping.error().code, ErrorCode::unauthenticated);
+    EXPECT_EQ(ping.error().message, "hub GET /v1/agent/ping: HTTP 401 invalid_token: expired");
+    EXPECT_EQ(transport_.requests.size(), 1u);  // one attempt
+    EXPECT_EQ(tokens_.invalidations, 1);
+    EXPECT_TRUE(sleeps_.empty());
+
+    // The next ping uses a fresh token.
+    auto again = hub.ping();
+    ASSERT_TRUE(again) << again.error().describe();
+    EXPECT_EQ(transport_.requests.at(1).bearer, "tok-2");
+}
+
+TEST_F(HubClientTest, PingReportsFailuresWithoutRetrying) {
+    auto hub = make();
+    transport_.unreachable();
+    transport_.reply(200, R"({"agent_id":"edge-1","server_time":1})");
+    auto down = hub.ping();
+    ASSERT_FALSE(down);
+    EXPECT_EQ(down.error().code, ErrorCode::unavailable);
+    EXPECT_EQ(transport_.requests.size(), 1u);
+    EXPECT_EQ(tokens_.invalidations, 0);
+
+    transport_.replies.clear();
+    transport_.reply(503, R"({"error":"server_error"})");
+    auto busy = hub.ping();
+    ASSERT_FALSE(busy);
+    EXPECT_EQ(busy.error().code, ErrorCode::unavailable);
+    EXPECT_EQ(transport_.requests.size(), 2u);
+    EXPECT_TRUE(sleeps_.empty());
+
+    for (const char* body : {"nope", "{}", R"({"server_time":"now"})", R"({"server_time":1.5})",
+                             R"({"server_time":18446744073709551615})"}) {
+        transport_.reply(200, body);
+        auto bad = hub.ping();
+        ASSERT_FALSE(bad) << body;
+        EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument) << body;
+    }
+}
+
 TEST_F(HubClientTest, UploadChunkSendsDigestAndLease) {
     auto hub = make();
     transport_.reply(201, R"({"seq":3,"sha256":"x","size":5})");

@@ -63,6 +63,13 @@ class FakeHub {
                                 .dump(),
                             "application/json");
         });
+        http.Get("/v1/agent/ping", [this](const httplib::Request& req, httplib::Response& res) {
+            if (!authorized(req, res)) return;
+            res.set_content(
+                json{{"agent_id", req.get_param_value("agent_id")}, {"server_time", 1764403200}}
+                    .dump(),
+                "application/json");
+        });
         http.Put(R"(/v1/jobs/([^/]+)/chunks/(\d+))", [this](const httplib::Request& req,
                                                             httplib::Response& res) {
             if (!authorized(req, res)) return;
@@ -202,6 +209,25 @@ TEST_F(HubClientTlsTest, RevokedTokenAndRotatedSecretReauthenticateOnce) {
 
     auto lease = client_->lease(0);
     ASSERT_TRUE(lease) << lease.error().describe();
+    std::lock_guard lock(hub_->mutex_);
+    EXPECT_EQ(hub_->tokens_issued, 2);
+    EXPECT_EQ(hub_->bearers,
+              (std::vector<std::string>{"Bearer tok-1", "Bearer tok-1", "Bearer tok-2"}));
+}
+
+TEST_F(HubClientTlsTest, PingOverTlsAndRevokedTokenIsReportedNotRetried) {
+    auto ping = client_->ping();
+    ASSERT_TRUE(ping) << ping.error().describe();
+    EXPECT_EQ(ping->server_time, 1764403200);
+    {
+        std::lock_guard lock(hub_->mutex_);
+        hub_->revoked.insert("tok-1");
+    }
+    auto refused = client_->ping();
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::unauthenticated);
+    auto again = client_->ping();
+    ASSERT_TRUE(again) << again.error().describe();
     std::lock_guard lock(hub_->mutex_);
     EXPECT_EQ(hub_->tokens_issued, 2);
     EXPECT_EQ(hub_->bearers,

@@ -68,7 +68,40 @@ struct Transfer {
     // transfer ends); the first response header proves the handshake.
     bool handshake_seen = false;
     detail::TlsInfo tls;
+    // Rate-limited upload (read callback); unused otherwise.
+    std::string_view upload;
+    size_t upload_offset = 0;
+    EgressRateLimiter* limiter = nullptr;
+    const AllowRule* rule = nullptr;
 };
+
+// Small blocks keep the rate even and let other senders interleave.
+constexpr size_t kUploadBlock = 16 * 1024;
+
+size_t on_read(char* buffer, size_t size, size_t count, void* user) {
+    auto* transfer = static_cast<Transfer*>(user);
+    const size_t n =
+        std::min({size * count, kUploadBlock, transfer->upload.size() - transfer->upload_offset});
+    if (n == 0) return 0;
+    // Blocks this thread (abort is checked at least every 100 ms), which is
+    // what smoothing means here: libcurl simply sends more slowly.
+    if (!transfer->limiter->acquire(static_cast<int64_t>(n), transfer->rule, transfer->abort)) {
+        return CURL_READFUNC_ABORT;
+    }
+    std::memcpy(buffer, transfer->upload.data() + transfer->upload_offset, n);
+    transfer->upload_offset += n;
+    return n;
+}
+
+// libcurl rewinds when it resends a request on a new connection.
+int on_seek(void* user, curl_off_t offset, int origin) {
+    auto* transfer = static_cast<Transfer*>(user);
+    if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > transfer->upload.size()) {
+        return CURL_SEEKFUNC_CANTSEEK;
+    }
+    transfer->upload_offset = static_cast<size_t>(offset);
+    return CURL_SEEKFUNC_OK;
+}
 
 size_t on_body(char* data, size_t size, size_t count, void* user) {
     auto* transfer = static_cast<Transfer*>(user);
@@ -115,6 +148,110 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
     auto* transfer = static_cast<Transfer*>(user);
     return transfer->abort != nullptr && transfer->abort->load() ? 1 : 0;
+}
+
+std::string lower(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+struct UrlParts {
+    std::string url;  // full, normalised by libcurl
+    std::string scheme;
+    std::string host;
+    int port = 0;
+    std::string where() const { return host + ":" + std::to_string(port); }
+};
+
+std::optional<std::string> url_part(CURLU* url, CURLUPart part, unsigned flags = 0) {
+    char* raw = nullptr;
+    if (curl_url_get(url, part, &raw, flags) != CURLUE_OK || raw == nullptr) return std::nullopt;
+    CurlString owned(raw);
+    return std::string(owned.get());
+}
+
+std::optional<UrlParts> url_parts(CURLU* url) {
+    UrlParts out;
+    auto full = url_part(url, CURLUPART_URL);
+    auto scheme = url_part(url, CURLUPART_SCHEME);
+    auto host = url_part(url, CURLUPART_HOST);
+    auto port = url_part(url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+    if (!full || !scheme || !host) return std::nullopt;
+    out.url = std::move(*full);
+    out.scheme = lower(*scheme);
+    out.host = std::move(*host);
+    if (port) std::from_chars(port->data(), port->data() + port->size(), out.port);
+    return out;
+}
+
+struct Redirect {
+    UrlParts target;
+    std::string from;  // "host:port" of the redirecting hop
+    bool cross_origin = false;
+};
+
+bool is_redirect_status(long status) {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// The next hop when response is a redirect that rule lets HttpClient follow;
+// nullopt when the response goes back to the caller as it is. The target's
+// scheme is not checked here. Errors: invalid_argument for a Location that
+// is not a URL.
+Result<std::optional<Redirect>> redirect_target(const HttpResponse& response, const AllowRule* rule,
+                                                const std::string& current_url) {
+    if (rule == nullptr || rule->max_redirects <= 0 || !is_redirect_status(response.status)) {
+        return std::nullopt;
+    }
+    const std::string* location = response.header("location");
+    if (location == nullptr || location->empty()) return std::nullopt;
+    std::unique_ptr<CURLU, UrlFree> url(curl_url());
+    if (!url || curl_url_set(url.get(), CURLUPART_URL, current_url.c_str(), 0) != CURLUE_OK) {
+        return fail(ErrorCode::internal, "cannot parse the current URL");
+    }
+    auto current = url_parts(url.get());
+    if (!current) return fail(ErrorCode::internal, "cannot parse the current URL");
+    Redirect redirect;
+    redirect.from = current->where();
+    // Resolved against the current URL, so relative Locations work.
+    if (curl_url_set(url.get(), CURLUPART_URL, location->c_str(), CURLU_NON_SUPPORT_SCHEME) !=
+        CURLUE_OK) {
+        return fail(ErrorCode::invalid_argument,
+                    "egress: redirect from " + redirect.from + " has an invalid Location");
+    }
+    auto target = url_parts(url.get());
+    if (!target) {
+        return fail(ErrorCode::invalid_argument,
+                    "egress: redirect from " + redirect.from + " has an invalid Location");
+    }
+    redirect.cross_origin =
+        lower(target->host) != lower(current->host) || target->port != current->port;
+    redirect.target = std::move(*target);
+    return redirect;
+}
+
+// Rewrites request for the next hop (RFC 9110 15.4).
+void apply_redirect(HttpRequest& request, long status, const Redirect& redirect) {
+    request.url = redirect.target.url;
+    const bool get_or_head = request.method == "GET" || request.method == "HEAD";
+    if ((status == 303 && request.method != "HEAD") ||
+        ((status == 301 || status == 302) && !get_or_head)) {
+        request.method = "GET";
+        request.body = {};
+        std::erase_if(request.headers,
+                      [](const auto& field) { return lower(field.first).starts_with("content-"); });
+    }
+    if (redirect.cross_origin) {
+        // Credentials are for the origin the caller named, never for
+        // whoever it redirects to.
+        request.authorization.reset();
+        std::erase_if(request.headers, [](const auto& field) {
+            const std::string name = lower(field.first);
+            return name == "authorization" || name == "proxy-authorization" || name == "cookie";
+        });
+    }
 }
 
 bool is_tls_error(CURLcode code) {
@@ -167,21 +304,85 @@ HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 HttpClient::~HttpClient() = default;
 
 Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
+    // request.timeout covers the whole chain (plus the time a rate limit
+    // adds to the bodies sent).
+    auto deadline = std::chrono::steady_clock::now() + request.timeout;
+    HttpRequest next_request = request;
+    std::string from;  // "host:port" of the hop that redirected here
+    int followed = 0;
+    for (;;) {
+        Hop hop;
+        auto result = send_hop(next_request, from, hop);
+        if (!result) return result;
+        deadline += hop.extra_timeout;
+        const AllowRule* rule = hop.rule;
+        auto next = redirect_target(*result, rule, next_request.url);
+        if (!next) return std::unexpected(next.error());
+        if (!*next) return result;
+        if (followed >= rule->max_redirects) {
+            return fail(ErrorCode::unavailable, "egress: too many redirects: " + (*next)->from +
+                                                    " redirected again after " +
+                                                    std::to_string(followed) + " (max_redirects " +
+                                                    std::to_string(rule->max_redirects) + " of " +
+                                                    rule->origin + ")");
+        }
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            return fail(ErrorCode::unavailable, "request to " + (*next)->from +
+                                                    " timed out after " +
+                                                    std::to_string(followed + 1) + " redirect(s)");
+        }
+        if ((*next)->target.scheme != "https") {
+            // Refused like a denied destination: with its own record.
+            ConnectionRecord record;
+            record.unix_ms = util::unix_millis();
+            record.host = (*next)->target.host;
+            record.port = (*next)->target.port;
+            record.decision = "denied";
+            record.rule = "only https is allowed";
+            auto error =
+                fail(ErrorCode::permission_denied,
+                     "egress: redirect from " + (*next)->from + " to " + (*next)->target.scheme +
+                         "://" + (*next)->target.where() + " refused: only https is allowed");
+            record.error = error.error().message;
+            if (options_.on_connection) options_.on_connection(record);
+            return error;
+        }
+        next_request.timeout = left;
+        apply_redirect(next_request, result->status, **next);
+        from = (*next)->from;
+        ++followed;
+    }
+}
+
+Result<HttpResponse> HttpClient::send_hop(const HttpRequest& request,
+                                          const std::string& redirected_from, Hop& hop) {
     ConnectionRecord record;
     record.unix_ms = util::unix_millis();
     record.decision = "allowed";
     const auto start = std::chrono::steady_clock::now();
-    auto result = send_checked(request, record);
+    auto result = send_checked(request, record, hop);
     record.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now() - start)
                              .count();
+    if (!result && !redirected_from.empty() && record.decision == "denied") {
+        // Name the hop that led here: "egress: redirect from A to B refused:
+        // B not in egress allowlist".
+        std::string reason = result.error().message;
+        if (reason.rfind("egress: ", 0) == 0) reason.erase(0, 8);
+        const std::string target = record.host + ":" + std::to_string(record.port);
+        result = fail(result.error().code, "egress: redirect from " + redirected_from + " to " +
+                                               target + " refused: " + reason);
+    }
     if (!result) record.error = result.error().message;
     if (options_.on_connection) options_.on_connection(record);
     return result;
 }
 
-Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
-                                              ConnectionRecord& record) {
+Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, ConnectionRecord& record,
+                                              Hop& hop) {
+    hop = Hop{};
     // Parse the URL first so policy errors never touch the network.
     std::unique_ptr<CURLU, UrlFree> url(curl_url());
     if (!url || curl_url_set(url.get(), CURLUPART_URL, request.url.c_str(), 0) != CURLUE_OK) {
@@ -232,6 +433,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
             return std::unexpected(checked.error());
         }
         destination = std::move(*checked);
+        hop.rule = destination->rule;
         record.rule = destination->rule->origin;
         if (!destination->rule->spki_pins.empty()) record.pin = "unchecked";
         pool_key = destination->host + ":" + std::to_string(port);
@@ -340,7 +542,20 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(options_.connect_timeout.count()));
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+    const AllowRule* limit_rule = destination ? destination->rule : nullptr;
+    const bool limited = options_.rate_limiter != nullptr && options_.rate_limiter->limited() &&
+                         !request.body.empty() && request.method != "GET";
+    auto timeout = request.timeout;
+    if (limited) {
+        // A throttled upload must not run into the timeout meant for the
+        // network: add the time the body needs at the lowest rate.
+        if (const int64_t rate = options_.rate_limiter->rate_for(limit_rule); rate > 0) {
+            hop.extra_timeout = std::chrono::milliseconds(
+                static_cast<int64_t>(request.body.size()) * 1000 / rate + 1);
+            timeout += hop.extra_timeout;
+        }
+    }
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
@@ -357,7 +572,20 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                          static_cast<curl_off_t>(request.body.size()));
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.data());
+        if (limited) {
+            // The body goes through on_read, block by block, as the limiter
+            // grants it.
+            transfer.upload = request.body;
+            transfer.limiter = options_.rate_limiter;
+            transfer.rule = limit_rule;
+            curl_easy_setopt(easy, CURLOPT_POST, 1L);
+            curl_easy_setopt(easy, CURLOPT_READFUNCTION, &on_read);
+            curl_easy_setopt(easy, CURLOPT_READDATA, &transfer);
+            curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, &on_seek);
+            curl_easy_setopt(easy, CURLOPT_SEEKDATA, &transfer);
+        } else {
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.data());
+        }
     }
 
     CURLM* multi = handles_->multi.get();
@@ -403,6 +631,12 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request,
     curl_easy_getinfo(easy, CURLINFO_HEADER_SIZE, &header_size);
     curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &body_down);
     record.bytes_up = request_size;
+    if (transfer.limiter != nullptr) {
+        // A body sent through on_read is not part of the request size.
+        curl_off_t body_up = 0;
+        curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &body_up);
+        record.bytes_up += body_up;
+    }
     record.bytes_down = header_size + body_down;
     record.tls_version = transfer.tls.version;
     record.cipher = transfer.tls.cipher;

@@ -1,10 +1,10 @@
 #pragma once
 // HttpClient: the agent's only outbound HTTP implementation (libcurl).
 // SECURITY NOTE: the egress policy is fixed here and has no switch to turn it
-// off: https only (also for redirects, which are never followed), TLS 1.2 as
-// the floor, peer and host name verification always on, proxies from the
-// environment ignored (a proxy is only used when Options::proxy is set; the
-// caller may build it with proxy_from_environment()). tests/lint/no_direct_network.sh keeps every
+// off: https only (also for redirects), TLS 1.2 as the floor, peer and host
+// name verification always on, proxies from the environment ignored (a proxy
+// is only used when Options::proxy is set; the caller may build it with
+// proxy_from_environment()). tests/lint/no_direct_network.sh keeps every
 // other folder from opening connections itself.
 //
 // With Options::policy set (the agent always sets it), every request is
@@ -13,6 +13,26 @@
 // libcurl gets them through CURLOPT_RESOLVE and an open-socket callback
 // refuses any other address. The rule's CA file, SPKI pins and the policy's
 // TLS floor apply. Without a policy (the hub's tests) none of this happens.
+//
+// Redirects: libcurl never follows them (CURLOPT_FOLLOWLOCATION stays off).
+// HttpClient follows one itself only when the rule that allowed the current
+// destination has max_redirects > 0 and the response is 301/302/303/307/308
+// with a Location; otherwise (and always without a policy) the 3xx response
+// is returned to the caller. Each hop: the Location is resolved against the
+// current URL, must be https, and its host:port goes through the full policy
+// check and pinning again (a refusal is permission_denied "egress: redirect
+// from A to B refused: ..."); 303, and 301/302 of anything but GET/HEAD,
+// become a GET without body (Content-* headers dropped), 307/308 keep method
+// and body; the Authorization and the Cookie / Proxy-Authorization headers
+// are dropped once host or port changes; every hop is its own
+// ConnectionRecord. More hops than the current rule's max_redirects fail
+// with unavailable ("too many redirects"). request.timeout covers the chain.
+//
+// With Options::rate_limiter set, the request body is sent in 16 KiB blocks,
+// each after the limiter granted it (global limit and the destination rule's
+// limit), so a long upload is slowed down to the configured rate, never
+// failed: the request timeout is extended by the time the body needs at the
+// lowest applicable rate.
 //
 // One HttpClient per thread (it is not thread-safe); it keeps connections
 // alive between requests to the same host.
@@ -26,6 +46,7 @@
 #include "agent/egress/http.h"
 #include "agent/egress/policy.h"
 #include "agent/egress/proxy.h"
+#include "agent/egress/rate_limit.h"
 
 namespace sa::agent::egress {
 
@@ -48,8 +69,11 @@ class HttpClient final : public Transport {
         // not in proxy->no_proxy goes through an HTTP CONNECT tunnel (see
         // proxy.h); with a policy, the proxy host:port must be allowed too.
         const ProxyConfig* proxy = nullptr;
-        // Called once per request, also for denials and failures; must not
-        // block or throw.
+        // Not owned; must outlive the client; may be shared between clients
+        // (it is thread-safe). Null: uploads are not limited.
+        EgressRateLimiter* rate_limiter = nullptr;
+        // Called once per request (once per hop when redirects are followed), also for denials and
+        // failures; must not block or throw.
         std::function<void(const ConnectionRecord&)> on_connection;
     };
 
@@ -64,7 +88,17 @@ class HttpClient final : public Transport {
 
   private:
     struct Handles;
-    Result<HttpResponse> send_checked(const HttpRequest& request, ConnectionRecord& record);
+    // What one hop tells the redirect loop.
+    struct Hop {
+        const AllowRule* rule = nullptr;  // that allowed it; null without a policy
+        // Added to the timeout for a rate-limited body.
+        std::chrono::milliseconds extra_timeout{0};
+    };
+    // One hop: policy check, pinning, transfer.
+    Result<HttpResponse> send_checked(const HttpRequest& request, ConnectionRecord& record,
+                                      Hop& hop);
+    Result<HttpResponse> send_hop(const HttpRequest& request, const std::string& redirected_from,
+                                  Hop& hop);
     HttpClient(Options options, std::unique_ptr<Handles> handles);
 
     Options options_;

@@ -630,5 +630,346 @@ TEST_F(HttpPolicyTest, PooledConnectionToAnUncheckedAddressIsNotReused) {
     EXPECT_EQ(records_.back().address, "127.0.0.1");
 }
 
+// ------------------------------------------------------------ rate limit
+
+TEST_F(HttpPolicyTest, RateLimitedUploadArrivesIntactAndIsPaced) {
+    TlsTestServer server(pki());
+    std::string received;
+    std::string method;
+    server.http().Put("/upload", [&](const httplib::Request& req, httplib::Response& res) {
+        received = req.body;
+        method = req.method;
+        res.set_content(std::to_string(req.body.size()), "text/plain");
+    });
+    server.start();
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"});
+    PolicyOptions po;
+    po.allow = {hub_rule(server.port())};
+    po.allow[0].max_bytes_per_second = 1024 * 1024;
+    po.burst_bytes = 64 * 1024;
+    EgressPolicy policy(po, resolver);
+    // Built from the caller's options, not the policy's copy: rules are
+    // matched by origin, host and port.
+    EgressRateLimiter limiter(po);
+
+    HttpClient::Options options;
+    options.ca_file = ca_file_;
+    options.policy = &policy;
+    options.rate_limiter = &limiter;
+    options.on_connection = [this](const ConnectionRecord& r) { records_.push_back(r); };
+    auto c = HttpClient::create(options);
+    ASSERT_TRUE(c);
+
+    // Not a multiple of the 16 KiB block, and every byte value.
+    std::string body(256 * 1024 + 123, '\0');
+    for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
+    HttpRequest request = get(hub_url(server, "/upload"));
+    request.method = "PUT";
+    request.body = body;
+    request.headers = {{"Content-Type", "application/octet-stream"}};
+    const auto start = std::chrono::steady_clock::now();
+    auto response = c->send(request);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(method, "PUT");
+    EXPECT_EQ(received.size(), body.size());
+    EXPECT_TRUE(received == body);
+    // (256 KiB + 123 - 64 KiB of burst) at 1 MiB/s is at least 187 ms; a
+    // lower bound only, so a slow machine cannot make this fail.
+    EXPECT_GE(elapsed, std::chrono::milliseconds(180));
+    ASSERT_EQ(records_.size(), 1u);
+    // Headers plus the body, as without a limiter.
+    EXPECT_GE(records_[0].bytes_up, static_cast<int64_t>(body.size()) + 50);
+    EXPECT_LT(records_[0].bytes_up, static_cast<int64_t>(body.size()) + 1000);
+}
+
+// Waiting for tokens inside libcurl's read callback still honours the
+// abort flag: a throttled upload that would take ~16 s stops at once.
+TEST_F(HttpClientTest, AbortInterruptsARateLimitedUpload) {
+    TlsTestServer server(pki());
+    std::atomic<int> hits{0};
+    server.http().Put("/upload", [&](const httplib::Request&, httplib::Response& res) {
+        ++hits;
+        res.set_content("ok", "text/plain");
+    });
+    server.start();
+    PolicyOptions po;
+    po.max_bytes_per_second = 64 * 1024;  // global: applies without a policy too
+    EgressRateLimiter limiter(po);
+    std::atomic<bool> abort{false};
+    HttpClient::Options options;
+    options.ca_file = ca_file_;
+    options.abort = &abort;
+    options.rate_limiter = &limiter;
+    auto c = HttpClient::create(options);
+    ASSERT_TRUE(c);
+    const std::string body(1024 * 1024, 'b');
+    HttpRequest request = get(server.url("/upload"));
+    request.method = "PUT";
+    request.body = body;
+    auto pending = std::async(std::launch::async, [&] { return c->send(request); });
+    // The first 64 KiB (the burst) leave at once; the rest waits.
+    ASSERT_EQ(pending.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+    const auto start = std::chrono::steady_clock::now();
+    abort = true;
+    auto response = pending.get();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::unavailable);
+    EXPECT_NE(response.error().message.find("aborted"), std::string::npos)
+        << response.error().message;
+    EXPECT_EQ(hits.load(), 0);
+}
+
+// ------------------------------------------------------------ redirects
+
+// Resolves hub.test and localhost (both in the test certificate) to
+// 127.0.0.1; anything else fails.
+class TwoNameResolver final : public Resolver {
+  public:
+    Result<std::vector<IpAddress>> resolve(const std::string& host) override {
+        if (host != "hub.test" && host != "localhost") {
+            return fail(ErrorCode::unavailable, "unknown host");
+        }
+        return std::vector<IpAddress>{*IpAddress::parse("127.0.0.1")};
+    }
+};
+
+class HttpRedirectTest : public HttpPolicyTest {
+  protected:
+    // hub.test:first (following up to max_redirects) and, when second > 0,
+    // localhost:second (following none).
+    EgressPolicy policy(int first, int second, int max_redirects) {
+        PolicyOptions po;
+        po.allow = {hub_rule(first)};
+        po.allow[0].max_redirects = max_redirects;
+        if (second > 0) {
+            AllowRule other;
+            other.host = "localhost";
+            other.port = second;
+            other.cidrs = {*Cidr::parse("127.0.0.1/32")};
+            other.origin = "egress.allow[0]";
+            po.allow.push_back(other);
+        }
+        return EgressPolicy(po, std::make_shared<TwoNameResolver>());
+    }
+    static std::string localhost_url(const TlsTestServer& server, const std::string& path) {
+        return "https://localhost:" + std::to_string(server.port()) + path;
+    }
+};
+
+TEST_F(HttpRedirectTest, FollowedToAnAllowedSecondServerWithoutTheAuthorization) {
+    TlsTestServer second(pki());
+    std::string second_auth = "unset";
+    std::string second_body;
+    std::string second_method;
+    second.http().Post("/next", [&](const httplib::Request& req, httplib::Response& res) {
+        second_auth = req.get_header_value("Authorization");
+        second_body = req.body;
+        second_method = req.method;
+        res.set_content("second", "text/plain");
+    });
+    second.start();
+    TlsTestServer first(pki());
+    std::string first_auth;
+    first.http().Post("/start", [&](const httplib::Request& req, httplib::Response& res) {
+        first_auth = req.get_header_value("Authorization");
+        res.set_redirect(localhost_url(second, "/next"), 307);
+    });
+    first.start();
+
+    auto p = policy(first.port(), second.port(), 2);
+    auto c = client_with(p, ca_file_);
+    const auto token = secrets::SecretValue::copy_of("tok-redirect");
+    HttpRequest request = get(hub_url(first, "/start"));
+    request.method = "POST";
+    request.body = "payload";
+    request.authorization = Authorization::bearer(token);
+    auto response = c.send(request);
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "second");
+    EXPECT_EQ(first_auth, "Bearer tok-redirect");
+    EXPECT_EQ(second_auth, "");        // not forwarded to another host
+    EXPECT_EQ(second_method, "POST");  // 307 keeps method and body
+    EXPECT_EQ(second_body, "payload");
+
+    ASSERT_EQ(records_.size(), 2u);  // one record per hop
+    EXPECT_EQ(records_[0].host, "hub.test");
+    EXPECT_EQ(records_[0].port, first.port());
+    EXPECT_EQ(records_[0].rule, "hub.url");
+    EXPECT_EQ(records_[1].host, "localhost");
+    EXPECT_EQ(records_[1].port, second.port());
+    EXPECT_EQ(records_[1].decision, "allowed");
+    EXPECT_EQ(records_[1].rule, "egress.allow[0]");
+    EXPECT_EQ(records_[1].address, "127.0.0.1");
+}
+
+TEST_F(HttpRedirectTest, RelativeSameOriginRedirectKeepsAuthorizationAnd303BecomesGet) {
+    TlsTestServer server(pki());
+    std::string final_auth;
+    std::string final_method;
+    std::string final_body = "unset";
+    std::string final_type = "unset";
+    server.http().Post("/start", [](const httplib::Request&, httplib::Response& res) {
+        res.status = 303;
+        res.set_header("Location", "/final?x=1");
+    });
+    server.http().Get("/final", [&](const httplib::Request& req, httplib::Response& res) {
+        final_auth = req.get_header_value("Authorization");
+        final_method = req.method;
+        final_body = req.body;
+        final_type = req.get_header_value("Content-Type");
+        res.set_content(req.get_param_value("x"), "text/plain");
+    });
+    server.start();
+    auto p = policy(server.port(), 0, 1);
+    auto c = client_with(p, ca_file_);
+    const auto token = secrets::SecretValue::copy_of("tok-same");
+    HttpRequest request = get(hub_url(server, "/start"));
+    request.method = "POST";
+    request.body = "{\"a\":1}";
+    request.headers = {{"Content-Type", "application/json"}};
+    request.authorization = Authorization::bearer(token);
+    auto response = c.send(request);
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "1");
+    EXPECT_EQ(final_method, "GET");
+    EXPECT_EQ(final_body, "");
+    EXPECT_EQ(final_type, "");
+    EXPECT_EQ(final_auth, "Bearer tok-same");  // same host and port
+    EXPECT_EQ(records_.size(), 2u);
+}
+
+TEST_F(HttpRedirectTest, RedirectToANonAllowlistedHostIsRefused) {
+    TlsTestServer target(pki());
+    std::atomic<int> target_hits{0};
+    serve_ok(target, &target_hits);
+    target.start();
+    TlsTestServer first(pki());
+    first.http().Get("/", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_redirect("https://evil.test:" + std::to_string(target.port()) + "/");
+    });
+    first.start();
+
+    // Only hub.test is allowed; localhost:target is not in the policy.
+    auto p = policy(first.port(), 0, 3);
+    auto c = client_with(p, ca_file_);
+    auto response = c.send(get(hub_url(first)));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::permission_denied);
+    const std::string evil = "evil.test:" + std::to_string(target.port());
+    EXPECT_EQ(response.error().message,
+              "egress: redirect from hub.test:" + std::to_string(first.port()) + " to " + evil +
+                  " refused: " + evil + " not in egress allowlist");
+    EXPECT_EQ(target_hits.load(), 0);
+    EXPECT_TRUE(target.offered_versions().empty());  // not even a TLS handshake
+    ASSERT_EQ(records_.size(), 2u);
+    EXPECT_EQ(records_[0].decision, "allowed");
+    EXPECT_EQ(records_[1].decision, "denied");
+    EXPECT_EQ(records_[1].host, "evil.test");
+    EXPECT_EQ(records_[1].error, response.error().message);
+}
+
+TEST_F(HttpRedirectTest, RedirectToPlainHttpIsRefused) {
+    TlsTestServer first(pki());
+    first.http().Get("/", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_redirect("http://hub.test:" + std::to_string(first.port()) + "/");
+    });
+    first.start();
+    auto p = policy(first.port(), 0, 3);
+    auto c = client_with(p, ca_file_);
+    auto response = c.send(get(hub_url(first)));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::permission_denied);
+    EXPECT_EQ(response.error().message,
+              "egress: redirect from hub.test:" + std::to_string(first.port()) +
+                  " to http://hub.test:" + std::to_string(first.port()) +
+                  " refused: only https is allowed");
+    ASSERT_EQ(records_.size(), 2u);
+    EXPECT_EQ(records_[1].decision, "denied");
+    EXPECT_EQ(records_[1].address, "");
+    EXPECT_EQ(records_[1].error, response.error().message);
+}
+
+TEST_F(HttpRedirectTest, NotFollowedWhenMaxRedirectsIsZero) {
+    TlsTestServer server(pki());
+    std::atomic<int> target_hits{0};
+    server.http().Get("/redirect", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_redirect(hub_url(server, "/target"), 301);
+    });
+    server.http().Get("/target", [&](const httplib::Request&, httplib::Response& res) {
+        ++target_hits;
+        res.set_content("target", "text/plain");
+    });
+    server.start();
+    auto p = policy(server.port(), 0, 0);
+    auto c = client_with(p, ca_file_);
+    auto response = c.send(get(hub_url(server, "/redirect")));
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 301);
+    ASSERT_NE(response->header("location"), nullptr);
+    EXPECT_EQ(*response->header("location"), hub_url(server, "/target"));
+    EXPECT_EQ(target_hits.load(), 0);
+    EXPECT_EQ(records_.size(), 1u);
+}
+
+TEST_F(HttpRedirectTest, TheSecondHopsRuleDecidesWhetherToFollowFurther) {
+    TlsTestServer second(pki());
+    second.http().Get("/", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_redirect("/elsewhere");
+    });
+    second.start();
+    TlsTestServer first(pki());
+    first.http().Get("/", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_redirect(localhost_url(second, "/"), 308);
+    });
+    first.start();
+    // localhost's rule has max_redirects 0: its 302 goes back to the caller.
+    auto p = policy(first.port(), second.port(), 5);
+    auto c = client_with(p, ca_file_);
+    auto response = c.send(get(hub_url(first)));
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 302);
+    EXPECT_EQ(records_.size(), 2u);
+}
+
+TEST_F(HttpRedirectTest, ALoopFailsOnceTheLimitIsExceeded) {
+    TlsTestServer server(pki());
+    std::atomic<int> hits{0};
+    server.http().Get("/loop", [&](const httplib::Request&, httplib::Response& res) {
+        ++hits;
+        res.set_redirect("/loop");
+    });
+    server.start();
+    auto p = policy(server.port(), 0, 3);
+    auto c = client_with(p, ca_file_);
+    auto response = c.send(get(hub_url(server, "/loop")));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::unavailable);
+    EXPECT_NE(response.error().message.find("too many redirects"), std::string::npos)
+        << response.error().message;
+    EXPECT_NE(response.error().message.find("max_redirects 3 of hub.url"), std::string::npos)
+        << response.error().message;
+    EXPECT_EQ(hits.load(), 4);  // the first request and 3 redirects followed
+    EXPECT_EQ(records_.size(), 4u);
+}
+
+TEST_F(HttpClientTest, WithoutAPolicyRedirectsAreNeverFollowed) {
+    // The hub's clients have no policy and so no rule allowing redirects;
+    // RedirectsAreNotFollowed above covers it, this names the reason.
+    TlsTestServer server(pki());
+    server.http().Get("/", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_redirect(server.url("/x"), 307);
+    });
+    server.start();
+    auto c = client(ca_file_);
+    auto response = c.send(get(server.url("/")));
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 307);
+}
+
 }  // namespace
 }  // namespace sa::agent::egress

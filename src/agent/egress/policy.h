@@ -86,12 +86,26 @@ struct AllowRule {
     std::optional<std::string> ca_file;  // overrides the client's CA for this destination
     std::vector<std::string> spki_pins;  // raw 32-byte SHA-256 values (from parse_spki_pin)
     std::string origin;                  // for messages, e.g. "egress.allow[2]" or "hub.url"
+    // Upload (outbound) bytes per second to this destination, enforced by an
+    // EgressRateLimiter (rate_limit.h) on top of the global limit; 0 = no
+    // per-destination limit.
+    int64_t max_bytes_per_second = 0;
+    // How many HTTP redirects HttpClient follows from this destination
+    // (each hop is checked by the policy again); 0 = none: the 3xx response
+    // is returned to the caller.
+    int max_redirects = 0;
 };
 
 struct PolicyOptions {
     std::vector<AllowRule> allow;
     TlsMin min_tls = TlsMin::v1_2;
     std::vector<Cidr> extra_deny;  // added to the built-in deny ranges
+    // Global limit on upload (outbound) bytes per second over all
+    // destinations; 0 = unlimited. See rate_limit.h.
+    int64_t max_bytes_per_second = 0;
+    // Token bucket size of every limit (how much may be sent at once after
+    // an idle period); 0 = one second of that limit's rate, at least 64 KiB.
+    int64_t burst_bytes = 0;
 };
 
 // Name resolution, injectable so tests never touch real DNS.

@@ -42,6 +42,10 @@ struct StreamConnection::Handle {
     std::string where;  // "host:port", for messages
     std::chrono::milliseconds write_timeout{};
     bool broken = false;
+    EgressRateLimiter* rate_limiter = nullptr;
+    // The allowing rule's limits (by value: the policy may hold the rule,
+    // but the limiter matches rules by origin, host and port anyway).
+    std::optional<AllowRule> rule;
 
     Handle() = default;
     Handle(const Handle&) = delete;
@@ -142,6 +146,10 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     if (!handle->easy) return fail(ErrorCode::internal, "libcurl could not allocate a handle");
     handle->where = options.host + ":" + std::to_string(options.port);
     handle->write_timeout = options.write_timeout;
+    if (options.rate_limiter != nullptr && options.rate_limiter->limited()) {
+        handle->rate_limiter = options.rate_limiter;
+        if (destination) handle->rule = *destination->rule;
+    }
     CURL* easy = handle->easy.get();
     bool v6 = options.host.find(':') != std::string::npos;
     std::string url = std::string(options.tls ? "https" : "http") + "://" + (v6 ? "[" : "") +
@@ -217,8 +225,25 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     return StreamConnection(std::move(handle));
 }
 
+namespace {
+// Small blocks keep the rate even and let other senders interleave.
+constexpr size_t kSendBlock = 16 * 1024;
+}  // namespace
+
 Status StreamConnection::send_all(std::string_view data) {
     if (!handle_ || handle_->broken) return fail(ErrorCode::unavailable, "connection is closed");
+    if (handle_->rate_limiter == nullptr) return send_block(data);
+    const AllowRule* rule = handle_->rule ? &*handle_->rule : nullptr;
+    while (!data.empty()) {
+        const std::string_view block = data.substr(0, kSendBlock);
+        handle_->rate_limiter->acquire(static_cast<int64_t>(block.size()), rule, nullptr);
+        if (auto sent = send_block(block); !sent) return sent;
+        data.remove_prefix(block.size());
+    }
+    return {};
+}
+
+Status StreamConnection::send_block(std::string_view data) {
     CURL* easy = handle_->easy.get();
     curl_socket_t sock = CURL_SOCKET_BAD;
     curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &sock);

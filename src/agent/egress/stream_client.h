@@ -12,6 +12,12 @@
 // connection: at once for a failed open, when the connection is destroyed
 // otherwise (bytes_up counts what send_all wrote).
 //
+// With Options::rate_limiter set, send_all writes in 16 KiB blocks, each
+// after the limiter granted it (global limit and the destination rule's
+// limit): a burst of messages is slowed down, never failed. write_timeout
+// counts from each grant, so time spent waiting for the limiter does not
+// fail the write. The stream's destination never redirects (not HTTP).
+//
 // SECURITY NOTE: plain TCP exists only because RFC 6587 syslog receivers are
 // common inside customer networks; it must be asked for explicitly
 // (Options::tls = false) and callers log that choice.
@@ -24,6 +30,7 @@
 
 #include "agent/egress/policy.h"
 #include "agent/egress/proxy.h"
+#include "agent/egress/rate_limit.h"
 #include "common/result.h"
 
 namespace sa::agent::egress {
@@ -42,6 +49,9 @@ class StreamConnection final {
         // Not owned; as HttpClient::Options::proxy (CONNECT tunnel unless
         // host is in proxy->no_proxy; TLS, when asked for, is end to end).
         const ProxyConfig* proxy = nullptr;
+        // Not owned; must outlive the connection; thread-safe, may be shared.
+        // Null: writes are not limited.
+        EgressRateLimiter* rate_limiter = nullptr;
         // Must not block or throw.
         std::function<void(const ConnectionRecord&)> on_connection;
     };
@@ -66,6 +76,7 @@ class StreamConnection final {
   private:
     struct Handle;
     static Result<StreamConnection> open_checked(const Options& options, ConnectionRecord& record);
+    Status send_block(std::string_view data);
     explicit StreamConnection(std::unique_ptr<Handle> handle);
     std::unique_ptr<Handle> handle_;
 };

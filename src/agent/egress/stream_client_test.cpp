@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <future>
 
 #include "agent/egress/testing/test_pki.h"
 #include "agent/egress/testing/tls_test_server.h"
@@ -117,6 +119,56 @@ TEST_F(StreamPolicyTest, PinnedNameConnectsAndMismatchFails) {
     ASSERT_EQ(records.size(), 2u);
     EXPECT_EQ(records[1].pin, "mismatch");
     EXPECT_EQ(records[1].error, refused.error().message);
+}
+
+TEST_F(StreamPolicyTest, RateLimitedSendArrivesIntactAndIsPaced) {
+    testing::TlsTestServer server(pki());
+    std::promise<std::string> received;
+    server.http().Put("/in", [&](const httplib::Request& req, httplib::Response& res) {
+        received.set_value(req.body);
+        res.set_content("ok", "text/plain");
+    });
+    server.start();
+    PolicyOptions po;
+    AllowRule rule;
+    rule.host = "hub.test";
+    rule.port = server.port();
+    rule.cidrs = {*Cidr::parse("127.0.0.1")};
+    rule.origin = "siem.allow";
+    rule.max_bytes_per_second = 1024 * 1024;
+    po.allow = {rule};
+    po.burst_bytes = 64 * 1024;
+    EgressPolicy policy(po, std::make_shared<CountingResolver>());
+    EgressRateLimiter limiter(po);
+
+    std::vector<ConnectionRecord> records;
+    StreamConnection::Options options;
+    options.host = "hub.test";
+    options.port = server.port();
+    options.ca_file = ca_file_;
+    options.policy = &policy;
+    options.rate_limiter = &limiter;
+    options.on_connection = [&](const ConnectionRecord& r) { records.push_back(r); };
+
+    std::string body(200 * 1024 + 7, '\0');
+    for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>((i * 31 + i / 5) & 0xff);
+    const std::string message =
+        "PUT /in HTTP/1.1\r\nHost: hub.test\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    const auto start = std::chrono::steady_clock::now();
+    {
+        auto opened = StreamConnection::open(options);
+        ASSERT_TRUE(opened) << opened.error().describe();
+        ASSERT_TRUE(opened->send_all(message));
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        // (200 KiB - 64 KiB of burst) at 1 MiB/s: at least ~133 ms.
+        EXPECT_GE(elapsed, std::chrono::milliseconds(125));
+        auto future = received.get_future();
+        ASSERT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+        EXPECT_TRUE(future.get() == body);
+    }
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].bytes_up, static_cast<int64_t>(message.size()));
 }
 
 }  // namespace

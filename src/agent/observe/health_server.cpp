@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -28,14 +29,35 @@ void Readiness::block(std::string reason) {
     if (blocked_.empty()) blocked_ = std::move(reason);
 }
 
+void Readiness::set_condition(const std::string& name, bool ok, std::string reason) {
+    std::lock_guard lock(mutex_);
+    conditions_[name] = Condition{name, ok, ok ? std::string() : std::move(reason)};
+}
+
 bool Readiness::ready() const {
     std::lock_guard lock(mutex_);
-    return ready_ && blocked_.empty();
+    return ready_ && blocked_.empty() &&
+           std::all_of(conditions_.begin(), conditions_.end(),
+                       [](const auto& entry) { return entry.second.ok; });
 }
 
 std::string Readiness::reason() const {
     std::lock_guard lock(mutex_);
-    return blocked_.empty() ? reason_ : blocked_;
+    if (!blocked_.empty()) return blocked_;
+    if (!ready_) return reason_;
+    for (const auto& [name, condition] : conditions_) {
+        if (!condition.ok) return name + ": " + condition.reason;
+    }
+    return "";
+}
+
+std::vector<Readiness::Condition> Readiness::failing_conditions() const {
+    std::lock_guard lock(mutex_);
+    std::vector<Condition> out;
+    for (const auto& [name, condition] : conditions_) {
+        if (!condition.ok) out.push_back(condition);
+    }
+    return out;
 }
 
 Result<std::unique_ptr<HealthServer>> HealthServer::start(Options options, const Registry& registry,
@@ -63,7 +85,16 @@ Result<std::unique_ptr<HealthServer>> HealthServer::start(Options options, const
     server.Get("/readyz", [&readiness](const httplib::Request&, httplib::Response& res) {
         const bool ready = readiness.ready();
         nlohmann::json body{{"ready", ready}};
-        if (!ready) body["reason"] = readiness.reason();
+        if (!ready) {
+            body["reason"] = readiness.reason();
+            auto failing = readiness.failing_conditions();
+            if (!failing.empty()) {
+                auto& list = body["conditions"] = nlohmann::json::array();
+                for (const auto& c : failing) {
+                    list.push_back({{"name", c.name}, {"reason", c.reason}});
+                }
+            }
+        }
         res.status = ready ? 200 : 503;
         res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         "application/json");

@@ -6,10 +6,12 @@
 // loopback IP literal (checked in config and again here) and serves nothing
 // that changes state.
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/observe/logger.h"
 #include "agent/observe/metrics.h"
@@ -21,22 +23,42 @@ class Server;
 
 namespace sa::agent::observe {
 
-// Thread-safe readiness flag with the reason it is not ready.
-// block() is sticky: a condition only an operator can clear (the audit log
-// cannot be written) keeps the agent not ready whatever set_ready() says.
+// Thread-safe readiness: a base flag with the reason it is not ready, plus
+// named conditions that other components own.
+// - set_ready()/set_not_ready() belong to the control loop.
+// - set_condition(name, ok, reason) belongs to one component per name (the
+//   health prober owns "hub_probe"); it does not touch the base flag, so the
+//   two never overwrite each other.
+// - block() is sticky: a condition only an operator can clear (the audit log
+//   cannot be written) keeps the agent not ready whatever else says.
+// ready() = base flag && every condition ok && not blocked.
+// Reasons end up in /readyz: they must never carry secrets or tokens.
 class Readiness final {
   public:
+    struct Condition {
+        std::string name;
+        bool ok = true;
+        std::string reason;  // why not ok; empty when ok
+    };
+
     void set_ready();
     void set_not_ready(std::string reason);
     void block(std::string reason);
+    // Creates or updates the named condition.
+    void set_condition(const std::string& name, bool ok, std::string reason = {});
     bool ready() const;
+    // Why not ready: the block reason, else the base reason, else the first
+    // failing condition as "name: reason"; empty when ready.
     std::string reason() const;
+    // The failing conditions, sorted by name.
+    std::vector<Condition> failing_conditions() const;
 
   private:
     mutable std::mutex mutex_;
     bool ready_ = false;
     std::string blocked_;
     std::string reason_ = "starting";
+    std::map<std::string, Condition> conditions_;
 };
 
 class HealthServer final {

@@ -88,6 +88,70 @@ TEST_F(HealthServerTest, ServesHealthReadinessAndMetrics) {
     EXPECT_FALSE(after.Get("/healthz"));
 }
 
+TEST(ReadinessTest, NamedConditionsAndTheBaseFlagDoNotOverwriteEachOther) {
+    Readiness readiness;
+    EXPECT_FALSE(readiness.ready());
+    EXPECT_EQ(readiness.reason(), "starting");
+    readiness.set_condition("hub_probe", true);
+    EXPECT_FALSE(readiness.ready());  // the base flag is still down
+    readiness.set_ready();
+    EXPECT_TRUE(readiness.ready());
+    EXPECT_EQ(readiness.reason(), "");
+
+    readiness.set_condition("hub_probe", false, "3 failed probes: connection refused");
+    EXPECT_FALSE(readiness.ready());
+    EXPECT_EQ(readiness.reason(), "hub_probe: 3 failed probes: connection refused");
+    // The control loop succeeding again does not clear the probe's condition.
+    readiness.set_ready();
+    EXPECT_FALSE(readiness.ready());
+    ASSERT_EQ(readiness.failing_conditions().size(), 1u);
+    EXPECT_EQ(readiness.failing_conditions()[0].name, "hub_probe");
+    EXPECT_EQ(readiness.failing_conditions()[0].reason, "3 failed probes: connection refused");
+
+    // The base reason comes first while the base flag is down.
+    readiness.set_not_ready("lease: unavailable");
+    EXPECT_EQ(readiness.reason(), "lease: unavailable");
+    readiness.set_ready();
+
+    readiness.set_condition("other", false, "x");
+    readiness.set_condition("hub_probe", true, "ignored when ok");
+    EXPECT_FALSE(readiness.ready());
+    EXPECT_EQ(readiness.reason(), "other: x");
+    readiness.set_condition("other", true);
+    EXPECT_TRUE(readiness.ready());
+    EXPECT_TRUE(readiness.failing_conditions().empty());
+
+    // block() wins over everything and stays.
+    readiness.block("audit log cannot be written");
+    readiness.set_condition("other", true);
+    readiness.set_ready();
+    EXPECT_FALSE(readiness.ready());
+    EXPECT_EQ(readiness.reason(), "audit log cannot be written");
+}
+
+TEST_F(HealthServerTest, ReadyzNamesTheFailingCondition) {
+    auto server = HealthServer::start({"127.0.0.1", 0, ""}, registry_, readiness_, logger_);
+    ASSERT_TRUE(server) << server.error().describe();
+    httplib::Client client("127.0.0.1", (*server)->port());
+    readiness_.set_ready();
+    readiness_.set_condition("hub_probe", false, "hub: 3 probes failed in a row");
+    auto r = client.Get("/readyz");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 503);
+    const auto body = nlohmann::json::parse(r->body);
+    EXPECT_EQ(body["ready"], false);
+    EXPECT_EQ(body["reason"], "hub_probe: hub: 3 probes failed in a row");
+    EXPECT_EQ(body["conditions"],
+              nlohmann::json::parse(
+                  R"([{"name":"hub_probe","reason":"hub: 3 probes failed in a row"}])"));
+
+    readiness_.set_condition("hub_probe", true);
+    auto ok = client.Get("/readyz");
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200);
+    EXPECT_FALSE(nlohmann::json::parse(ok->body).contains("conditions"));
+}
+
 TEST_F(HealthServerTest, RefusesNonLoopbackAddresses) {
     for (const char* host : {"0.0.0.0", "::", "192.168.1.1", "localhost"}) {
         auto server = HealthServer::start({host, 0, ""}, registry_, readiness_, logger_);

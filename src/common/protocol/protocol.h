@@ -17,6 +17,8 @@ inline constexpr unsigned long kTargetChunkBytes = 4ul * 1024 * 1024;
 
 inline constexpr const char* kTokenPath = "/oauth2/token";
 inline constexpr const char* kLeasePath = "/v1/agent/lease";
+// GET kPingPath + "?agent_id=" + id: an authenticated no-op for health probes (section 6).
+inline constexpr const char* kPingPath = "/v1/agent/ping";
 // Job paths: "/v1/jobs/" + job_id + kChunksSuffix + seq, kCompleteSuffix, kFailSuffix.
 inline constexpr const char* kJobsPrefix = "/v1/jobs/";
 inline constexpr const char* kChunksSuffix = "/chunks/";

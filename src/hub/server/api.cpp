@@ -4,6 +4,7 @@
 
 #include "common/crypto/encoding.h"
 #include "common/protocol/protocol.h"
+#include "common/util/time.h"
 #include "hub/wire/names.h"
 #include "hub/wire/wire_error.h"
 
@@ -308,6 +309,27 @@ ApiResponse Api::lease(const std::optional<std::string>& authorization, std::str
                                             {"job", l.job}});
     r.detail = "job " + l.job_id + " leased to agent " + *agent_id + " (attempt " +
                std::to_string(l.details.attempts) + ")";
+    return finish(std::move(r));
+}
+
+ApiResponse Api::ping(const std::optional<std::string>& authorization,
+                      const std::optional<std::string>& agent_id) {
+    auto caller = authenticate(authorization);
+    if (!caller) return caller.error();
+    const auto& who = caller->principal;
+    auto finish = [&](ApiResponse r) {
+        r.client_id = who.client_id;
+        return r;
+    };
+    if (!agent_id || !wire::is_valid_agent_id(*agent_id)) {
+        return finish(error(code::kInvalidRequest,
+                            "the agent_id query parameter is required once: printable ASCII "
+                            "without spaces, 1.." +
+                                std::to_string(wire::kMaxAgentId) + " bytes"));
+    }
+    const int64_t now = s_.clock != nullptr ? s_.clock->now_seconds() : util::unix_seconds();
+    ApiResponse r = json_response(200, json{{"agent_id", *agent_id}, {"server_time", now}});
+    r.detail = "ping from agent " + *agent_id;
     return finish(std::move(r));
 }
 

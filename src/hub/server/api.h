@@ -47,6 +47,8 @@ struct Services {
     jobs::JobQueue& queue;
     jobs::Dispatcher& dispatcher;
     ingest::Ingest& ingest;
+    // The time ping answers with; null: the system clock. Not owned.
+    const clock::Clock* clock = nullptr;
 };
 
 class Api final {
@@ -68,6 +70,11 @@ class Api final {
     // POST /v1/jobs/{job_id}/fail
     ApiResponse fail(const std::optional<std::string>& authorization, const std::string& job_id,
                      std::string_view body);
+    // GET /v1/agent/ping?agent_id=ID: authenticated like lease, changes no
+    // state; 200 {"agent_id", "server_time"} (Unix seconds) for health probes.
+    // agent_id is the query parameter when it occurs exactly once, else nullopt.
+    ApiResponse ping(const std::optional<std::string>& authorization,
+                     const std::optional<std::string>& agent_id);
     // GET /healthz
     ApiResponse healthz() const;
 

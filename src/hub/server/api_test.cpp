@@ -37,7 +37,7 @@ class ApiTest : public ::testing::Test {
         queue = std::make_unique<jobs::JobQueue>(*store, clock, notifier.get());
         dispatcher = std::make_unique<jobs::Dispatcher>(*queue, signer, *notifier);
         ingest = std::make_unique<ingest::Ingest>(*store, clock);
-        api = std::make_unique<Api>(Services{*apps, *tokens, *queue, *dispatcher, *ingest});
+        api = std::make_unique<Api>(Services{*apps, *tokens, *queue, *dispatcher, *ingest, &clock});
         auto created = apps->create("app-a");
         ASSERT_TRUE(created.has_value());
         client_id = created->app.client_id;
@@ -138,6 +138,64 @@ TEST_F(ApiTest, V1EndpointsRequireAValidBearerToken) {
     std::string token = bearer();
     clock.advance_ms(901'000);
     check(api->lease(token, R"({"agent_id":"e","wait_seconds":0})"));
+}
+
+TEST_F(ApiTest, PingAnswersAuthenticatedAgentsWithServerTime) {
+    clock.set_ms(1'764'403'200'123);
+    std::string token = bearer();
+    auto r = api->ping(token, "edge-1");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.content_type, "application/json");
+    EXPECT_EQ(json::parse(r.body), (json{{"agent_id", "edge-1"}, {"server_time", 1764403200}}));
+    EXPECT_EQ(r.client_id, client_id);
+    EXPECT_EQ(r.detail.find(token.substr(7)), std::string::npos);
+
+    // Changes no state: a queued job stays queued and is still leasable.
+    auto job = queue->create("app-a", "inv", "extract_metadata");
+    ASSERT_TRUE(job.has_value());
+    EXPECT_EQ(api->ping(token, "edge-1").status, 200);
+    EXPECT_EQ(queue->get(job->id)->status, "queued");
+    EXPECT_EQ(api->lease(token, R"({"agent_id":"e","wait_seconds":0})").status, 200);
+
+    // agent_id is required, once, and validated like the lease's.
+    for (const std::optional<std::string>& bad :
+         {std::optional<std::string>(), std::optional<std::string>(""),
+          std::optional<std::string>("has space"),
+          std::optional<std::string>(std::string(129, 'a'))}) {
+        auto e = api->ping(token, bad);
+        EXPECT_EQ(e.status, 400);
+        EXPECT_EQ(json::parse(e.body)["error"], "invalid_request");
+    }
+}
+
+TEST_F(ApiTest, PingRequiresAValidBearerTokenLikeLease) {
+    auto check = [](const ApiResponse& r) {
+        EXPECT_EQ(r.status, 401) << r.body;
+        EXPECT_EQ(json::parse(r.body)["error"], "invalid_token");
+        EXPECT_NE(header_of(r, "WWW-Authenticate").find("invalid_token"), std::string::npos);
+    };
+    check(api->ping(std::nullopt, "edge-1"));
+    check(api->ping("Bearer nonsense", "edge-1"));
+    check(api->ping(basic(client_id, secret), "edge-1"));
+    // A token signed by another key is forged.
+    identity::TokenService other(crypto::Ed25519PrivateKey::generate(), clock);
+    auto app = apps->authenticate(client_id, secret);
+    ASSERT_TRUE(app.has_value());
+    check(api->ping("Bearer " + other.issue(*app).access_token, "edge-1"));
+    // Unauthenticated callers learn nothing about agent_id validation.
+    check(api->ping(std::nullopt, std::nullopt));
+
+    // Expired.
+    std::string expired = bearer();
+    EXPECT_EQ(api->ping(expired, "edge-1").status, 200);
+    clock.advance_ms(901'000);
+    check(api->ping(expired, "edge-1"));
+
+    // The app is gone: its tokens stop working here too.
+    std::string token = bearer();
+    EXPECT_EQ(api->ping(token, "edge-1").status, 200);
+    ASSERT_TRUE(store->with([](sqlite::Database& db) { return db.exec("DELETE FROM apps"); }));
+    check(api->ping(token, "edge-1"));
 }
 
 TEST_F(ApiTest, TokensOfADeletedAppStopWorking) {

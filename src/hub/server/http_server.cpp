@@ -79,6 +79,13 @@ struct HttpServer::Impl {
         s.Post(protocol::kLeasePath, [this](const httplib::Request& req, httplib::Response& res) {
             respond(res, api.lease(header(req, "Authorization"), req.body));
         });
+        s.Get(protocol::kPingPath, [this](const httplib::Request& req, httplib::Response& res) {
+            std::optional<std::string> agent_id;
+            if (req.get_param_value_count("agent_id") == 1) {
+                agent_id = req.get_param_value("agent_id");
+            }
+            respond(res, api.ping(header(req, "Authorization"), agent_id));
+        });
         // Job ids are UUIDs; the pattern is wider but still keeps odd bytes out.
         s.Put(R"(/v1/jobs/([A-Za-z0-9_.-]{1,128})/chunks/([0-9]{1,9}))",
               [this](const httplib::Request& req, httplib::Response& res) {

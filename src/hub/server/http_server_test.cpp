@@ -15,6 +15,7 @@
 #include "common/crypto/digest.h"
 #include "common/protocol/content_digest.h"
 #include "common/util/files.h"
+#include "common/util/time.h"
 #include "hub/identity/app_registry.h"
 #include "hub/jobs/job_queue.h"
 #include "hub/server/serve.h"
@@ -105,6 +106,39 @@ TEST_F(HttpServerTest, ServesHealthOverVerifiedTlsAndWritesListenUrl) {
     ASSERT_TRUE(missing);
     EXPECT_EQ(missing->status, 404);
     EXPECT_EQ(json::parse(missing->body)["error"], "not_found");
+}
+
+TEST_F(HttpServerTest, PingRouteOverHttps) {
+    std::string bearer = token();
+    ASSERT_FALSE(bearer.empty());
+    httplib::Headers auth = {{"Authorization", "Bearer " + bearer}};
+    const int64_t before = util::unix_seconds();
+    auto ok = client()->Get("/v1/agent/ping?agent_id=edge-1", auth);
+    ASSERT_TRUE(ok) << httplib::to_string(ok.error());
+    ASSERT_EQ(ok->status, 200) << ok->body;
+    auto body = json::parse(ok->body);
+    EXPECT_EQ(body["agent_id"], "edge-1");
+    EXPECT_GE(body["server_time"].get<int64_t>(), before);
+    EXPECT_LE(body["server_time"].get<int64_t>(), util::unix_seconds());
+
+    auto anonymous = client()->Get("/v1/agent/ping?agent_id=edge-1");
+    ASSERT_TRUE(anonymous);
+    EXPECT_EQ(anonymous->status, 401);
+    EXPECT_EQ(json::parse(anonymous->body)["error"], "invalid_token");
+    auto bad = client()->Get("/v1/agent/ping?agent_id=edge-1",
+                             httplib::Headers{{"Authorization", "Bearer forged"}});
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 401);
+
+    for (const char* path : {"/v1/agent/ping", "/v1/agent/ping?agent_id=a&agent_id=b"}) {
+        auto missing = client()->Get(path, auth);
+        ASSERT_TRUE(missing) << path;
+        EXPECT_EQ(missing->status, 400) << path;
+    }
+    // GET only: other methods are not routed.
+    auto post = client()->Post("/v1/agent/ping?agent_id=edge-1", auth, "{}", "application/json");
+    ASSERT_TRUE(post);
+    EXPECT_EQ(post->status, 404);
 }
 
 TEST_F(HttpServerTest, PlainHttpIsNotServed) {

@@ -110,8 +110,8 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubOptions& options, JsonLog& log,
     impl->dispatcher =
         std::make_unique<jobs::Dispatcher>(*impl->queue, *impl->signer, *impl->notifier);
     impl->ingest = std::make_unique<ingest::Ingest>(*impl->store, clock);
-    impl->api = std::make_unique<Api>(
-        Services{*impl->apps, *impl->tokens, *impl->queue, *impl->dispatcher, *impl->ingest});
+    impl->api = std::make_unique<Api>(Services{*impl->apps, *impl->tokens, *impl->queue,
+                                               *impl->dispatcher, *impl->ingest, &clock});
 
     // 5. Listener. A stale listen-url from an earlier run must not point
     // anyone at a dead port while this one starts.
