@@ -85,6 +85,9 @@ netlog=$(jq -c 'select(.msg == "egress connection")' "$work/agent.log")
 jq -s -e 'any(.[]; .decision == "allowed" and .rule == "hub.url" and .address == "127.0.0.1"
                and (.tls_version | startswith("TLSv1.")) and .bytes_down > 0)' <<<"$netlog" >/dev/null ||
   fail "no complete egress record for the hub: $(head -c 600 <<<"$netlog")"
+# Connections made for the job (chunks, completion) carry its id.
+jq -s -e --arg job "$job" 'any(.[]; .job_id == $job and .bytes_up > 0)' <<<"$netlog" >/dev/null ||
+  fail "no network log record carries job_id $job"
 if jq -s -e 'any(.[]; .decision != "allowed")' <<<"$netlog" >/dev/null; then
   fail "the agent was denied a connection: $netlog"
 fi

@@ -231,6 +231,7 @@ void NetworkLog::record(const egress::ConnectionRecord& c) {
                            {"bytes_down", c.bytes_down},
                            {"duration_ms", c.duration_ms}};
     if (!c.via_proxy.empty()) fields["via_proxy"] = c.via_proxy;
+    if (!c.job_id.empty()) fields["job_id"] = c.job_id;
     if (!c.error.empty()) fields["error"] = c.error;
     if (c.decision == "denied" || c.pin == "mismatch") {
         logger_.warn("egress connection", fields);

@@ -163,6 +163,7 @@ TEST(NetworkLogTest, LogsEveryConnectionWithMetrics) {
     allowed.tls_version = "TLSv1.3";
     allowed.bytes_up = 100;
     allowed.bytes_down = 2000;
+    allowed.job_id = "J1";
     log.record(allowed);
     egress::ConnectionRecord denied;
     denied.host = "meta.example.com";
@@ -174,6 +175,8 @@ TEST(NetworkLogTest, LogsEveryConnectionWithMetrics) {
     ASSERT_EQ(lines.size(), 2u);
     EXPECT_NE(lines[0].find("\"msg\":\"egress connection\""), std::string::npos) << lines[0];
     EXPECT_NE(lines[0].find("\"tls_version\":\"TLSv1.3\""), std::string::npos);
+    EXPECT_NE(lines[0].find("\"job_id\":\"J1\""), std::string::npos);
+    EXPECT_EQ(lines[1].find("job_id"), std::string::npos) << lines[1];
     EXPECT_NE(lines[1].find("\"decision\":\"denied\""), std::string::npos) << lines[1];
     const std::string metrics = registry.render();
     EXPECT_NE(metrics.find("secure_agent_egress_connections_total{decision=\"allowed\"} 1\n"),

@@ -110,10 +110,12 @@ HubClient::HubClient(egress::Transport& transport, auth::TokenSource& tokens, Op
 Result<egress::HttpResponse> HubClient::call(
     const char* endpoint, const std::string& method, const std::string& path,
     const std::string& body, std::vector<std::pair<std::string, std::string>> headers,
-    std::chrono::milliseconds timeout, int max_attempts, std::chrono::milliseconds* send_time) {
+    std::chrono::milliseconds timeout, const std::string& job_id, int max_attempts,
+    std::chrono::milliseconds* send_time) {
     egress::HttpRequest request;
     request.method = method;
     request.url = options_.hub_url + path;
+    request.job_id = job_id;
     request.headers = std::move(headers);
     request.headers.emplace_back("Accept", "application/json");
     request.body = body;
@@ -150,9 +152,9 @@ Result<egress::HttpResponse> HubClient::call(
 }
 
 Result<egress::HttpResponse> HubClient::post_json(const char* endpoint, const std::string& path,
-                                                  const json& body) {
+                                                  const json& body, const std::string& job_id) {
     return call(endpoint, "POST", path, dump(body), {{"Content-Type", "application/json"}},
-                options_.request_timeout);
+                options_.request_timeout, job_id);
 }
 
 Result<std::optional<jobs::LeaseEnvelope>> HubClient::lease(int wait_seconds) {
@@ -197,7 +199,7 @@ Result<PingResult> HubClient::ping() {
     // The round trip of the request alone (with a TLS handshake when the
     // connection is new), not the time it took to get a token.
     std::chrono::milliseconds rtt{0};
-    auto response = call("ping", "GET", path, "", {}, options_.request_timeout, 1, &rtt);
+    auto response = call("ping", "GET", path, "", {}, options_.request_timeout, {}, 1, &rtt);
     if (!response) return std::unexpected(response.error());
     // No retry, but the token the hub refused is not used again.
     if (response->status == 401) tokens_.invalidate();
@@ -225,7 +227,8 @@ Status HubClient::upload_chunk(const std::string& job_id, const std::string& lea
     Backoff backoff(options_.retry_base, options_.retry_cap);
     Error last{ErrorCode::unavailable, "chunk upload not attempted"};
     for (int attempt = 1;; ++attempt) {
-        auto response = call("chunk", "PUT", path, chunk.body, headers, options_.request_timeout);
+        auto response =
+            call("chunk", "PUT", path, chunk.body, headers, options_.request_timeout, job_id);
         bool retryable = false;
         if (!response) {
             last = response.error();
@@ -263,7 +266,7 @@ Result<json> HubClient::complete(const std::string& job_id, const Completion& co
         {"finished_at_ms", completion.finished_at_ms},
     };
     const std::string path = job_path(job_id) + protocol::kCompleteSuffix;
-    auto response = post_json("complete", path, body);
+    auto response = post_json("complete", path, body, job_id);
     if (!response) return std::unexpected(response.error());
     if (response->status != 200) return std::unexpected(hub_error("hub POST " + path, *response));
     json doc = json::parse(response->body, nullptr, false);
@@ -280,7 +283,7 @@ Status HubClient::fail(const std::string& job_id, const std::string& lease_id,
                     {"reason_code", reason_code},
                     {"message", message.substr(0, 1000)}};
     const std::string path = job_path(job_id) + protocol::kFailSuffix;
-    auto response = post_json("fail", path, body);
+    auto response = post_json("fail", path, body, job_id);
     if (!response) return std::unexpected(response.error());
     if (response->status != 200) return std::unexpected(hub_error("hub POST " + path, *response));
     return {};

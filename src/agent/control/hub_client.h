@@ -93,10 +93,12 @@ class HubClient final {
     Result<egress::HttpResponse> call(const char* endpoint, const std::string& method,
                                       const std::string& path, const std::string& body,
                                       std::vector<std::pair<std::string, std::string>> headers,
-                                      std::chrono::milliseconds timeout, int max_attempts = 2,
+                                      std::chrono::milliseconds timeout,
+                                      const std::string& job_id = {}, int max_attempts = 2,
                                       std::chrono::milliseconds* send_time = nullptr);
+    // job_id: the job the request serves, named in the network log.
     Result<egress::HttpResponse> post_json(const char* endpoint, const std::string& path,
-                                           const nlohmann::json& body);
+                                           const nlohmann::json& body, const std::string& job_id);
 
     egress::Transport& transport_;
     auth::TokenSource& tokens_;

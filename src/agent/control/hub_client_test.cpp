@@ -30,7 +30,7 @@ class FakeTokens final : public auth::TokenSource {
 };
 
 struct Seen {
-    std::string method, url, body, bearer;
+    std::string method, url, body, bearer, job_id;
     std::map<std::string, std::string> headers;
     std::chrono::milliseconds timeout{0};
 };
@@ -38,7 +38,8 @@ struct Seen {
 class FakeTransport final : public egress::Transport {
   public:
     Result<egress::HttpResponse> send(const egress::HttpRequest& request) override {
-        Seen seen{request.method, request.url, std::string(request.body), "", {}, request.timeout};
+        Seen seen{request.method, request.url, std::string(request.body), "", request.job_id, {},
+                  request.timeout};
         for (const auto& [name, value] : request.headers) seen.headers[name] = value;
         if (request.authorization && request.authorization->credentials) {
             seen.bearer = std::string(request.authorization->credentials->reveal());
@@ -102,6 +103,7 @@ TEST_F(HubClientTest, LeaseReturnsEnvelopeOn200) {
     const Seen& seen = transport_.requests[0];
     EXPECT_EQ(seen.method, "POST");
     EXPECT_EQ(seen.url, "https://hub.test/v1/agent/lease");
+    EXPECT_EQ(seen.job_id, "");
     EXPECT_EQ(json::parse(seen.body), (json{{"agent_id", "edge-1"}, {"wait_seconds", 25}}));
     EXPECT_EQ(seen.headers.at("Content-Type"), "application/json");
     EXPECT_EQ(seen.bearer, "tok-1");
@@ -241,6 +243,7 @@ TEST_F(HubClientTest, UploadChunkSendsDigestAndLease) {
     const Seen& seen = transport_.requests.at(0);
     EXPECT_EQ(seen.method, "PUT");
     EXPECT_EQ(seen.url, "https://hub.test/v1/jobs/J%2F1/chunks/3");
+    EXPECT_EQ(seen.job_id, "J/1");  // for the network log
     EXPECT_EQ(seen.body, "{}\n{}\n");
     EXPECT_EQ(seen.headers.at("X-Lease-Id"), "L1");
     EXPECT_EQ(seen.headers.at("Content-Type"), "application/x-ndjson");

@@ -41,6 +41,9 @@ struct HttpRequest {
     std::string_view body;  // not owned; must outlive send()
     std::chrono::milliseconds timeout{30'000};
     std::optional<Authorization> authorization;
+    // The job this request serves (empty for none), copied into its
+    // ConnectionRecord so the network log ties connections to jobs; not sent.
+    std::string job_id;
 };
 
 struct HttpResponse {

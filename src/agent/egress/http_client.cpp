@@ -337,6 +337,7 @@ Result<HttpResponse> HttpClient::send(const HttpRequest& request) {
             // Refused like a denied destination: with its own record.
             ConnectionRecord record;
             record.unix_ms = util::unix_millis();
+            record.job_id = request.job_id;
             record.host = (*next)->target.host;
             record.port = (*next)->target.port;
             record.decision = "denied";
@@ -360,6 +361,7 @@ Result<HttpResponse> HttpClient::send_hop(const HttpRequest& request,
                                           const std::string& redirected_from, Hop& hop) {
     ConnectionRecord record;
     record.unix_ms = util::unix_millis();
+    record.job_id = request.job_id;
     record.decision = "allowed";
     const auto start = std::chrono::steady_clock::now();
     auto result = send_checked(request, record, hop);

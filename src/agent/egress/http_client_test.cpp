@@ -424,13 +424,16 @@ TEST_F(HttpPolicyTest, NameKnownOnlyToTheResolverConnectsToTheCheckedAddress) {
     auto c = client_with(policy, ca_file_);
     // "hub.test" is in no real DNS: success proves libcurl used the checked
     // address, and TLS verified the name hub.test (a SAN of the test cert).
-    auto response = c.send(get(hub_url(server)));
+    HttpRequest request = get(hub_url(server));
+    request.job_id = "job-7";
+    auto response = c.send(request);
     ASSERT_TRUE(response) << response.error().describe();
     EXPECT_EQ(response->body, "hello");
     EXPECT_EQ(resolver->calls(), 1);
 
     ASSERT_EQ(records_.size(), 1u);
     const ConnectionRecord& r = records_[0];
+    EXPECT_EQ(r.job_id, "job-7");
     EXPECT_EQ(r.host, "hub.test");
     EXPECT_EQ(r.port, server.port());
     EXPECT_EQ(r.address, "127.0.0.1");

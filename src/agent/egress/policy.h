@@ -151,6 +151,8 @@ struct ConnectionRecord {
     // "" for a direct connection, else the HTTP CONNECT proxy used
     // ("proxy.example.com:3128"); address is then the proxy's address.
     std::string via_proxy;
+    // HttpRequest::job_id: the correlation id for the network log.
+    std::string job_id;
 };
 
 class EgressPolicy final {
