@@ -13,28 +13,13 @@
 #include "agent/audit/format.h"
 #include "agent/identity/agent_key.h"
 #include "common/crypto/random.h"
+#include "common/testing/temp_dir.h"
 
 namespace sa::agent::audit::testing {
 
 namespace fs = std::filesystem;
 
-class TempDir {
-  public:
-    TempDir() : path_(fs::temp_directory_path() / ("sa-audit-" + crypto::random_token(9))) {
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-    std::string str() const { return path_.string(); }
-
-  private:
-    fs::path path_;
-};
+using sa::testing::TempDir;
 
 inline identity::AgentKey make_key(const fs::path& state) {
     auto key = identity::AgentKey::load_or_create(state.string());

@@ -14,28 +14,14 @@
 
 #include "agent/egress/testing/tls_test_server.h"
 #include "common/crypto/random.h"
+#include "common/testing/temp_dir.h"
 #include "common/util/files.h"
 
 namespace sa::agent::timestamp::tsa_testing {
 
 namespace fs = std::filesystem;
 
-class TempDir {
-  public:
-    TempDir() : path_(fs::temp_directory_path() / ("sa-ts-" + crypto::random_token(9))) {
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using sa::testing::TempDir;
 
 inline void sh(const std::string& command) {
     ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command;

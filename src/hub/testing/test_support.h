@@ -10,6 +10,7 @@
 #include "common/crypto/password_hash.h"
 #include "common/crypto/random.h"
 #include "common/metadata/model.h"
+#include "common/testing/temp_dir.h"
 
 namespace sa::hub::testing {
 
@@ -18,27 +19,7 @@ inline crypto::ScryptParams fast_scrypt() {
     return crypto::ScryptParams{.n = 16, .r = 8, .p = 1};
 }
 
-class TempDir final {
-  public:
-    TempDir() {
-        path_ = (std::filesystem::temp_directory_path() /
-                 ("hub-test-" + std::to_string(::getpid()) + "-" + crypto::random_token(6)))
-                    .string();
-        std::filesystem::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    const std::string& path() const { return path_; }
-    std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
+using sa::testing::TempDir;
 
 inline metadata::Table sample_table(const std::string& name, int columns,
                                     const std::string& kind = "table") {
