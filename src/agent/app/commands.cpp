@@ -288,19 +288,20 @@ int run_agent(const std::string& config_path) {
         metrics.hub_request(endpoint, status);
     };
     const auth::SystemClock clock;
-    auth::TokenClient tokens(
-        *http, *stores,
-        {.token_url = config.hub.url + protocol::kTokenPath,
-         .client_id = config.hub.client_id,
-         .client_secret = config.hub.client_secret,
-         .observer = observer,
-         .on_token =
-             [&auditor](const auth::TokenEvent& event) { audit_token_event(auditor, event); },
-         .on_secret_read =
-             [&auditor](const secrets::SecretRef& ref, std::string_view purpose) {
-                 audit_secret_read(auditor, ref, purpose);
-             }},
-        clock);
+    // The run loop and the health prober each have a token client (neither
+    // is shared across threads); both are audited the same way.
+    const auth::TokenClient::Options token_options{
+        .token_url = config.hub.url + protocol::kTokenPath,
+        .client_id = config.hub.client_id,
+        .client_secret = config.hub.client_secret,
+        .observer = observer,
+        .on_token =
+            [&auditor](const auth::TokenEvent& event) { audit_token_event(auditor, event); },
+        .on_secret_read =
+            [&auditor](const secrets::SecretRef& ref, std::string_view purpose) {
+                audit_secret_read(auditor, ref, purpose);
+            }};
+    auth::TokenClient tokens(*http, *stores, token_options, clock);
     control::HubClient hub(
         *http, tokens,
         {.hub_url = config.hub.url,
@@ -319,27 +320,16 @@ int run_agent(const std::string& config_path) {
 
     // Connection health probes of the token endpoint and the hub, on their
     // own thread with their own clients; failures turn /readyz red.
-    HealthProber prober(
-        {.interval = std::chrono::seconds(config.health.probe_interval_seconds),
-         .failure_threshold = config.health.probe_failure_threshold,
-         .hub_url = config.hub.url,
-         .agent_id = config.agent.id,
-         .token = {.token_url = config.hub.url + protocol::kTokenPath,
-                   .client_id = config.hub.client_id,
-                   .client_secret = config.hub.client_secret,
-                   .observer = observer,
-                   .on_token =
-                       [&auditor](const auth::TokenEvent& event) {
-                           audit_token_event(auditor, event);
-                       },
-                   .on_secret_read =
-                       [&auditor](const secrets::SecretRef& ref, std::string_view purpose) {
-                           audit_secret_read(auditor, ref, purpose);
-                       }},
-         .observer = observer,
-         .on_readiness = [&metrics](bool ready) { metrics.set_ready(ready); },
-         .paused = [&auditor] { return auditor.blocked(); }},
-        HealthProber::http_transports(http_options), *stores, clock, registry, readiness, logger);
+    HealthProber prober({.interval = std::chrono::seconds(config.health.probe_interval_seconds),
+                         .failure_threshold = config.health.probe_failure_threshold,
+                         .hub_url = config.hub.url,
+                         .agent_id = config.agent.id,
+                         .token = token_options,
+                         .observer = observer,
+                         .on_readiness = [&metrics](bool ready) { metrics.set_ready(ready); },
+                         .paused = [&auditor] { return auditor.blocked(); }},
+                        HealthProber::http_transports(http_options), *stores, clock, registry,
+                        readiness, logger);
     prober.start();
 
     // 9. The control loop, until SIGTERM/SIGINT.
