@@ -242,14 +242,26 @@ Config parse_document(const YAML::Node& root) {
             const std::string name = entry.first.Scalar();
             const std::string path = stores.at(name);
             if (!is_name(name, 64)) error_at(path, "store names must match [A-Za-z0-9_.-]{1,64}");
-            Map store(entry.second, path, {"type", "path"});
+            Map store(entry.second, path, {"type", "path", "prefix"});
             secrets::StoreSpec spec{.name = name, .type = store.required_string("type")};
             const auto& types = secrets::supported_store_types();
             if (std::find(types.begin(), types.end(), spec.type) == types.end()) {
                 error_at(store.at("type"), "unknown secret store type " + quoted(spec.type) +
                                                " (supported: " + list(types) + ")");
             }
-            spec.path = store.required_string("path");
+            if (spec.type == "file") {
+                spec.path = store.required_string("path");
+                if (store.has("prefix")) error_at(store.at("prefix"), "only for type env");
+            } else {  // env
+                if (store.has("path")) error_at(store.at("path"), "not for type env (use prefix)");
+                if (auto prefix = store.optional_string("prefix")) {
+                    const bool valid = std::all_of(prefix->begin(), prefix->end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                    });
+                    if (!valid) error_at(store.at("prefix"), "must match [A-Za-z0-9_]+");
+                    spec.prefix = *prefix;
+                }
+            }
             config.secret_stores.push_back(std::move(spec));
         }
     }

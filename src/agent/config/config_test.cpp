@@ -472,9 +472,34 @@ TEST(ConfigTest, HealthListenMustBeLoopback) {
 
 TEST(ConfigTest, SecretStoreTypeAndLogLevel) {
     EXPECT_EQ(error_of(variant("type: file", "type: vault")),
-              "secret_stores.files.type: unknown secret store type \"vault\" (supported: file)");
+              "secret_stores.files.type: unknown secret store type \"vault\" (supported: file, "
+              "env)");
     EXPECT_EQ(error_of(variant("level: debug", "level: verbose")),
               "log.level: must be one of debug, info, warn, error");
+}
+
+TEST(ConfigTest, EnvSecretStore) {
+    const std::string env_store =
+        "secret_stores:\n  vars: {type: env, prefix: SA_}\n  files:\n    type: file\n"
+        "    path: /etc/secure-agent/secrets";
+    auto config =
+        parse_config(variant("secret_stores:\n  files:\n    type: file\n"
+                             "    path: /etc/secure-agent/secrets",
+                             env_store));
+    ASSERT_TRUE(config) << config.error().describe();
+    ASSERT_EQ(config->secret_stores.size(), 2u);
+    EXPECT_EQ(config->secret_stores[0].type, "env");
+    EXPECT_EQ(config->secret_stores[0].prefix, "SA_");
+    EXPECT_TRUE(config->secret_stores[0].path.empty());
+    EXPECT_EQ(error_of(variant("type: file", "type: env")),
+              "secret_stores.files.path: not for type env (use prefix)");
+    EXPECT_EQ(error_of(variant("type: file", "type: file\n    prefix: X_")),
+              "secret_stores.files.prefix: only for type env");
+    EXPECT_EQ(error_of(variant("secret_stores:\n  files:\n    type: file\n"
+                               "    path: /etc/secure-agent/secrets",
+                               "secret_stores:\n  vars: {type: env, prefix: \"A-B\"}\n  files:\n"
+                               "    type: file\n    path: /etc/secure-agent/secrets")),
+              "secret_stores.vars.prefix: must match [A-Za-z0-9_]+");
 }
 
 TEST(ConfigTest, YamlSyntaxErrorsHaveLineAndColumn) {

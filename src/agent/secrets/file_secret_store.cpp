@@ -1,7 +1,5 @@
 #include "agent/secrets/file_secret_store.h"
 
-#include "agent/secrets/json_wipe.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +8,6 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <string_view>
 
 namespace sa::agent::secrets {
@@ -139,35 +136,7 @@ Result<SecretValue> FileSecretStore::read(const SecretRef& ref) {
         content.resize(used);
         if (!content.empty() && content.back() == '\n') content.pop_back();
 
-        if (ref.key.empty()) return SecretValue::from(std::move(content));
-
-        nlohmann::json doc = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
-        wipe(content);
-        if (doc.is_discarded()) {
-            return fail(ErrorCode::invalid_argument,
-                        where + ": not valid JSON (needed for key \"" + ref.key + "\")");
-        }
-        const nlohmann::json* node = &doc;
-        size_t start = 0;
-        while (start <= ref.key.size()) {
-            size_t end = ref.key.find('.', start);
-            if (end == std::string::npos) end = ref.key.size();
-            const std::string part = ref.key.substr(start, end - start);
-            if (!node->is_object() || !node->contains(part)) {
-                wipe_json(doc);
-                return fail(ErrorCode::not_found, where + ": no key \"" + ref.key + "\"");
-            }
-            node = &node->at(part);
-            start = end + 1;
-        }
-        if (!node->is_string()) {
-            wipe_json(doc);
-            return fail(ErrorCode::invalid_argument,
-                        where + ": key \"" + ref.key + "\" is not a string");
-        }
-        SecretValue value = SecretValue::copy_of(node->get_ref<const std::string&>());
-        wipe_json(doc);
-        return value;
+        return select_secret(std::move(content), ref, where);
     }
 }
 

@@ -39,4 +39,12 @@ class SecretStore {
 
 using SecretStorePtr = std::unique_ptr<SecretStore>;
 
+// The secret a reference names inside a store's raw content: the whole
+// content when ref.key is empty, else the string at ref.key (dotted keys walk
+// nested objects) of the content parsed as JSON. content is wiped either way;
+// where ("store \"files\" path \"x\"") prefixes errors, which never quote
+// the content: invalid_argument (not JSON, not a string), not_found (no key).
+Result<SecretValue> select_secret(std::string&& content, const SecretRef& ref,
+                                  const std::string& where);
+
 }  // namespace sa::agent::secrets

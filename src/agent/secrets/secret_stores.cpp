@@ -1,11 +1,12 @@
 #include "agent/secrets/secret_stores.h"
 
+#include "agent/secrets/env_secret_store.h"
 #include "agent/secrets/file_secret_store.h"
 
 namespace sa::agent::secrets {
 
 const std::vector<std::string>& supported_store_types() {
-    static const std::vector<std::string> types{"file"};
+    static const std::vector<std::string> types{"file", "env"};
     return types;
 }
 
@@ -18,6 +19,8 @@ Result<SecretStores> SecretStores::create(const std::vector<StoreSpec>& specs) {
         }
         if (spec.type == "file") {
             stores.add(spec.name, std::make_unique<FileSecretStore>(spec.name, spec.path));
+        } else if (spec.type == "env") {
+            stores.add(spec.name, std::make_unique<EnvSecretStore>(spec.name, spec.prefix));
         } else {
             return fail(
                 ErrorCode::invalid_argument,

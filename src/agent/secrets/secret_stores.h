@@ -13,8 +13,9 @@ namespace sa::agent::secrets {
 // One entry of the config's secret_stores section.
 struct StoreSpec {
     std::string name;
-    std::string type;  // "file"
-    std::string path;  // type file: the directory
+    std::string type;    // "file" | "env"
+    std::string path;    // type file: the directory
+    std::string prefix;  // type env: prepended to each reference's PATH
 };
 
 // Store types this build supports, for config validation and error messages.
