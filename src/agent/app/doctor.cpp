@@ -696,7 +696,7 @@ int run_doctor(const std::string& config_path, std::ostream& out, DoctorOptions 
                              config_fix("secret_stores: ", config_path));
     }
     // The proxy the agent would use (egress.proxy, else HTTPS_PROXY).
-    auto agent_proxy = load_agent_proxy(config, *stores);
+    auto agent_proxy = AgentProxy::load(config, *stores);
     if (!agent_proxy) {
         return config_failed(
             "proxy: " + agent_proxy.error().message,

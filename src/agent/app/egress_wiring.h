@@ -76,11 +76,6 @@ class AgentProxy final {
     std::string source_;
 };
 
-inline Result<std::unique_ptr<AgentProxy>> load_agent_proxy(const config::Config& config,
-                                                            const secrets::SecretStores& stores) {
-    return AgentProxy::load(config, stores);
-}
-
 class NetworkLog final {
   public:
     // References must outlive the log.
