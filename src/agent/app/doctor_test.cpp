@@ -31,7 +31,8 @@ namespace sa::agent::app {
 namespace {
 
 namespace fs = std::filesystem;
-using agent::testing::TestPki;
+using agent::testing::other_pki;
+using agent::testing::pki;
 using agent::testing::TlsTestServer;
 
 constexpr const char* kClientId = "cid_doctor";
@@ -111,9 +112,7 @@ class DoctorTest : public ::testing::Test {
         for (const char* name : {"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"}) {
             ::unsetenv(name);
         }
-        pki_ = new TestPki(TestPki::generate());
-        other_pki_ = new TestPki(TestPki::generate("some other CA"));
-        server_ = new TlsTestServer(*pki_);
+        server_ = new TlsTestServer(pki());
         const std::string expected =
             "Basic " + crypto::base64_encode(std::string(kClientId) + ":" + kSecret);
         server_->http().Post(
@@ -139,19 +138,15 @@ class DoctorTest : public ::testing::Test {
             });
         server_->start();
     }
-    static void TearDownTestSuite() {
-        delete server_;
-        delete other_pki_;
-        delete pki_;
-    }
+    static void TearDownTestSuite() { delete server_; }
 
     void SetUp() override {
         dir_ = fs::temp_directory_path() / ("sa-doctor-" + crypto::random_token(8));
         fs::create_directories(dir_ / "secrets");
         std::ofstream(dir_ / "job.pub.pem")
             << crypto::Ed25519PrivateKey::generate().public_key().pem();
-        std::ofstream(dir_ / "ca.pem") << pki_->ca.cert_pem;
-        std::ofstream(dir_ / "other-ca.pem") << other_pki_->ca.cert_pem;
+        std::ofstream(dir_ / "ca.pem") << pki().ca.cert_pem;
+        std::ofstream(dir_ / "other-ca.pem") << other_pki().ca.cert_pem;
         write_secret(kSecret);
         testing::make_source_db((dir_ / "crm.db").string());
         hub_url_ = "https://127.0.0.1:" + std::to_string(server_->port());
@@ -194,8 +189,6 @@ class DoctorTest : public ::testing::Test {
 
     bool has(const std::string& text) const { return output_.find(text) != std::string::npos; }
 
-    static TestPki* pki_;
-    static TestPki* other_pki_;
     static TlsTestServer* server_;
     fs::path dir_;
     std::string hub_url_;
@@ -205,8 +198,6 @@ class DoctorTest : public ::testing::Test {
     std::string output_;
 };
 
-TestPki* DoctorTest::pki_ = nullptr;
-TestPki* DoctorTest::other_pki_ = nullptr;
 TlsTestServer* DoctorTest::server_ = nullptr;
 
 TEST_F(DoctorTest, GoodConfigPassesEveryCheck) {
@@ -283,7 +274,7 @@ TEST_F(DoctorTest, WrongHostName) {
 }
 
 TEST_F(DoctorTest, ServerBelowTheTlsFloor) {
-    TlsTestServer old_server(*pki_, {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION});
+    TlsTestServer old_server(pki(), {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION});
     old_server.start();
     hub_url_ = old_server.url();
     extra_yaml_ = "egress: {min_tls: \"1.3\"}\n";
@@ -294,7 +285,7 @@ TEST_F(DoctorTest, ServerBelowTheTlsFloor) {
 
 TEST_F(DoctorTest, PinMismatch) {
     const std::string pin =
-        "sha256/" + crypto::base64_encode(agent::testing::spki_sha256(other_pki_->server.cert_pem));
+        "sha256/" + crypto::base64_encode(agent::testing::spki_sha256(other_pki().server.cert_pem));
     extra_yaml_ =
         "egress:\n  allow:\n    - {host: 127.0.0.1, port: " + std::to_string(server_->port()) +
         ", pins: [\"" + pin + "\"]}\n";
@@ -306,7 +297,7 @@ TEST_F(DoctorTest, PinMismatch) {
 
     // The right pin passes.
     const std::string good =
-        "sha256/" + crypto::base64_encode(agent::testing::spki_sha256(pki_->server.cert_pem));
+        "sha256/" + crypto::base64_encode(agent::testing::spki_sha256(pki().server.cert_pem));
     extra_yaml_ =
         "egress:\n  allow:\n    - {host: 127.0.0.1, port: " + std::to_string(server_->port()) +
         ", pins: [\"" + good + "\"]}\n";
@@ -328,7 +319,7 @@ TEST_F(DoctorTest, WrongClientSecret) {
 TEST_F(DoctorTest, HubDown) {
     int port = 0;
     {
-        TlsTestServer stopped(*pki_);
+        TlsTestServer stopped(pki());
         stopped.start();
         port = stopped.port();
     }
@@ -344,7 +335,7 @@ TEST_F(DoctorTest, HubDown) {
 TEST_F(DoctorTest, TsaAndSiemDestinationsAreCheckedToo) {
     int down = 0;
     {
-        TlsTestServer stopped(*pki_);
+        TlsTestServer stopped(pki());
         stopped.start();
         down = stopped.port();
     }

@@ -68,24 +68,19 @@ CURLcode on_ssl_ctx(CURL*, void* ctx, void* user) {
     return CURLE_OK;
 }
 
-}  // namespace
-
-void capture_tls_info(CURL* easy, TlsInfo* out) {
-    curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &on_ssl_ctx);
-    curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, out);
-}
-
-Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destination& destination,
-                         const std::optional<std::string>& client_ca, SocketGuard& guard,
-                         CurlList& resolve_list) {
-    guard.allowed = destination.addresses;
+// Pins libcurl to exactly the checked addresses of host:port: a
+// CURLOPT_RESOLVE entry for a name (IP literals are never resolved by
+// libcurl; a destination behind a proxy has no addresses, the proxy resolves
+// it) and the open-socket guard that refuses every other address.
+Status pin_to_addresses(CURL* easy, const std::string& host, int port,
+                        const std::vector<IpAddress>& addresses, SocketGuard& guard,
+                        CurlList& resolve_list) {
+    guard.allowed = addresses;
     guard.refused_address.reset();
-    // IP literals are never resolved by libcurl, so they need no entry; nor
-    // does a name reached through a proxy (addresses empty: the proxy resolves it).
-    if (!IpAddress::parse(destination.host) && !destination.addresses.empty()) {
-        std::string entry = destination.host + ":" + std::to_string(destination.port) + ":";
-        for (size_t i = 0; i < destination.addresses.size(); ++i) {
-            const IpAddress& a = destination.addresses[i];
+    if (!IpAddress::parse(host) && !addresses.empty()) {
+        std::string entry = host + ":" + std::to_string(port) + ":";
+        for (size_t i = 0; i < addresses.size(); ++i) {
+            const IpAddress& a = addresses[i];
             if (i > 0) entry += ",";
             entry += a.family == AF_INET6 ? "[" + a.text() + "]" : a.text();
         }
@@ -96,6 +91,24 @@ Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destinati
     }
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &open_socket);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &guard);
+    return {};
+}
+
+}  // namespace
+
+void capture_tls_info(CURL* easy, TlsInfo* out) {
+    curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, &on_ssl_ctx);
+    curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, out);
+}
+
+Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destination& destination,
+                         const std::optional<std::string>& client_ca, SocketGuard& guard,
+                         CurlList& resolve_list) {
+    if (auto pinned = pin_to_addresses(easy, destination.host, destination.port,
+                                       destination.addresses, guard, resolve_list);
+        !pinned) {
+        return pinned;
+    }
     curl_easy_setopt(easy, CURLOPT_SSLVERSION,
                      static_cast<long>(policy.min_tls() == TlsMin::v1_3 ? CURL_SSLVERSION_TLSv1_3
                                                                         : CURL_SSLVERSION_TLSv1_2));
@@ -126,22 +139,11 @@ Status apply_proxy(CURL* easy, const ProxyConfig& proxy, const Destination* prox
                                                 "http:// (TLS to the server stays end to end)");
     }
     if (proxy_destination != nullptr) {
-        guard.allowed = proxy_destination->addresses;
-        guard.refused_address.reset();
-        if (!IpAddress::parse(proxy.host)) {
-            std::string entry = proxy.host + ":" + std::to_string(proxy.port) + ":";
-            for (size_t i = 0; i < proxy_destination->addresses.size(); ++i) {
-                const IpAddress& a = proxy_destination->addresses[i];
-                if (i > 0) entry += ",";
-                entry += a.family == AF_INET6 ? "[" + a.text() + "]" : a.text();
-            }
-            if (!resolve_list.append(entry)) {
-                return fail(ErrorCode::internal, "libcurl could not allocate the resolve list");
-            }
-            curl_easy_setopt(easy, CURLOPT_RESOLVE, resolve_list.get());
+        if (auto pinned = pin_to_addresses(easy, proxy.host, proxy.port,
+                                           proxy_destination->addresses, guard, resolve_list);
+            !pinned) {
+            return pinned;
         }
-        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &open_socket);
-        curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &guard);
     }
     const std::string url = "http://" + proxy.where();
     curl_easy_setopt(easy, CURLOPT_PROXY, url.c_str());  // libcurl copies strings

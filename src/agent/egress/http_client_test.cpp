@@ -19,18 +19,10 @@ namespace sa::agent::egress {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::other_pki;
+using testing::pki;
 using testing::TestPki;
 using testing::TlsTestServer;
-
-// One PKI for the whole binary: key generation is the slow part.
-const TestPki& pki() {
-    static const TestPki value = TestPki::generate();
-    return value;
-}
-const TestPki& other_pki() {
-    static const TestPki value = TestPki::generate("some other CA");
-    return value;
-}
 
 class HttpClientTest : public ::testing::Test {
   protected:

@@ -31,6 +31,8 @@ namespace sa::agent::egress {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::other_pki;
+using testing::pki;
 using testing::TestPki;
 using testing::TlsTestServer;
 
@@ -173,15 +175,6 @@ TEST(ProxyFromEnvironment, ReadsUpperThenLowerCaseAndNoProxy) {
 }
 
 // ---------------------------------------------------------------- real squid
-
-const TestPki& pki() {
-    static const TestPki value = TestPki::generate();
-    return value;
-}
-const TestPki& other_pki() {
-    static const TestPki value = TestPki::generate("some other CA");
-    return value;
-}
 
 std::string find_program(const std::vector<std::string>& candidates) {
     for (const auto& path : candidates) {

@@ -25,10 +25,7 @@ class CountingResolver final : public Resolver {
     }
 };
 
-const testing::TestPki& pki() {
-    static const testing::TestPki value = testing::TestPki::generate();
-    return value;
-}
+using testing::pki;
 
 class StreamPolicyTest : public ::testing::Test {
   protected:

@@ -97,6 +97,16 @@ TestPki TestPki::generate(const std::string& ca_name) {
                    TestCert{cert_pem(server.get()), key_pem(server_key.get())}};
 }
 
+const TestPki& pki() {
+    static const TestPki value = TestPki::generate();
+    return value;
+}
+
+const TestPki& other_pki() {
+    static const TestPki value = TestPki::generate("some other CA");
+    return value;
+}
+
 std::string spki_sha256(const std::string& cert_pem) {
     crypto::BioPtr bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
     crypto::X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));

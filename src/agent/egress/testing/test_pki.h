@@ -20,6 +20,12 @@ struct TestPki {
     static TestPki generate(const std::string& ca_name = "secure-agent test CA");
 };
 
+// One PKI per test binary, and a second one from another CA (for wrong-CA
+// and wrong-pin cases): key generation is the slow part, so both are made
+// once, on first use.
+const TestPki& pki();
+const TestPki& other_pki();
+
 // Raw SHA-256 of the certificate's SubjectPublicKeyInfo (an SPKI pin).
 std::string spki_sha256(const std::string& cert_pem);
 
