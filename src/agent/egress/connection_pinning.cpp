@@ -84,7 +84,7 @@ Status pin_to_addresses(CURL* easy, const std::string& host, int port,
             if (i > 0) entry += ",";
             entry += a.family == AF_INET6 ? "[" + a.text() + "]" : a.text();
         }
-        if (!resolve_list.append(entry)) {
+        if (!resolve_list.append(entry.c_str())) {
             return fail(ErrorCode::internal, "libcurl could not allocate the resolve list");
         }
         curl_easy_setopt(easy, CURLOPT_RESOLVE, resolve_list.get());

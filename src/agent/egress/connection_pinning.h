@@ -3,7 +3,9 @@
 // libcurl easy handle, shared by HttpClient and StreamConnection so both
 // enforce the same rules.
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,15 +15,23 @@
 
 namespace sa::agent::egress::detail {
 
-// Owns a curl_slist.
+// Owns a curl_slist (request headers, resolve entries). Every line is wiped
+// before the list is freed, because a header line may carry the
+// Authorization credentials.
 class CurlList final {
   public:
     CurlList() = default;
-    ~CurlList() { curl_slist_free_all(list_); }
+    ~CurlList() {
+        for (curl_slist* node = list_; node != nullptr; node = node->next) {
+            OPENSSL_cleanse(node->data, std::strlen(node->data));
+        }
+        curl_slist_free_all(list_);
+    }
     CurlList(const CurlList&) = delete;
     CurlList& operator=(const CurlList&) = delete;
-    bool append(const std::string& line) {
-        curl_slist* next = curl_slist_append(list_, line.c_str());
+    // libcurl copies the line; false when it cannot allocate.
+    bool append(const char* line) {
+        curl_slist* next = curl_slist_append(list_, line);
         if (next == nullptr) return false;
         list_ = next;
         return true;

@@ -31,32 +31,6 @@ struct CurlStringFree {
 };
 using CurlString = std::unique_ptr<char, CurlStringFree>;
 
-// Owns a header list; wipes every line before freeing it, because one of
-// them may carry the Authorization credentials.
-class HeaderList final {
-  public:
-    HeaderList() = default;
-    ~HeaderList() {
-        for (curl_slist* node = list_; node != nullptr; node = node->next) {
-            OPENSSL_cleanse(node->data, std::strlen(node->data));
-        }
-        curl_slist_free_all(list_);
-    }
-    HeaderList(const HeaderList&) = delete;
-    HeaderList& operator=(const HeaderList&) = delete;
-
-    bool append(const char* line) {
-        curl_slist* next = curl_slist_append(list_, line);
-        if (next == nullptr) return false;
-        list_ = next;
-        return true;
-    }
-    curl_slist* get() const { return list_; }
-
-  private:
-    curl_slist* list_ = nullptr;
-};
-
 // Per-request state the libcurl callbacks write into.
 struct Transfer {
     HttpResponse response;
@@ -493,7 +467,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
         return fail(ErrorCode::invalid_argument, "authorization credentials contain a line break");
     }
 
-    HeaderList headers;
+    detail::CurlList headers;
     bool ok = true;
     for (const auto& [name, value] : request.headers) {
         ok = ok && headers.append((name + ": " + value).c_str());
@@ -506,7 +480,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
                                             ? "Authorization: Basic "
                                             : "Authorization: Bearer ";
         // Reserved once (no reallocation leaves copies behind) and wiped as
-        // soon as libcurl has its own copy; the HeaderList wipes that one.
+        // soon as libcurl has its own copy; the CurlList wipes that one.
         std::string line;
         line.reserve(prefix.size() + auth.credentials->size() + 1);
         line.append(prefix);
