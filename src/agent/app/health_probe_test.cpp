@@ -327,7 +327,8 @@ TEST_F(HealthProberTest, UnreachableHubFailsBothTargetsThenRecovers) {
     auto& prober = make(options(20ms, 2));
     cut_ = true;
     prober.start();
-    ASSERT_TRUE(eventually([&] { return !readiness_.ready(); }));
+    // on_readiness runs on the prober's thread just after the condition is set.
+    ASSERT_TRUE(eventually([&] { return !readiness_.ready() && last_ready_ == 0; }));
     EXPECT_EQ(last_ready_, 0);
     EXPECT_EQ(gauge("secure_agent_probe_success", "token"), 0);
     EXPECT_EQ(gauge("secure_agent_probe_success", "hub"), 0);
@@ -338,7 +339,7 @@ TEST_F(HealthProberTest, UnreachableHubFailsBothTargetsThenRecovers) {
     EXPECT_NE(reason.find("hub: "), std::string::npos) << reason;
 
     cut_ = false;
-    ASSERT_TRUE(eventually([&] { return readiness_.ready(); }));
+    ASSERT_TRUE(eventually([&] { return readiness_.ready() && last_ready_ == 1; }));
     EXPECT_EQ(last_ready_, 1);
     EXPECT_TRUE(eventually([&] {
         return gauge("secure_agent_probe_success", "token") == 1 &&
