@@ -5,6 +5,7 @@
 // "STORE/PATH#KEY", where STORE is a store configured under secret_stores,
 // PATH is the store-specific location and KEY (optional) selects a string
 // field of a JSON secret; a dotted KEY ("a.b") walks nested objects.
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,6 +39,12 @@ class SecretStore {
 };
 
 using SecretStorePtr = std::unique_ptr<SecretStore>;
+
+// Reads a credential that a component needs for itself (a Vault token, AWS
+// keys, an OAuth client secret, ...) through a reference, usually
+// SecretStores::read of the agent's registry. A std::function so that a
+// store can be built before the registry that will hold it.
+using CredentialReader = std::function<Result<SecretValue>(const SecretRef&)>;
 
 // The secret a reference names inside a store's raw content: the whole
 // content when ref.key is empty, else the string at ref.key (dotted keys walk
