@@ -260,3 +260,52 @@ CONF
   cat "$dir/output.log" "$dir/cache.log" >&2 2>/dev/null || true
   harness_die "squid did not start"
 }
+
+# ---- Client secret rotation and revocation (issue #5).
+
+# hub_start_args DATA_DIR LOG_FILE ARGS...: hub_start with extra `serve`
+# arguments (e.g. --access-token-lifetime 6). Sets HUB_PID, HUB_URL, HUB_DATA.
+hub_start_args() {
+  local data=$1 log=$2
+  shift 2
+  "$HUB_BIN" serve --data "$data" --listen 127.0.0.1:0 "$@" >"$log.out" 2>"$log" &
+  HUB_PID=$!
+  HARNESS_PIDS+=("$HUB_PID")
+  wait_for_file "$data/listen-url" 30 "$HUB_PID" || { cat "$log" >&2; harness_die "hub did not start"; }
+  HUB_URL=$(cat "$data/listen-url")
+  HUB_DATA=$data
+}
+
+# secret_file_replace FILE: replaces FILE with stdin atomically (a 0600 temp
+# file in the same directory, then rename), so a reader sees the old or the
+# new secret, never a partial one.
+secret_file_replace() {
+  local file=$1 tmp
+  tmp=$(mktemp "$(dirname "$file")/.$(basename "$file").XXXXXX") || harness_die "mktemp failed"
+  chmod 600 "$tmp"
+  cat >"$tmp"
+  mv -f "$tmp" "$file"
+}
+
+# hub_app_rotate NAME OVERLAP_SECONDS SECRET_FILE: rotates the app's client
+# secret and writes the new one atomically to SECRET_FILE (0600). Sets
+# PREVIOUS_VALID_UNTIL_MS (empty when the overlap is 0).
+hub_app_rotate() {
+  local name=$1 overlap=$2 file=$3 out
+  out=$("$HUB_BIN" app rotate "$name" --overlap "$overlap" --data "$HUB_DATA" --json) ||
+    harness_die "app rotate failed"
+  jq -j .client_secret <<<"$out" | secret_file_replace "$file"
+  [ -s "$file" ] || harness_die "app rotate printed no secret"
+  PREVIOUS_VALID_UNTIL_MS=$(jq -r '.previous_secret_valid_until_ms // empty' <<<"$out")
+}
+
+# hub_app_revoke NAME: revokes the app for good.
+hub_app_revoke() {
+  "$HUB_BIN" app revoke "$1" --data "$HUB_DATA" >/dev/null || harness_die "app revoke failed"
+}
+
+# agent_audit_types STATE_DIR: the agent's audit record types, oldest first,
+# one a line (read while the agent runs).
+agent_audit_types() {
+  cat "$1"/audit/segment-*.jsonl 2>/dev/null | jq -r .type
+}

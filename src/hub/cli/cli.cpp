@@ -54,6 +54,13 @@ int run(int argc, char** argv) {
         ->capture_default_str();
     serve->add_option("--san", sans,
                       "extra DNS name or IP address for the server certificate (repeatable)");
+    int token_lifetime = 900;
+    serve
+        ->add_option("--access-token-lifetime", token_lifetime,
+                     "lifetime of issued access tokens in seconds (expires_in); agents re-read "
+                     "their client secret about this often")
+        ->check(CLI::Range(5, 3600))
+        ->capture_default_str();
     serve->callback(with_data([&](const std::string& dir) {
         auto address = server::parse_listen_address(listen);
         if (!address) {
@@ -64,6 +71,7 @@ int run(int argc, char** argv) {
         options.data_dir = dir;
         options.listen = *address;
         options.extra_sans = sans;
+        options.access_token_lifetime_seconds = token_lifetime;
         return server::serve(options, std::cout, std::cerr);
     }));
 
@@ -83,6 +91,41 @@ int run(int argc, char** argv) {
     add_json(app_list_cmd);
     app_list_cmd->callback(
         with_data([&](const std::string& dir) { return app_list(dir, as_json, io); }));
+
+    auto* app_show_cmd =
+        app_cmd->add_subcommand("show", "show one app: state, rotation and its history");
+    app_show_cmd->add_option("NAME", app_name, "app name")->required();
+    add_data(app_show_cmd);
+    add_json(app_show_cmd);
+    app_show_cmd->callback(
+        with_data([&](const std::string& dir) { return app_show(dir, app_name, as_json, io); }));
+    auto* app_rotate_cmd = app_cmd->add_subcommand(
+        "rotate",
+        "issue a new client secret (shown once); the previous one keeps working for --overlap "
+        "seconds. Rotating again during an overlap ends the oldest secret at once (at most two "
+        "secrets are valid). Access tokens already issued stay valid until they expire.");
+    app_rotate_cmd->add_option("NAME", app_name, "app name")->required();
+    int overlap = 3600;
+    app_rotate_cmd
+        ->add_option("--overlap", overlap,
+                     "seconds the previous secret stays valid (0: it stops at once)")
+        ->check(CLI::Range(0, 30 * 24 * 3600))
+        ->capture_default_str();
+    add_data(app_rotate_cmd);
+    add_json(app_rotate_cmd);
+    app_rotate_cmd->callback(with_data([&](const std::string& dir) {
+        return app_rotate(dir, app_name, std::chrono::seconds(overlap), as_json, io);
+    }));
+    auto* app_revoke_cmd = app_cmd->add_subcommand(
+        "revoke",
+        "revoke an app for good: it gets no more tokens (invalid_client) and its live access "
+        "tokens are refused by every API call at once. Irreversible: to reconnect its agents, "
+        "create a new app (the name stays taken).");
+    app_revoke_cmd->add_option("NAME", app_name, "app name")->required();
+    add_data(app_revoke_cmd);
+    add_json(app_revoke_cmd);
+    app_revoke_cmd->callback(
+        with_data([&](const std::string& dir) { return app_revoke(dir, app_name, as_json, io); }));
 
     // job
     auto* job_cmd = app.add_subcommand("job", "create and inspect jobs");

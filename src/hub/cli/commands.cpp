@@ -1,7 +1,11 @@
 #include "hub/cli/commands.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "common/util/files.h"
 #include "common/util/time.h"
@@ -46,7 +50,52 @@ const clock::SystemClock& system_clock() {
     return c;
 }
 
+json or_null(const std::optional<int64_t>& v) {
+    return v ? json(*v) : json(nullptr);
+}
+json or_null(const std::optional<std::string>& v) {
+    return v ? json(*v) : json(nullptr);
+}
+
+const char* state_of(const identity::App& a) {
+    return a.revoked() ? "revoked" : "active";
+}
+
+json app_json(const identity::App& a) {
+    return json{{"app", a.name},
+                {"client_id", a.client_id},
+                {"state", state_of(a)},
+                {"created_at_ms", a.created_at_ms},
+                {"rotated_at_ms", or_null(a.rotated_at_ms)},
+                {"rotated_by", or_null(a.rotated_by)},
+                {"previous_secret_valid_until_ms", or_null(a.previous_secret_valid_until_ms)},
+                {"revoked_at_ms", or_null(a.revoked_at_ms)},
+                {"revoked_by", or_null(a.revoked_by)}};
+}
+
+std::optional<std::string> user_name(uid_t uid) {
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* found = nullptr;
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr ||
+        found->pw_name == nullptr || *found->pw_name == '\0') {
+        return std::nullopt;
+    }
+    return std::string(found->pw_name);
+}
+
 }  // namespace
+
+std::string current_operator() {
+    uid_t uid = ::getuid();
+    std::string who = user_name(uid).value_or("uid " + std::to_string(uid));
+    // sudo records who asked; the history should name that person, not root.
+    const char* sudo_user = std::getenv("SUDO_USER");
+    if (uid == 0 && sudo_user != nullptr && *sudo_user != '\0') {
+        who += std::string(" (sudo by ") + std::string(sudo_user).substr(0, 64) + ")";
+    }
+    return who;
+}
 
 Result<std::string> resolve_data_dir(const std::optional<std::string>& flag) {
     if (flag && !flag->empty()) return *flag;
@@ -63,7 +112,7 @@ int app_create(const std::string& data_dir, const std::string& name, bool as_jso
     auto store = store::Store::open(store::Layout::of(data_dir).database);
     if (!store) return failed(io, "app create", store.error());
     identity::AppRegistry apps(**store, system_clock(), params);
-    auto created = apps.create(name);
+    auto created = apps.create(name, current_operator());
     if (!created) return failed(io, "app create", created.error());
     if (as_json) {
         io.out << dump(json{{"app", created->app.name},
@@ -89,14 +138,107 @@ int app_list(const std::string& data_dir, bool as_json, Io io) {
     if (!list) return failed(io, "app list", list.error());
     if (as_json) {
         json arr = json::array();
-        for (const auto& a : *list) {
-            arr.push_back(
-                {{"app", a.name}, {"client_id", a.client_id}, {"created_at_ms", a.created_at_ms}});
-        }
+        for (const auto& a : *list) arr.push_back(app_json(a));
         io.out << dump(arr) << "\n";
     } else {
-        for (const auto& a : *list) io.out << a.name << "  " << a.client_id << "\n";
+        for (const auto& a : *list) {
+            io.out << a.name << "  " << a.client_id << "  " << state_of(a);
+            if (a.previous_secret_valid_until_ms) {
+                io.out << " (previous secret valid until "
+                       << util::rfc3339_millis(*a.previous_secret_valid_until_ms) << ")";
+            }
+            io.out << "\n";
+        }
     }
+    return 0;
+}
+
+int app_show(const std::string& data_dir, const std::string& name, bool as_json, Io io) {
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "app show", store.error());
+    identity::AppRegistry apps(**store, system_clock());
+    auto app = apps.find(name);
+    if (!app) return failed(io, "app show", app.error());
+    auto events = apps.events(name);
+    if (!events) return failed(io, "app show", events.error());
+    if (as_json) {
+        json out = app_json(*app);
+        json history = json::array();
+        for (const auto& e : *events) {
+            history.push_back(
+                {{"event", e.event}, {"at_ms", e.at_ms}, {"actor", e.actor}, {"detail", e.detail}});
+        }
+        out["history"] = std::move(history);
+        io.out << dump(out) << "\n";
+        return 0;
+    }
+    const identity::App& a = *app;
+    io.out << "app: " << a.name << "\n"
+           << "client_id: " << a.client_id << "\n"
+           << "state: " << state_of(a) << "\n"
+           << "created_at: " << when(a.created_at_ms) << "\n"
+           << "rotated_at: " << when(a.rotated_at_ms)
+           << (a.rotated_by ? " by " + *a.rotated_by : std::string()) << "\n"
+           << "previous_secret_valid_until: " << when(a.previous_secret_valid_until_ms) << "\n"
+           << "revoked_at: " << when(a.revoked_at_ms)
+           << (a.revoked_by ? " by " + *a.revoked_by : std::string()) << "\n"
+           << "history:\n";
+    for (const auto& e : *events) {
+        io.out << "  " << util::rfc3339_millis(e.at_ms) << "  " << e.event << "  by " << e.actor;
+        if (!e.detail.empty()) io.out << "  (" << e.detail << ")";
+        io.out << "\n";
+    }
+    return 0;
+}
+
+int app_rotate(const std::string& data_dir, const std::string& name, std::chrono::seconds overlap,
+               bool as_json, Io io, const crypto::ScryptParams& params) {
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "app rotate", store.error());
+    identity::AppRegistry apps(**store, system_clock(), params);
+    auto rotated = apps.rotate(name, overlap, current_operator());
+    if (!rotated) return failed(io, "app rotate", rotated.error());
+    const identity::App& a = rotated->app;
+    if (as_json) {
+        io.out << dump(json{{"app", a.name},
+                            {"client_id", a.client_id},
+                            {"client_secret", rotated->client_secret},
+                            {"previous_secret_valid_until_ms",
+                             or_null(a.previous_secret_valid_until_ms)}})
+               << "\n";
+    } else {
+        io.out << "app: " << a.name << "\n"
+               << "client_id: " << a.client_id << "\n"
+               << "client_secret: " << rotated->client_secret << "\n";
+        if (a.previous_secret_valid_until_ms) {
+            io.out << "The previous client secret keeps working until "
+                   << util::rfc3339_millis(*a.previous_secret_valid_until_ms)
+                   << ". Store the new secret in the agent's secret store before then: it is "
+                      "not kept by the hub and will not be shown again.\n";
+        } else {
+            io.out << "The previous client secret no longer works. Store the new secret in the "
+                      "agent's secret store now: it is not kept by the hub and will not be shown "
+                      "again.\n";
+        }
+    }
+    io.out.flush();
+    return 0;
+}
+
+int app_revoke(const std::string& data_dir, const std::string& name, bool as_json, Io io) {
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "app revoke", store.error());
+    identity::AppRegistry apps(**store, system_clock());
+    auto revoked = apps.revoke(name, current_operator());
+    if (!revoked) return failed(io, "app revoke", revoked.error());
+    if (as_json) {
+        io.out << dump(app_json(*revoked)) << "\n";
+    } else {
+        io.out << "app " << revoked->name << " (" << revoked->client_id << ") revoked at "
+               << util::rfc3339_millis(*revoked->revoked_at_ms)
+               << ": its agents get no new tokens and their current tokens no longer work.\n";
+    }
+    io.out.flush();
     return 0;
 }
 

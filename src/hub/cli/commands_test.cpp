@@ -1,7 +1,9 @@
 #include "hub/cli/commands.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -140,6 +142,120 @@ TEST_F(CommandsTest, CatalogOfAnEmptyHubIsAnEmptyArray) {
     EXPECT_EQ(c.out.str(), "[]\n");
     Captured cols;
     EXPECT_EQ(catalog_columns(dir(), "inventory", "orders", std::nullopt, false, cols.io()), 1);
+}
+
+// ---- app rotate / revoke / show (issue #5).
+
+bool file_contains(const std::string& path, const std::string& needle) {
+    auto data = util::read_file(path);
+    return data && data->find(needle) != std::string::npos;
+}
+
+TEST_F(CommandsTest, AppRotatePrintsTheNewSecretOnceAndRecordsTheOperator) {
+    Captured created;
+    ASSERT_EQ(app_create(dir(), "crm", true, created.io(), testing::fast_scrypt()), 0);
+    const std::string old_secret = json::parse(created.out.str())["client_secret"];
+    const std::string id = json::parse(created.out.str())["client_id"];
+
+    Captured rotated;
+    ASSERT_EQ(app_rotate(dir(), "crm", std::chrono::seconds(600), true, rotated.io(),
+                         testing::fast_scrypt()),
+              0)
+        << rotated.err.str();
+    auto out = json::parse(rotated.out.str());
+    EXPECT_EQ(out["app"], "crm");
+    EXPECT_EQ(out["client_id"], id);
+    const std::string new_secret = out["client_secret"];
+    EXPECT_EQ(new_secret.size(), 43u);
+    EXPECT_NE(new_secret, old_secret);
+    EXPECT_TRUE(out["previous_secret_valid_until_ms"].is_number_integer());
+    // Neither secret is stored in clear.
+    const auto layout = store::Layout::of(dir());
+    for (const std::string& secret : {old_secret, new_secret}) {
+        EXPECT_FALSE(file_contains(layout.database, secret));
+        EXPECT_FALSE(file_contains(layout.database + "-wal", secret));
+    }
+
+    Captured shown;
+    ASSERT_EQ(app_show(dir(), "crm", true, shown.io()), 0) << shown.err.str();
+    auto app = json::parse(shown.out.str());
+    EXPECT_EQ(app["state"], "active");
+    EXPECT_EQ(app["rotated_by"], current_operator());
+    EXPECT_EQ(app["previous_secret_valid_until_ms"], out["previous_secret_valid_until_ms"]);
+    ASSERT_EQ(app["history"].size(), 2u);
+    EXPECT_EQ(app["history"][0]["event"], "created");
+    EXPECT_EQ(app["history"][1]["event"], "rotated");
+    EXPECT_EQ(app["history"][1]["actor"], current_operator());
+    EXPECT_EQ(shown.out.str().find(new_secret), std::string::npos);
+
+    Captured human;
+    ASSERT_EQ(app_rotate(dir(), "crm", std::chrono::seconds(0), false, human.io(),
+                         testing::fast_scrypt()),
+              0);
+    EXPECT_NE(human.out.str().find("client_secret: "), std::string::npos);
+    EXPECT_NE(human.out.str().find("previous client secret no longer works"), std::string::npos);
+
+    Captured text;
+    ASSERT_EQ(app_show(dir(), "crm", false, text.io()), 0);
+    EXPECT_NE(text.out.str().find("state: active\n"), std::string::npos);
+    EXPECT_NE(text.out.str().find("rotated  by " + current_operator()), std::string::npos);
+
+    Captured missing;
+    EXPECT_EQ(app_rotate(dir(), "nope", std::chrono::seconds(0), false, missing.io()), 1);
+    EXPECT_NE(missing.err.str().find("no app named 'nope'"), std::string::npos);
+    EXPECT_TRUE(missing.out.str().empty());
+}
+
+TEST_F(CommandsTest, AppRevokeShowsInListAndShowAndIsFinal) {
+    Captured setup;
+    ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+    ASSERT_EQ(app_create(dir(), "billing", true, setup.io(), testing::fast_scrypt()), 0);
+
+    Captured revoked;
+    ASSERT_EQ(app_revoke(dir(), "crm", false, revoked.io()), 0) << revoked.err.str();
+    EXPECT_NE(revoked.out.str().find("app crm ("), std::string::npos);
+    EXPECT_NE(revoked.out.str().find("revoked at"), std::string::npos);
+
+    Captured list;
+    ASSERT_EQ(app_list(dir(), true, list.io()), 0);
+    auto apps = json::parse(list.out.str());
+    ASSERT_EQ(apps.size(), 2u);
+    EXPECT_EQ(apps[0]["app"], "billing");
+    EXPECT_EQ(apps[0]["state"], "active");
+    EXPECT_EQ(apps[1]["app"], "crm");
+    EXPECT_EQ(apps[1]["state"], "revoked");
+    EXPECT_TRUE(apps[1]["revoked_at_ms"].is_number_integer());
+    EXPECT_EQ(apps[1]["revoked_by"], current_operator());
+    Captured text;
+    ASSERT_EQ(app_list(dir(), false, text.io()), 0);
+    EXPECT_NE(text.out.str().find("  revoked\n"), std::string::npos);
+
+    Captured shown;
+    ASSERT_EQ(app_show(dir(), "crm", false, shown.io()), 0);
+    EXPECT_NE(shown.out.str().find("state: revoked\n"), std::string::npos);
+    EXPECT_NE(shown.out.str().find("revoked  by "), std::string::npos);
+
+    Captured again;
+    EXPECT_EQ(app_revoke(dir(), "crm", false, again.io()), 1);
+    EXPECT_NE(again.err.str().find("already revoked"), std::string::npos);
+    Captured rotate;
+    EXPECT_EQ(app_rotate(dir(), "crm", std::chrono::seconds(0), false, rotate.io()), 1);
+    EXPECT_NE(rotate.err.str().find("revoked"), std::string::npos);
+    Captured job;
+    EXPECT_EQ(job_create(dir(), "crm", "inv", "extract_metadata", false, job.io()), 1);
+    EXPECT_NE(job.err.str().find("revoked"), std::string::npos);
+    Captured none;
+    EXPECT_EQ(app_show(dir(), "nope", false, none.io()), 1);
+}
+
+TEST(CurrentOperator, NamesTheOsUser) {
+    std::string who = current_operator();
+    const passwd* pw = ::getpwuid(::getuid());
+    if (pw != nullptr) {
+        EXPECT_EQ(who.rfind(pw->pw_name, 0), 0u) << who;
+    } else {
+        EXPECT_EQ(who, "uid " + std::to_string(::getuid()));
+    }
 }
 
 }  // namespace

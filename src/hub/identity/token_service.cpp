@@ -1,16 +1,21 @@
 #include "hub/identity/token_service.h"
 
+#include <algorithm>
+
 #include "common/crypto/random.h"
 #include "common/jose/jws.h"
 #include "common/protocol/protocol.h"
 
 namespace sa::hub::identity {
 
-TokenService::TokenService(crypto::Ed25519PrivateKey signing_key, const clock::Clock& clock)
+TokenService::TokenService(crypto::Ed25519PrivateKey signing_key, const clock::Clock& clock,
+                           int lifetime_seconds)
     : key_(std::move(signing_key)),
       public_key_(key_.public_key()),
       key_id_(public_key_.key_id()),
-      clock_(clock) {}
+      clock_(clock),
+      lifetime_seconds_(
+          std::clamp(lifetime_seconds, kMinAccessTokenLifetime, kMaxAccessTokenLifetime)) {}
 
 IssuedToken TokenService::issue(const App& app) const {
     int64_t iat = clock_.now_seconds();
@@ -22,11 +27,11 @@ IssuedToken TokenService::issue(const App& app) const {
         {"client_id", app.client_id},
         {"app", app.name},
         {"iat", iat},
-        {"exp", iat + protocol::kAccessTokenLifetimeSeconds},
+        {"exp", iat + lifetime_seconds_},
         {"jti", jti},
     };
     return IssuedToken{jose::sign(key_, key_id_, protocol::kAccessTokenType, claims),
-                       protocol::kAccessTokenLifetimeSeconds, jti};
+                       lifetime_seconds_, jti};
 }
 
 Result<Principal> TokenService::verify(std::string_view token) const {

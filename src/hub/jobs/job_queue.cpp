@@ -141,12 +141,16 @@ Result<Job> JobQueue::create(const std::string& app, const std::string& source,
     auto job = store_.with([&](sqlite::Database& db) -> Result<Job> {
         auto tx = sqlite::Transaction::begin(db);
         if (!tx) return std::unexpected(tx.error());
-        auto found = store::prepare(db, "SELECT 1 FROM apps WHERE name = ?", app);
+        auto found = store::prepare(db, "SELECT revoked_at_ms FROM apps WHERE name = ?", app);
         if (!found) return std::unexpected(found.error());
         auto step = found->step();
         if (!step) return std::unexpected(step.error());
         if (*step != Statement::Step::row) {
             return sa::fail(ErrorCode::not_found, "no app named '" + app + "'");
+        }
+        if (!found->is_null(0)) {
+            return sa::fail(ErrorCode::conflict,
+                            "app '" + app + "' is revoked: its agents can no longer run jobs");
         }
         if (auto s = store::execute(db,
                                     "INSERT INTO jobs(id, app, source, operation, status, "
@@ -196,6 +200,16 @@ Result<std::optional<LeasedJob>> JobQueue::try_lease(const std::string& app,
                                                      const std::string& agent_id) {
     int64_t now = clock_.now_ms();
     return store_.with([&](sqlite::Database& db) -> Result<std::optional<LeasedJob>> {
+        // A revoked app gets nothing, and its waiting long polls end (one
+        // primary-key lookup per wake).
+        auto revoked = store::prepare(
+            db, "SELECT 1 FROM apps WHERE name = ? AND revoked_at_ms IS NOT NULL", app);
+        if (!revoked) return std::unexpected(revoked.error());
+        auto is_revoked = revoked->step();
+        if (!is_revoked) return std::unexpected(is_revoked.error());
+        if (*is_revoked == Statement::Step::row) {
+            return sa::fail(ErrorCode::permission_denied, "app '" + app + "' is revoked");
+        }
         // Cheap read first: many long polls wake on every change, and most
         // find nothing; only a real candidate takes the write lock.
         auto probe = store::prepare(db,

@@ -89,7 +89,8 @@ class JobQueue final {
     JobQueue(store::Store& store, const clock::Clock& clock,
              store::ChangeNotifier* notifier = nullptr);
 
-    // Errors: invalid_argument (source name, operation), not_found (app), io.
+    // Errors: invalid_argument (source name, operation), not_found (app),
+    // conflict (the app is revoked), io.
     Result<Job> create(const std::string& app, const std::string& source,
                        const std::string& operation);
     // Errors: not_found, io.
@@ -98,6 +99,8 @@ class JobQueue final {
 
     // Re-queues expired leases of app, then atomically leases its oldest
     // queued job to agent_id. nullopt when there is nothing to do.
+    // Errors: permission_denied when the app is revoked (so a long poll that
+    // started before the revocation ends at once), io.
     Result<std::optional<LeasedJob>> try_lease(const std::string& app, const std::string& agent_id);
 
     // Ends a leased job as refused or failed (docs/protocol.md section 5).

@@ -214,8 +214,8 @@ std::expected<Api::Caller, ApiResponse> Api::authenticate(
     auto active = s_.apps.is_active(principal->app, principal->client_id);
     if (!active) return std::unexpected(error(code::kServerError, active.error().describe()));
     if (!*active) {
-        return std::unexpected(
-            error(code::kInvalidToken, "the app of this access token no longer exists"));
+        return std::unexpected(error(
+            code::kInvalidToken, "the app of this access token was revoked or no longer exists"));
     }
     return Caller{std::move(*principal)};
 }
@@ -230,42 +230,73 @@ ApiResponse Api::token(const std::optional<std::string>& authorization, std::str
     } else {
         std::optional<std::string> grant;
         int grants = 0;
+        // client_secret_post (RFC 6749 section 2.3.1): the credentials as
+        // form parameters. Like every token request parameter, at most once.
+        std::optional<std::string> post_id;
+        std::optional<std::string> post_secret;
+        bool repeated = false;
         for (const auto& [k, v] : *form) {
             if (k == "grant_type") {
                 grant = v;
                 ++grants;
+            } else if (k == "client_id" || k == "client_secret") {
+                auto& slot = k == "client_id" ? post_id : post_secret;
+                if (slot) repeated = true;
+                slot = v;
             }
         }
         if (!grant || grants != 1) {
             r = error(code::kInvalidRequest, "exactly one grant_type is required");
+        } else if (repeated) {
+            r = error(code::kInvalidRequest, "client_id and client_secret may occur only once");
+        } else if (authorization && (post_id || post_secret)) {
+            // Section 2.3: one authentication method per request.
+            r = error(code::kInvalidRequest,
+                      "use either HTTP Basic authentication or client_id and client_secret in "
+                      "the body, not both");
         } else if (*grant != "client_credentials") {
             r = error(code::kUnsupportedGrantType, "only client_credentials is supported");
         } else {
-            // client_secret_basic: base64(urlencode(id) ":" urlencode(secret)).
             std::optional<std::string> id;
             std::optional<std::string> secret;
-            if (auto basic = credentials(authorization, "Basic")) {
-                if (auto decoded = crypto::base64_decode(*basic)) {
-                    size_t colon = decoded->find(':');
-                    if (colon != std::string::npos) {
-                        id = form_url_decode(std::string_view(*decoded).substr(0, colon));
-                        secret = form_url_decode(std::string_view(*decoded).substr(colon + 1));
+            const char* method = authorization ? "client_secret_basic" : "client_secret_post";
+            const bool none = !authorization && !post_id && !post_secret;
+            if (authorization) {
+                // client_secret_basic: base64(urlencode(id) ":" urlencode(secret)).
+                if (auto basic = credentials(authorization, "Basic")) {
+                    if (auto decoded = crypto::base64_decode(*basic)) {
+                        size_t colon = decoded->find(':');
+                        if (colon != std::string::npos) {
+                            id = form_url_decode(std::string_view(*decoded).substr(0, colon));
+                            secret = form_url_decode(std::string_view(*decoded).substr(colon + 1));
+                        }
                     }
                 }
+            } else if (post_id && post_secret) {
+                id = std::move(post_id);
+                secret = std::move(post_secret);
             }
+            // Missing, partial or oversized credentials get the same answer
+            // as a wrong secret.
             if (!id || !secret || id->empty() || id->size() > 256 || secret->size() > 1024) {
                 r = invalid_client();
+                r.detail +=
+                    none ? std::string(": no client credentials") : std::string(": ") + method;
             } else if (auto app = s_.apps.authenticate(*id, *secret); !app) {
-                r = app.error().code == ErrorCode::unauthenticated
-                        ? invalid_client()
-                        : error(code::kServerError, app.error().describe());
+                if (app.error().code == ErrorCode::unauthenticated) {
+                    r = invalid_client();
+                    r.detail += std::string(": ") + method;
+                } else {
+                    r = error(code::kServerError, app.error().describe());
+                }
             } else {
                 auto issued = s_.tokens.issue(*app);
                 r = json_response(200, json{{"access_token", issued.access_token},
                                             {"token_type", "Bearer"},
                                             {"expires_in", issued.expires_in}});
                 r.client_id = app->client_id;
-                r.detail = "token issued for app " + app->name + " (jti " + issued.jti + ")";
+                r.detail = "token issued for app " + app->name + " via " + method + " (jti " +
+                           issued.jti + ")";
             }
         }
     }
@@ -295,6 +326,10 @@ ApiResponse Api::lease(const std::optional<std::string>& authorization, std::str
                                                        std::to_string(protocol::kMaxWaitSeconds)));
     }
     auto lease = s_.dispatcher.lease(who.app, *agent_id, std::chrono::seconds(seconds));
+    if (!lease && lease.error().code == ErrorCode::permission_denied) {
+        // Revoked while the long poll waited: the token is dead from now on.
+        return finish(error(code::kInvalidToken, "the app of this access token was revoked"));
+    }
     if (!lease) return finish(error(code::kServerError, lease.error().describe()));
     if (!*lease) {
         ApiResponse r;

@@ -55,7 +55,8 @@ class Api final {
   public:
     explicit Api(Services services) : s_(services) {}
 
-    // POST /oauth2/token (client_credentials, client_secret_basic).
+    // POST /oauth2/token (client_credentials; client_secret_basic or
+    // client_secret_post, never both in one request: 400 invalid_request).
     ApiResponse token(const std::optional<std::string>& authorization, std::string_view body);
     // POST /v1/agent/lease: may block up to wait_seconds.
     ApiResponse lease(const std::optional<std::string>& authorization, std::string_view body);
@@ -86,7 +87,8 @@ class Api final {
     struct Caller {
         identity::Principal principal;
     };
-    // Verifies "Authorization: Bearer ..." and that the app still exists.
+    // Verifies "Authorization: Bearer ..." and that the app still exists and
+    // is not revoked (AppRegistry::is_active, one indexed lookup per request).
     std::expected<Caller, ApiResponse> authenticate(
         const std::optional<std::string>& authorization);
 

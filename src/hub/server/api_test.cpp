@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <cstdio>
+#include <thread>
+
 #include "common/crypto/digest.h"
 #include "common/crypto/encoding.h"
 #include "common/protocol/content_digest.h"
@@ -323,6 +327,178 @@ TEST_F(ApiTest, InternalErrorsAreNotLeakedToThePeer) {
     EXPECT_EQ(r.status, 500);
     EXPECT_EQ(r.body.find("/secret/path"), std::string::npos);
     EXPECT_NE(r.detail.find("/secret/path"), std::string::npos);
+}
+
+// ---- client_secret_post, rotation and revocation (issue #5).
+
+std::string form_encode(const std::string& text) {
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            char buf[4];
+            std::snprintf(buf, sizeof buf, "%%%02X", c);
+            out += buf;
+        }
+    }
+    return out;
+}
+
+std::string post_body(const std::string& id, const std::string& secret) {
+    return "grant_type=client_credentials&client_id=" + form_encode(id) +
+           "&client_secret=" + form_encode(secret);
+}
+
+TEST_F(ApiTest, TokenEndpointAcceptsClientSecretPost) {
+    auto ok = api->token(std::nullopt, post_body(client_id, secret));
+    ASSERT_EQ(ok.status, 200) << ok.body;
+    auto body = json::parse(ok.body);
+    EXPECT_EQ(body["token_type"], "Bearer");
+    EXPECT_TRUE(tokens->verify(body["access_token"].get<std::string>()).has_value());
+    EXPECT_EQ(header_of(ok, "Cache-Control"), "no-store");
+    EXPECT_EQ(ok.client_id, client_id);
+    EXPECT_NE(ok.detail.find("client_secret_post"), std::string::npos);
+    EXPECT_EQ(ok.detail.find(secret), std::string::npos);
+    // Parameter order does not matter.
+    EXPECT_EQ(api->token(std::nullopt, "client_secret=" + form_encode(secret) +
+                                           "&grant_type=client_credentials&client_id=" + client_id)
+                  .status,
+              200);
+
+    // Wrong secret and unknown client: the same 401 as with Basic.
+    auto basic_wrong = api->token(basic(client_id, "wrong"), "grant_type=client_credentials");
+    auto wrong = api->token(std::nullopt, post_body(client_id, "wrong"));
+    auto unknown = api->token(std::nullopt, post_body("cid_nobody", secret));
+    for (const auto* r : {&wrong, &unknown}) {
+        EXPECT_EQ(r->status, 401);
+        EXPECT_EQ(r->body, basic_wrong.body);
+        EXPECT_EQ(header_of(*r, "WWW-Authenticate"), "Basic realm=\"agent-hub\"");
+        EXPECT_EQ(header_of(*r, "Cache-Control"), "no-store");
+        EXPECT_EQ(r->detail.find(secret), std::string::npos);
+    }
+    // Half the credentials are no credentials.
+    EXPECT_EQ(
+        api->token(std::nullopt, "grant_type=client_credentials&client_id=" + client_id).status,
+        401);
+    EXPECT_EQ(api->token(std::nullopt,
+                         "grant_type=client_credentials&client_secret=" + form_encode(secret))
+                  .status,
+              401);
+    EXPECT_EQ(api->token(std::nullopt, post_body(client_id, "")).status, 401);
+    // The grant type is still checked.
+    auto grant = api->token(std::nullopt, "grant_type=password&client_id=" + client_id +
+                                              "&client_secret=" + form_encode(secret));
+    EXPECT_EQ(grant.status, 400);
+    EXPECT_EQ(json::parse(grant.body)["error"], "unsupported_grant_type");
+}
+
+TEST_F(ApiTest, TokenEndpointRefusesTwoAuthenticationMethodsAndNone) {
+    // Both at once: 400 invalid_request, even when both are right.
+    auto both = api->token(basic(client_id, secret), post_body(client_id, secret));
+    EXPECT_EQ(both.status, 400) << both.body;
+    EXPECT_EQ(json::parse(both.body)["error"], "invalid_request");
+    EXPECT_EQ(header_of(both, "Cache-Control"), "no-store");
+    EXPECT_EQ(both.body.find(secret), std::string::npos);
+    // A Basic header plus either body parameter also counts as both.
+    EXPECT_EQ(
+        api->token(basic(client_id, secret), "grant_type=client_credentials&client_id=" + client_id)
+            .status,
+        400);
+    EXPECT_EQ(api->token(basic(client_id, secret),
+                         "grant_type=client_credentials&client_secret=" + form_encode(secret))
+                  .status,
+              400);
+    // A repeated parameter is malformed (RFC 6749 section 3.2).
+    auto twice = api->token(std::nullopt, post_body(client_id, secret) + "&client_id=" + client_id);
+    EXPECT_EQ(twice.status, 400);
+    EXPECT_EQ(json::parse(twice.body)["error"], "invalid_request");
+
+    // Neither: 401 invalid_client.
+    auto none = api->token(std::nullopt, "grant_type=client_credentials");
+    EXPECT_EQ(none.status, 401);
+    EXPECT_EQ(json::parse(none.body)["error"], "invalid_client");
+    EXPECT_EQ(header_of(none, "WWW-Authenticate"), "Basic realm=\"agent-hub\"");
+}
+
+TEST_F(ApiTest, RotationOverlapAtTheTokenEndpoint) {
+    std::string before = bearer();  // issued with the original secret
+    auto rotated = apps->rotate("app-a", std::chrono::seconds(120), "op");
+    ASSERT_TRUE(rotated.has_value());
+    const std::string fresh = rotated->client_secret;
+    auto get = [&](const std::string& pw, bool post) {
+        return post ? api->token(std::nullopt, post_body(client_id, pw))
+                    : api->token(basic(client_id, pw), "grant_type=client_credentials");
+    };
+    for (bool post : {false, true}) {
+        EXPECT_EQ(get(secret, post).status, 200) << "old secret during the overlap";
+        EXPECT_EQ(get(fresh, post).status, 200) << "new secret during the overlap";
+    }
+    clock.advance_ms(120'000);
+    for (bool post : {false, true}) {
+        auto old = get(secret, post);
+        EXPECT_EQ(old.status, 401) << "old secret after the overlap";
+        EXPECT_EQ(json::parse(old.body)["error"], "invalid_client");
+        EXPECT_EQ(get(fresh, post).status, 200);
+    }
+    // The token issued before the rotation is still good until it expires.
+    EXPECT_EQ(api->ping(before, "edge-1").status, 200);
+}
+
+TEST_F(ApiTest, RevocationRejectsLiveTokensOnEveryCall) {
+    std::string token = bearer();
+    auto job = queue->create("app-a", "inv", "extract_metadata");
+    ASSERT_TRUE(job.has_value());
+    auto leased = api->lease(token, R"({"agent_id":"e","wait_seconds":0})");
+    ASSERT_EQ(leased.status, 200) << leased.body;
+    std::string lease_id = json::parse(leased.body)["lease_id"];
+    EXPECT_EQ(api->ping(token, "e").status, 200);
+
+    ASSERT_TRUE(apps->revoke("app-a", "op").has_value());
+    auto check = [&](const ApiResponse& r) {
+        EXPECT_EQ(r.status, 401) << r.body;
+        auto body = json::parse(r.body);
+        EXPECT_EQ(body["error"], "invalid_token");
+        EXPECT_NE(body["error_description"].get<std::string>().find("revoked"), std::string::npos);
+        EXPECT_NE(header_of(r, "WWW-Authenticate").find("error=\"invalid_token\""),
+                  std::string::npos);
+    };
+    // At once, on every endpoint, with no time passing.
+    check(api->lease(token, R"({"agent_id":"e","wait_seconds":0})"));
+    check(api->ping(token, "e"));
+    std::string chunk = chunk_of({sample_table("t", 2)});
+    check(api->put_chunk(token, job->id, "0", lease_id, std::nullopt, chunk));
+    check(api->complete(
+        token, job->id,
+        json{{"lease_id", lease_id}, {"agent_id", "e"}, {"chunks", json::array()}}.dump()));
+    check(api->fail(
+        token, job->id,
+        json{{"lease_id", lease_id}, {"agent_id", "e"}, {"outcome", "failed"}, {"reason_code", "x"}}
+            .dump()));
+    // No new token either, with either method.
+    auto basic_token = api->token(basic(client_id, secret), "grant_type=client_credentials");
+    EXPECT_EQ(basic_token.status, 401);
+    EXPECT_EQ(json::parse(basic_token.body)["error"], "invalid_client");
+    EXPECT_EQ(api->token(std::nullopt, post_body(client_id, secret)).status, 401);
+    // And no new jobs for it.
+    auto refused = queue->create("app-a", "inv", "extract_metadata");
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, ErrorCode::conflict);
+}
+
+TEST_F(ApiTest, RevocationEndsAWaitingLongPoll) {
+    std::string token = bearer();
+    auto t0 = std::chrono::steady_clock::now();
+    ApiResponse r;
+    std::thread poller(
+        [&] { r = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":30})"); });
+    // Whether the revocation lands before or during the wait, the answer is
+    // the same 401; the poll must not sit out its 30 seconds.
+    ASSERT_TRUE(apps->revoke("app-a", "op").has_value());
+    poller.join();
+    EXPECT_EQ(r.status, 401) << r.body;
+    EXPECT_EQ(json::parse(r.body)["error"], "invalid_token");
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 }  // namespace

@@ -104,7 +104,8 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubOptions& options, JsonLog& log,
 
     // 4. Services.
     impl->apps = std::make_unique<identity::AppRegistry>(*impl->store, clock, options.scrypt);
-    impl->tokens = std::make_unique<identity::TokenService>(std::move(material->token_key), clock);
+    impl->tokens = std::make_unique<identity::TokenService>(std::move(material->token_key), clock,
+                                                            options.access_token_lifetime_seconds);
     impl->queue = std::make_unique<jobs::JobQueue>(*impl->store, clock, impl->notifier.get());
     impl->signer = std::make_unique<jobs::JobSigner>(std::move(material->job_key));
     impl->dispatcher =
@@ -137,6 +138,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubOptions& options, JsonLog& log,
                {"url", impl->url},
                {"data_dir", l.dir},
                {"token_key_id", impl->tokens->key_id()},
+               {"access_token_lifetime_seconds", impl->tokens->lifetime_seconds()},
                {"job_key_id", impl->signer->key_id()}});
     return std::unique_ptr<Hub>(new Hub(std::move(impl)));
 }

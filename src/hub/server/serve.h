@@ -40,6 +40,8 @@ struct HubOptions {
     // Cost of the dummy hash that unknown clients are checked against; keep
     // the production default outside tests.
     crypto::ScryptParams scrypt;
+    // expires_in of issued access tokens (identity::kMin/kMaxAccessTokenLifetime).
+    int access_token_lifetime_seconds = 900;
     size_t threads = 64;
     std::chrono::milliseconds watch_interval{20};
 };

@@ -95,6 +95,29 @@ CREATE TABLE IF NOT EXISTS catalog_foreign_keys (
 CREATE INDEX IF NOT EXISTS catalog_foreign_keys_by_table ON catalog_foreign_keys(table_id);
 )sql";
 
+// Version 2: client secret rotation with an overlap window, revocation, and
+// who did what to an app (issue #5). secret_hash stays the newest secret;
+// previous_secret_hash is the one it replaced, valid until
+// previous_secret_expires_at_ms. A revoked app keeps its row (its jobs and
+// catalog refer to it) and never authenticates again.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE apps ADD COLUMN previous_secret_hash TEXT;
+ALTER TABLE apps ADD COLUMN previous_secret_expires_at_ms INTEGER;
+ALTER TABLE apps ADD COLUMN rotated_at_ms INTEGER;
+ALTER TABLE apps ADD COLUMN rotated_by TEXT;
+ALTER TABLE apps ADD COLUMN revoked_at_ms INTEGER;
+ALTER TABLE apps ADD COLUMN revoked_by TEXT;
+CREATE TABLE IF NOT EXISTS app_events (
+    n       INTEGER PRIMARY KEY AUTOINCREMENT,
+    app     TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    event   TEXT NOT NULL CHECK (event IN ('created', 'rotated', 'revoked')),
+    at_ms   INTEGER NOT NULL,
+    actor   TEXT NOT NULL,                 -- the operator's OS user, or "unknown"
+    detail  TEXT                           -- never a secret
+);
+CREATE INDEX IF NOT EXISTS app_events_by_app ON app_events(app, n);
+)sql";
+
 Status create_file_private(const std::string& path) {
     // SQLite creates files with the process umask; the database holds secret
     // hashes and customer metadata, so it is created 0600 up front (SQLite
@@ -124,6 +147,10 @@ Status migrate(sqlite::Database& db) {
     if (version < 1) {
         if (auto s = db.exec(kSchemaV1); !s) return s;
         if (auto s = db.exec("PRAGMA user_version = 1"); !s) return s;
+    }
+    if (version < 2) {
+        if (auto s = db.exec(kSchemaV2); !s) return s;
+        if (auto s = db.exec("PRAGMA user_version = 2"); !s) return s;
     }
     return tx->commit();
 }

@@ -19,7 +19,7 @@
 
 namespace sa::hub::store {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 class Store final {
   public:

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <thread>
+#include <tuple>
 
 #include "hub/store/change_notifier.h"
 #include "hub/testing/test_support.h"
@@ -36,7 +37,9 @@ TEST(Store, CreatesPrivateWalDatabaseWithSchema) {
     EXPECT_EQ(pragma(**store, "foreign_keys"), "1");
     // Opening again (a second process) keeps the data and the schema.
     auto ok = (*store)->with([](sqlite::Database& db) {
-        return execute(db, "INSERT INTO apps VALUES ('a', 'cid_a', 'h', 1)");
+        return execute(db,
+                       "INSERT INTO apps(name, client_id, secret_hash, created_at_ms) "
+                       "VALUES ('a', 'cid_a', 'h', 1)");
     });
     ASSERT_TRUE(ok.has_value());
     auto again = Store::open(tmp.file("hub.db"), Store::Create::never);
@@ -54,6 +57,39 @@ TEST(Store, MissingDatabaseIsNotCreatedWhenAskedNotTo) {
     auto store = Store::open(tmp.file("absent.db"), Store::Create::never);
     ASSERT_FALSE(store.has_value());
     EXPECT_EQ(store.error().code, ErrorCode::not_found);
+}
+
+TEST(Store, MigratesVersionOneDatabaseKeepingApps) {
+    testing::TempDir tmp;
+    {
+        // The apps table as schema version 1 created it, with one app.
+        auto db =
+            sqlite::Database::open(tmp.file("hub.db"), sqlite::Database::Mode::read_write_create);
+        ASSERT_TRUE(db.has_value());
+        ASSERT_TRUE(db->exec("CREATE TABLE apps (name TEXT PRIMARY KEY, client_id TEXT NOT NULL "
+                             "UNIQUE, secret_hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL);"
+                             "INSERT INTO apps VALUES ('old', 'cid_old', 'scrypt$h', 7);"
+                             "PRAGMA user_version = 1")
+                        .has_value());
+    }
+    auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
+    ASSERT_TRUE(store.has_value()) << store.error().describe();
+    EXPECT_EQ(pragma(**store, "user_version"), "2");
+    auto row = (*store)->with([](sqlite::Database& db) {
+        auto q = db.prepare(
+            "SELECT client_id, secret_hash, previous_secret_hash, revoked_at_ms FROM apps "
+            "WHERE name = 'old'");
+        EXPECT_TRUE(q.has_value());
+        EXPECT_EQ(*q->step(), sqlite::Statement::Step::row);
+        return std::make_tuple(q->text(0), q->text(1), q->is_null(2), q->is_null(3));
+    });
+    EXPECT_EQ(row, std::make_tuple(std::string("cid_old"), std::string("scrypt$h"), true, true));
+    auto history = (*store)->with([](sqlite::Database& db) {
+        return execute(db,
+                       "INSERT INTO app_events(app, event, at_ms, actor) "
+                       "VALUES ('old', 'rotated', 1, 'op')");
+    });
+    EXPECT_TRUE(history.has_value()) << history.error().describe();
 }
 
 TEST(Store, RefusesNewerSchema) {
@@ -78,7 +114,9 @@ TEST(ChangeNotifier, SeesACommitFromAnotherConnectionQuickly) {
     uint64_t seen = (*notifier)->generation();
     auto t0 = std::chrono::steady_clock::now();
     auto ok = (*writer)->with([](sqlite::Database& db) {
-        return execute(db, "INSERT INTO apps VALUES ('a', 'cid_a', 'h', 1)");
+        return execute(db,
+                       "INSERT INTO apps(name, client_id, secret_hash, created_at_ms) "
+                       "VALUES ('a', 'cid_a', 'h', 1)");
     });
     ASSERT_TRUE(ok.has_value());
     EXPECT_TRUE((*notifier)->wait_for_change(seen, std::chrono::steady_clock::now() + 5s));
