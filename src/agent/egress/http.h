@@ -20,17 +20,27 @@ namespace sa::agent::egress {
 // An Authorization header whose credentials stay in a SecretValue: the
 // egress layer builds the header line itself, never logs it and never puts
 // it in an error.
+//
+// Scheme::header sends the credentials as the whole value of another header
+// (header_name), for APIs with their own token header such as Dapr's
+// "dapr-api-token" or Vault's "X-Vault-Token"; it is handled exactly like
+// Authorization: never logged, its header line wiped, and dropped when a
+// redirect leaves the host.
 struct Authorization {
-    enum class Scheme { basic, bearer };
+    enum class Scheme { basic, bearer, header };
     Scheme scheme = Scheme::bearer;
     // Not owned; must outlive send(). Basic: the base64 "id:secret" token.
     const secrets::SecretValue* credentials = nullptr;
+    std::string header_name;  // Scheme::header only: a token (RFC 9110) name
 
     static Authorization basic(const secrets::SecretValue& token) {
-        return {Scheme::basic, &token};
+        return {Scheme::basic, &token, {}};
     }
     static Authorization bearer(const secrets::SecretValue& token) {
-        return {Scheme::bearer, &token};
+        return {Scheme::bearer, &token, {}};
+    }
+    static Authorization header(std::string name, const secrets::SecretValue& token) {
+        return {Scheme::header, &token, std::move(name)};
     }
 };
 

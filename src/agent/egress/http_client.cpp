@@ -228,6 +228,15 @@ void apply_redirect(HttpRequest& request, long status, const Redirect& redirect)
     }
 }
 
+// RFC 9110 token: the characters a header field name may have.
+bool is_header_name(std::string_view name) {
+    static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               kSpecials.find(c) != std::string_view::npos;
+    });
+}
+
 bool is_tls_error(CURLcode code) {
     switch (code) {
         case CURLE_SSL_CONNECT_ERROR:
@@ -373,7 +382,10 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
     std::string scheme_text = scheme ? scheme.get() : "";
     std::transform(scheme_text.begin(), scheme_text.end(), scheme_text.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (scheme_text != "https") {
+    // Plain http only with a policy, and only to a rule that allows it
+    // (checked below, once the rule is known).
+    const bool plaintext = scheme_text == "http" && options_.policy != nullptr;
+    if (scheme_text != "https" && !plaintext) {
         return fail(ErrorCode::permission_denied,
                     "egress policy: only https:// URLs are allowed (got " + scheme_text + "://)");
     }
@@ -390,9 +402,11 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
     record.host = host;
     record.port = port;
 
+    // Plain http goes only to this host or its link: never through a proxy.
     const ProxyConfig* proxy =
-        options_.proxy != nullptr && !bypasses_proxy(*options_.proxy, host, port) ? options_.proxy
-                                                                                  : nullptr;
+        options_.proxy != nullptr && !plaintext && !bypasses_proxy(*options_.proxy, host, port)
+            ? options_.proxy
+            : nullptr;
     if (proxy != nullptr) record.via_proxy = proxy->where();
 
     std::optional<Destination> destination;
@@ -409,6 +423,22 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
             return std::unexpected(checked.error());
         }
         destination = std::move(*checked);
+        if (plaintext) {
+            // The rule must say so, and (defence in depth: the config check
+            // already confines such rules) every address must be local.
+            const bool local =
+                std::all_of(destination->addresses.begin(), destination->addresses.end(),
+                            [](const IpAddress& a) { return is_host_or_link_local(a.unmapped()); });
+            if (!destination->rule->plaintext_http || !local) {
+                record.decision = "denied";
+                record.rule = "only https is allowed";
+                return fail(ErrorCode::permission_denied,
+                            "egress: http://" + host + ":" + std::to_string(port) +
+                                " refused: only https is allowed (" + destination->rule->origin +
+                                (local ? " does not set plaintext_http)"
+                                       : " resolves beyond loopback/link-local)"));
+            }
+        }
         hop.rule = destination->rule;
         record.rule = destination->rule->origin;
         if (!destination->rule->spki_pins.empty()) record.pin = "unchecked";
@@ -462,6 +492,12 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
             return fail(ErrorCode::invalid_argument, "header " + name + " contains a line break");
         }
     }
+    if (request.authorization && request.authorization->scheme == Authorization::Scheme::header &&
+        !is_header_name(request.authorization->header_name)) {
+        return fail(ErrorCode::invalid_argument, "credential header name \"" +
+                                                     request.authorization->header_name +
+                                                     "\" is not a valid header name");
+    }
     if (request.authorization && request.authorization->credentials != nullptr &&
         has_line_break(request.authorization->credentials->reveal())) {
         return fail(ErrorCode::invalid_argument, "authorization credentials contain a line break");
@@ -476,9 +512,10 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
     ok = ok && headers.append("Expect:");
     if (request.authorization && request.authorization->credentials != nullptr) {
         const auto& auth = *request.authorization;
-        const std::string_view prefix = auth.scheme == Authorization::Scheme::basic
-                                            ? "Authorization: Basic "
-                                            : "Authorization: Bearer ";
+        const std::string prefix =
+            auth.scheme == Authorization::Scheme::basic    ? "Authorization: Basic "
+            : auth.scheme == Authorization::Scheme::bearer ? "Authorization: Bearer "
+                                                           : auth.header_name + ": ";
         // Reserved once (no reallocation leaves copies behind) and wiped as
         // soon as libcurl has its own copy; the CurlList wipes that one.
         std::string line;
@@ -492,7 +529,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
 
     curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
     // --- egress policy (see the SECURITY NOTE in the header) ---
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, plaintext ? "http" : "https");
     curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));

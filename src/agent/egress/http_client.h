@@ -14,6 +14,14 @@
 // refuses any other address. The rule's CA file, SPKI pins and the policy's
 // TLS floor apply. Without a policy (the hub's tests) none of this happens.
 //
+// Plain http:// is the one exception to "https only", and needs a policy: the
+// rule that allows the destination must set plaintext_http (which the config
+// only accepts for loopback and link-local destinations, see
+// check_plaintext_rule) and every checked address must be loopback or
+// link-local; such requests never use the proxy. This is for endpoints that
+// only speak http and never leave the host or its link: cloud metadata
+// services (169.254.169.254) and a Dapr sidecar on loopback.
+//
 // Redirects: libcurl never follows them (CURLOPT_FOLLOWLOCATION stays off).
 // HttpClient follows one itself only when the rule that allowed the current
 // destination has max_redirects > 0 and the response is 301/302/303/307/308

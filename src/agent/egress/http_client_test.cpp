@@ -323,6 +323,12 @@ TEST_F(HttpClientTest, AuthorizationComesFromSecretValueAndNeverFromErrors) {
         seen = req.get_header_value("Authorization");
         res.set_content("ok", "text/plain");
     });
+    std::string token_header;
+    server.http().Get("/own", [&](const httplib::Request& req, httplib::Response& res) {
+        token_header = req.get_header_value("dapr-api-token");
+        seen = req.get_header_value("Authorization");
+        res.set_content("ok", "text/plain");
+    });
     server.start();
     const auto token = secrets::SecretValue::copy_of("tok-123");
     auto c = client(ca_file_);
@@ -336,6 +342,17 @@ TEST_F(HttpClientTest, AuthorizationComesFromSecretValueAndNeverFromErrors) {
     request.authorization = Authorization::basic(basic);
     ASSERT_TRUE(c.send(request));
     EXPECT_EQ(seen, "Basic czZCaGRSa3F0Mzo=");
+
+    // A token header of the API's own (Dapr, Vault), no Authorization.
+    request.url = server.url("/own");
+    request.authorization = Authorization::header("dapr-api-token", token);
+    ASSERT_TRUE(c.send(request));
+    EXPECT_EQ(token_header, "tok-123");
+    EXPECT_EQ(seen, "");
+    request.authorization = Authorization::header("bad name:", token);
+    auto bad_name = c.send(request);
+    ASSERT_FALSE(bad_name);
+    EXPECT_EQ(bad_name.error().code, ErrorCode::invalid_argument);
 
     // A failing request carries neither credential in its error.
     request.url = "https://127.0.0.1:1/";
@@ -964,6 +981,129 @@ TEST_F(HttpClientTest, WithoutAPolicyRedirectsAreNeverFollowed) {
     auto response = c.send(get(server.url("/")));
     ASSERT_TRUE(response) << response.error().describe();
     EXPECT_EQ(response->status, 307);
+}
+
+// ------------------------------------------------------------ plaintext http
+
+// A plain HTTP server on 127.0.0.1 (a stand-in for a metadata service or a
+// Dapr sidecar), counting the requests it sees.
+class PlainServer final {
+  public:
+    PlainServer() {
+        server_.Get("/token", [this](const httplib::Request& req, httplib::Response& res) {
+            ++hits;
+            res.set_content("plain:" + req.get_header_value("Metadata"), "text/plain");
+        });
+        port_ = server_.bind_to_any_port("127.0.0.1");
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+        // stop() is a no-op until the accept loop runs: wait for it, or a
+        // quick test's destructor could join a server that never stops.
+        while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ~PlainServer() {
+        server_.stop();
+        thread_.join();
+    }
+    int port() const { return port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/token"; }
+    std::atomic<int> hits{0};
+
+  private:
+    httplib::Server server_;
+    std::thread thread_;
+    int port_ = 0;
+};
+
+AllowRule plaintext_rule(int port) {
+    AllowRule rule;
+    rule.host = "127.0.0.1";
+    rule.port = port;
+    rule.plaintext_http = true;
+    rule.origin = "egress.allow[0]";
+    return rule;
+}
+
+TEST_F(HttpPolicyTest, PlaintextRuleAllowsHttpToLoopback) {
+    PlainServer server;
+    PolicyOptions po;
+    po.allow = {plaintext_rule(server.port())};
+    EgressPolicy policy(po);
+    auto c = client_with(policy, ca_file_);
+    HttpRequest request = get(server.url());
+    request.headers.emplace_back("Metadata", "true");
+    auto response = c.send(request);
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "plain:true");
+    ASSERT_EQ(records_.size(), 1u);
+    EXPECT_EQ(records_[0].decision, "allowed");
+    EXPECT_EQ(records_[0].rule, "egress.allow[0]");
+    EXPECT_EQ(records_[0].tls_version, "");
+}
+
+TEST_F(HttpPolicyTest, HttpWithoutPlaintextRuleIsRefusedBeforeConnecting) {
+    PlainServer server;
+    AllowRule rule = plaintext_rule(server.port());
+    rule.plaintext_http = false;
+    PolicyOptions po;
+    po.allow = {rule};
+    EgressPolicy policy(po);
+    auto c = client_with(policy, ca_file_);
+    auto response = c.send(get(server.url()));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::permission_denied);
+    EXPECT_NE(response.error().message.find("only https is allowed (egress.allow[0] does not "
+                                            "set plaintext_http)"),
+              std::string::npos)
+        << response.error().message;
+    EXPECT_EQ(server.hits.load(), 0);
+    ASSERT_EQ(records_.size(), 1u);
+    EXPECT_EQ(records_[0].decision, "denied");
+}
+
+TEST_F(HttpPolicyTest, HttpWithoutAPolicyIsRefused) {
+    PlainServer server;
+    auto c = HttpClient::create(HttpClient::Options{});
+    ASSERT_TRUE(c);
+    auto response = c->send(get(server.url()));
+    ASSERT_FALSE(response);
+    EXPECT_EQ(response.error().code, ErrorCode::permission_denied);
+    EXPECT_EQ(server.hits.load(), 0);
+}
+
+TEST_F(HttpPolicyTest, PlaintextNameRuleUsesTheCheckedLocalAddress) {
+    PlainServer server;
+    auto resolver = std::make_shared<FakeResolver>(std::vector<std::string>{"127.0.0.1"});
+    AllowRule rule = hub_rule(server.port());  // hub.test, cidr 127.0.0.1/32
+    rule.plaintext_http = true;
+    ASSERT_TRUE(check_plaintext_rule(rule));
+    PolicyOptions po;
+    po.allow = {rule};
+    EgressPolicy policy(po, resolver);
+    auto c = client_with(policy, ca_file_);
+    auto response = c.send(get("http://hub.test:" + std::to_string(server.port()) + "/token"));
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(server.hits.load(), 1);
+}
+
+TEST_F(HttpPolicyTest, PlaintextNeverGoesThroughTheProxy) {
+    PlainServer server;
+    PolicyOptions po;
+    po.allow = {plaintext_rule(server.port())};
+    // A proxy that does not exist: were it used, the request would fail.
+    po.allow.push_back(AllowRule{.host = "127.0.0.1", .port = 9, .origin = "egress.proxy"});
+    EgressPolicy policy(po);
+    ProxyConfig proxy;
+    proxy.host = "127.0.0.1";
+    proxy.port = 9;
+    HttpClient::Options options;
+    options.policy = &policy;
+    options.proxy = &proxy;
+    auto c = HttpClient::create(options);
+    ASSERT_TRUE(c);
+    auto response = c->send(get(server.url()));
+    ASSERT_TRUE(response) << response.error().describe();
+    EXPECT_EQ(server.hits.load(), 1);
 }
 
 }  // namespace

@@ -66,6 +66,24 @@ const std::vector<DenyRange>& builtin_deny_ranges() {
     return ranges;
 }
 
+const std::vector<Cidr>& host_or_link_local_ranges() {
+    static const std::vector<Cidr> ranges = [] {
+        std::vector<Cidr> out;
+        for (const char* text : {"127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"}) {
+            auto cidr = Cidr::parse(text);
+            if (!cidr) throw std::logic_error("bad built-in local range");
+            out.push_back(*cidr);
+        }
+        return out;
+    }();
+    return ranges;
+}
+
+bool within_host_or_link(const Cidr& cidr) {
+    return std::any_of(host_or_link_local_ranges().begin(), host_or_link_local_ranges().end(),
+                       [&](const Cidr& range) { return range.contains(cidr); });
+}
+
 bool host_matches(const AllowRule& rule, const std::string& host,
                   const std::optional<IpAddress>& literal) {
     if (literal) {
@@ -199,13 +217,13 @@ Result<std::string> parse_spki_pin(std::string_view pin) {
         return fail(ErrorCode::invalid_argument,
                     "invalid SPKI pin \"" + std::string(pin) + "\": " + std::string(why));
     };
-    std::string_view b64;
+    if (!pin.starts_with("sha256/")) return bad("must start with \"sha256/\"");
+    // "sha256//X" is curl's form of "sha256/X", but a base64 value may itself
+    // start with '/': take the one-slash reading when it is a whole pin.
+    std::string_view b64 = pin.substr(7);
     if (pin.starts_with("sha256//")) {
-        b64 = pin.substr(8);
-    } else if (pin.starts_with("sha256/")) {
-        b64 = pin.substr(7);
-    } else {
-        return bad("must start with \"sha256/\"");
+        auto one_slash = crypto::base64_decode(b64);
+        if (!one_slash || one_slash->size() != 32) b64 = pin.substr(8);
     }
     auto raw = crypto::base64_decode(b64);
     if (!raw) return bad("not valid padded base64");
@@ -381,6 +399,43 @@ Result<Destination> EgressPolicy::check_impl(std::string_view host_in, int port,
     }
     message += ")";
     return fail(ErrorCode::permission_denied, message);
+}
+
+bool is_host_or_link_local(const IpAddress& address) {
+    return std::any_of(host_or_link_local_ranges().begin(), host_or_link_local_ranges().end(),
+                       [&](const Cidr& range) { return range.contains(address); });
+}
+
+Status check_plaintext_rule(const AllowRule& rule) {
+    const std::string prefix = rule.origin.empty() ? "" : rule.origin + ": ";
+    if (!rule.spki_pins.empty() || rule.ca_file) {
+        return fail(ErrorCode::invalid_argument,
+                    prefix + "plaintext_http cannot be combined with pins or ca_file");
+    }
+    if (auto literal = IpAddress::parse(rule.host)) {
+        if (is_host_or_link_local(literal->unmapped())) return {};
+        return fail(ErrorCode::invalid_argument,
+                    prefix +
+                        "plaintext_http is only allowed to loopback or link-local "
+                        "addresses, not " +
+                        literal->text());
+    }
+    if (rule.cidrs.empty()) {
+        return fail(ErrorCode::invalid_argument,
+                    prefix +
+                        "plaintext_http to a host name needs a cidr inside loopback or "
+                        "link-local (e.g. 169.254.169.254/32)");
+    }
+    for (const Cidr& cidr : rule.cidrs) {
+        if (!within_host_or_link(cidr)) {
+            return fail(ErrorCode::invalid_argument,
+                        prefix +
+                            "plaintext_http is only allowed to loopback or link-local "
+                            "addresses, but cidr " +
+                            cidr.text() + " reaches further");
+        }
+    }
+    return {};
 }
 
 }  // namespace sa::agent::egress

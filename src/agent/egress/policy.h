@@ -62,6 +62,10 @@ class Cidr {
     // Family-aware; an IPv4-mapped IPv6 address is matched as its IPv4
     // address (and a ::ffff:0:0/96-style cidr as the IPv4 range).
     bool contains(const IpAddress& address) const;
+    // True when every address of inner is inside this range.
+    bool contains(const Cidr& inner) const {
+        return inner.prefix_ >= prefix_ && contains(inner.base_);
+    }
     std::string text() const;  // "10.0.0.0/8"
     bool operator==(const Cidr&) const = default;
 
@@ -94,7 +98,24 @@ struct AllowRule {
     // (each hop is checked by the policy again); 0 = none: the 3xx response
     // is returned to the caller.
     int max_redirects = 0;
+    // Plain http:// is allowed to this destination: for endpoints that only
+    // speak http and never leave the machine or its link (a cloud metadata
+    // service on 169.254.169.254, a Dapr sidecar on loopback). Only valid
+    // for rules check_plaintext_rule accepts; https to the same rule still
+    // works as usual. Never used through a proxy.
+    bool plaintext_http = false;
 };
+
+// True for loopback (127.0.0.0/8, ::1) and link-local (169.254.0.0/16,
+// fe80::/10) addresses: traffic to them stays on this host or its link.
+bool is_host_or_link_local(const IpAddress& address);
+
+// Whether a rule may set plaintext_http: its host must be a loopback or
+// link-local IP literal, or it must have cidrs that all lie inside those
+// ranges (a name like metadata.google.internal plus cidr 169.254.169.254/32);
+// and it must carry no SPKI pins or CA file (there is no TLS to apply them
+// to). Errors: invalid_argument saying what is wrong, prefixed with origin.
+Status check_plaintext_rule(const AllowRule& rule);
 
 struct PolicyOptions {
     std::vector<AllowRule> allow;

@@ -107,6 +107,18 @@ TEST(SpkiPinTest, ParsesGoodAndRejectsBad) {
     EXPECT_EQ(*curl_style, raw);
     EXPECT_EQ(format_spki_pin(raw), "sha256//" + b64);
 
+    // A base64 value that itself starts with '/' (first byte 0xFC..0xFF):
+    // "sha256/" + it looks like curl's "sha256//" form, yet must parse.
+    const std::string slashy_raw = std::string(1, '\xfe') + std::string(31, '\x01');
+    const std::string slashy = crypto::base64_encode(slashy_raw);
+    ASSERT_EQ(slashy.front(), '/');
+    auto slashy_pin = parse_spki_pin("sha256/" + slashy);
+    ASSERT_TRUE(slashy_pin) << slashy_pin.error().describe();
+    EXPECT_EQ(*slashy_pin, slashy_raw);
+    auto slashy_curl = parse_spki_pin("sha256//" + slashy);
+    ASSERT_TRUE(slashy_curl) << slashy_curl.error().describe();
+    EXPECT_EQ(*slashy_curl, slashy_raw);
+
     auto short_pin = parse_spki_pin("sha256/" + crypto::base64_encode(std::string(20, 'x')));
     ASSERT_FALSE(short_pin);
     EXPECT_EQ(short_pin.error().code, ErrorCode::invalid_argument);
@@ -348,6 +360,61 @@ TEST(EgressPolicyTest, ExactRuleWinsOverWildcard) {
     ASSERT_TRUE(d);
     EXPECT_EQ(d->rule->origin, "hub.url");
     EXPECT_EQ(p.min_tls(), TlsMin::v1_2);
+}
+
+// ------------------------------------------------------------ plaintext http
+
+TEST(PlaintextRuleTest, OnlyLoopbackAndLinkLocalDestinations) {
+    const auto rule = [](std::string host, std::vector<std::string> cidrs = {}) {
+        AllowRule r;
+        r.host = std::move(host);
+        r.port = 80;
+        r.origin = "egress.allow[3]";
+        r.plaintext_http = true;
+        for (const auto& c : cidrs) r.cidrs.push_back(*Cidr::parse(c));
+        return r;
+    };
+    EXPECT_TRUE(check_plaintext_rule(rule("127.0.0.1")));
+    EXPECT_TRUE(check_plaintext_rule(rule("169.254.169.254")));
+    EXPECT_TRUE(check_plaintext_rule(rule("::1")));
+    EXPECT_TRUE(check_plaintext_rule(rule("fe80::1")));
+    EXPECT_TRUE(check_plaintext_rule(rule("metadata.google.internal", {"169.254.169.254/32"})));
+    EXPECT_TRUE(check_plaintext_rule(rule("dapr.local", {"127.0.0.0/8", "::1"})));
+
+    auto routable = check_plaintext_rule(rule("10.0.0.1"));
+    ASSERT_FALSE(routable);
+    EXPECT_EQ(routable.error().message,
+              "egress.allow[3]: plaintext_http is only allowed to loopback or link-local "
+              "addresses, not 10.0.0.1");
+    auto bare_name = check_plaintext_rule(rule("metadata.google.internal"));
+    ASSERT_FALSE(bare_name);
+    EXPECT_NE(bare_name.error().message.find("needs a cidr"), std::string::npos);
+    auto wide = check_plaintext_rule(rule("m.test", {"169.254.169.254/32", "169.0.0.0/8"}));
+    ASSERT_FALSE(wide);
+    EXPECT_NE(wide.error().message.find("cidr 169.0.0.0/8 reaches further"), std::string::npos);
+    EXPECT_FALSE(check_plaintext_rule(rule("m.test", {"0.0.0.0/0"})));
+
+    AllowRule pinned = rule("127.0.0.1");
+    pinned.spki_pins.push_back(std::string(32, 'x'));
+    EXPECT_FALSE(check_plaintext_rule(pinned));
+}
+
+TEST(PlaintextRuleTest, LocalAddressClassification) {
+    EXPECT_TRUE(is_host_or_link_local(*IpAddress::parse("127.8.9.10")));
+    EXPECT_TRUE(is_host_or_link_local(*IpAddress::parse("169.254.169.254")));
+    EXPECT_TRUE(is_host_or_link_local(*IpAddress::parse("::1")));
+    EXPECT_TRUE(is_host_or_link_local(*IpAddress::parse("::ffff:127.0.0.1")));
+    EXPECT_FALSE(is_host_or_link_local(*IpAddress::parse("10.1.2.3")));
+    EXPECT_FALSE(is_host_or_link_local(*IpAddress::parse("8.8.8.8")));
+    EXPECT_FALSE(is_host_or_link_local(*IpAddress::parse("fd00::1")));
+}
+
+TEST(CidrTest, ContainsCidr) {
+    EXPECT_TRUE(Cidr::parse("10.0.0.0/8")->contains(*Cidr::parse("10.1.0.0/16")));
+    EXPECT_TRUE(Cidr::parse("10.0.0.0/8")->contains(*Cidr::parse("10.0.0.0/8")));
+    EXPECT_FALSE(Cidr::parse("10.0.0.0/8")->contains(*Cidr::parse("0.0.0.0/0")));
+    EXPECT_FALSE(Cidr::parse("10.0.0.0/8")->contains(*Cidr::parse("11.0.0.0/16")));
+    EXPECT_FALSE(Cidr::parse("10.0.0.0/8")->contains(*Cidr::parse("::1")));
 }
 
 }  // namespace
