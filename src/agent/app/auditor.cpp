@@ -76,10 +76,34 @@ void audit_token_event(Auditor& auditor, const auth::TokenEvent& event) {
     }
 }
 
-void audit_secret_read(Auditor& auditor, const secrets::SecretRef& ref, std::string_view purpose) {
-    (void)auditor.record("secret.accessed", {{"store", ref.store},
-                                             {"path", auditor.hmac(ref.path)},
-                                             {"purpose", std::string(purpose)}});
+void SecretAccessRecorder::on_access(const secrets::AccessEvent& event) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!started_) {
+            held_.push_back(event);
+            return;
+        }
+    }
+    write(event);
+}
+
+void SecretAccessRecorder::start() {
+    std::vector<secrets::AccessEvent> held;
+    {
+        std::lock_guard lock(mutex_);
+        started_ = true;
+        held.swap(held_);
+    }
+    for (const auto& event : held) write(event);
+}
+
+void SecretAccessRecorder::write(const secrets::AccessEvent& event) {
+    nlohmann::json fields = {{"store", event.store},           {"path", auditor_.hmac(event.path)},
+                             {"purpose", event.purpose},       {"outcome", event.outcome},
+                             {"latency_ms", event.latency_ms}, {"attempts", event.attempts},
+                             {"cached", event.cached}};
+    if (!event.key.empty()) fields["key"] = auditor_.hmac(event.key);
+    (void)auditor_.record("secret.accessed", std::move(fields), event.job_id);
 }
 
 }  // namespace sa::agent::app

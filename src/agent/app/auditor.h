@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +27,7 @@
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/health_server.h"
 #include "agent/observe/logger.h"
-#include "agent/secrets/secret_store.h"
+#include "agent/secrets/secret_stores.h"
 #include "common/result.h"
 
 namespace sa::agent::app {
@@ -78,10 +79,31 @@ class Auditor final {
     std::string reason_;
 };
 
-// Hooks for capabilities that must not depend on the audit library:
-// token.fetched / token.refused, and secret.accessed (store, HMAC of the
-// path, purpose; never the value, never the plain path).
+// Hook for a capability that must not depend on the audit library:
+// token.fetched / token.refused.
 void audit_token_event(Auditor& auditor, const auth::TokenEvent& event);
-void audit_secret_read(Auditor& auditor, const secrets::SecretRef& ref, std::string_view purpose);
+
+// Writes secret.accessed for every read of the secret stores (it is the
+// registry's observer): store, HMAC of path and key, purpose, outcome,
+// latency, attempts, cache hit, and the job id when the read served a job;
+// never the value, the plain path or the store's error text (which names
+// the path). Reads made before the audit log is open (the agent key, the
+// proxy password) are held in memory and written by start().
+// Thread-safe.
+class SecretAccessRecorder final {
+  public:
+    explicit SecretAccessRecorder(Auditor& auditor) : auditor_(auditor) {}
+    void on_access(const secrets::AccessEvent& event);
+    // The audit log is open: writes the held events, then records directly.
+    void start();
+
+  private:
+    void write(const secrets::AccessEvent& event);
+
+    Auditor& auditor_;
+    std::mutex mutex_;
+    bool started_ = false;
+    std::vector<secrets::AccessEvent> held_;
+};
 
 }  // namespace sa::agent::app

@@ -71,17 +71,17 @@ class AuditedLoopTest : public ::testing::Test {
         auditor_->attach(log_.get());
 
         stores_.add("files", std::make_unique<MemoryStore>());
+        recorder_ = std::make_unique<SecretAccessRecorder>(*auditor_);
+        recorder_->start();
+        stores_.set_observer(
+            [this](const secrets::AccessEvent& event) { recorder_->on_access(event); });
         tokens_ = std::make_unique<auth::TokenClient>(
-            hub_, stores_,
+            hub_, stores_.reader("hub client secret"),
             auth::TokenClient::Options{
                 .token_url = "https://hub.test/oauth2/token",
                 .client_id = "cid_1",
                 .client_secret = config_->hub.client_secret,
-                .on_token = [this](const auth::TokenEvent& e) { audit_token_event(*auditor_, e); },
-                .on_secret_read =
-                    [this](const secrets::SecretRef& ref, std::string_view purpose) {
-                        audit_secret_read(*auditor_, ref, purpose);
-                    }},
+                .on_token = [this](const auth::TokenEvent& e) { audit_token_event(*auditor_, e); }},
             clock_);
         hub_client_ = std::make_unique<control::HubClient>(
             hub_, *tokens_,
@@ -181,6 +181,7 @@ class AuditedLoopTest : public ::testing::Test {
     std::unique_ptr<config::Config> config_;
     std::unique_ptr<identity::AgentKey> agent_key_;
     std::unique_ptr<Auditor> auditor_;
+    std::unique_ptr<SecretAccessRecorder> recorder_;
     std::unique_ptr<audit::AuditLog> log_;
     std::unique_ptr<auth::TokenClient> tokens_;
     std::unique_ptr<control::HubClient> hub_client_;
@@ -224,6 +225,10 @@ TEST_F(AuditedLoopTest, SuccessfulJobLeavesTheCustodyChainInOrder) {
     EXPECT_EQ(recs[0].fields["store"], "files");
     EXPECT_EQ(recs[0].fields["purpose"], "hub client secret");
     EXPECT_EQ(recs[0].fields["path"], log_->hmac(kSecretPath));
+    EXPECT_EQ(recs[0].fields["outcome"], "ok");
+    EXPECT_EQ(recs[0].fields["attempts"], 1);
+    EXPECT_EQ(recs[0].fields["cached"], false);
+    EXPECT_TRUE(recs[0].fields["latency_ms"].is_number_integer());
     EXPECT_EQ(recs[1].fields["client_id"], "cid_1");
     EXPECT_EQ(recs[1].fields["expires_in"], 900);
     expect_nothing_sensitive(lines);
@@ -238,6 +243,35 @@ TEST_F(AuditedLoopTest, SuccessfulJobLeavesTheCustodyChainInOrder) {
     EXPECT_TRUE(custody->signature_checked);
     ASSERT_EQ(custody->attempts.size(), 1u);
     for (const auto& link : custody->attempts[0].links) EXPECT_TRUE(link.ok) << link.detail;
+}
+
+TEST_F(AuditedLoopTest, SecretAccessRecordsHoldNoPlainPathNoErrorTextAndTheJob) {
+    SecretAccessRecorder recorder(*auditor_);
+    // Before start() (the agent's audit log is not open yet) it is held...
+    recorder.on_access(secrets::AccessEvent{.store = "vault",
+                                            .path = "prod/warehouse-db",
+                                            .key = "password",
+                                            .purpose = "source password",
+                                            .job_id = "J9",
+                                            .outcome = "permission_denied",
+                                            .error = "secret store \"vault\" path "
+                                                     "\"prod/warehouse-db\": HTTP 403",
+                                            .latency_ms = 12,
+                                            .attempts = 1});
+    recorder.start();  // ...and written now.
+    const auto lines = closed_log_lines();
+    const auto recs = records(lines);
+    ASSERT_EQ(recs.size(), 1u);
+    EXPECT_EQ(recs[0].type, "secret.accessed");
+    EXPECT_EQ(recs[0].job_id, "J9");
+    EXPECT_EQ(recs[0].fields["store"], "vault");
+    EXPECT_EQ(recs[0].fields["path"], log_->hmac("prod/warehouse-db"));
+    EXPECT_EQ(recs[0].fields["key"], log_->hmac("password"));
+    EXPECT_EQ(recs[0].fields["purpose"], "source password");
+    EXPECT_EQ(recs[0].fields["outcome"], "permission_denied");
+    EXPECT_EQ(recs[0].fields["latency_ms"], 12);
+    EXPECT_FALSE(recs[0].fields.contains("error"));
+    for (const auto& line : lines) EXPECT_EQ(line.find("warehouse-db"), std::string::npos);
 }
 
 TEST_F(AuditedLoopTest, RefusedJobIsRecordedWithItsReason) {
@@ -269,7 +303,7 @@ TEST_F(AuditedLoopTest, RefusedTokenIsRecorded) {
         }
     } refusing;
     auth::TokenClient tokens(
-        refusing, stores_,
+        refusing, stores_.reader("hub client secret"),
         auth::TokenClient::Options{
             .token_url = "https://hub.test/oauth2/token",
             .client_id = "cid_1",
@@ -278,9 +312,11 @@ TEST_F(AuditedLoopTest, RefusedTokenIsRecorded) {
         clock_);
     EXPECT_FALSE(tokens.access_token());
     const auto recs = records(closed_log_lines());
-    ASSERT_EQ(types(recs), std::vector<std::string>{"token.refused"});
-    EXPECT_EQ(recs[0].fields["client_id"], "cid_1");
-    EXPECT_NE(recs[0].fields["reason"].get<std::string>().find("401"), std::string::npos);
+    // The secret was read (and audited) before the hub refused it.
+    ASSERT_EQ(types(recs), (std::vector<std::string>{"secret.accessed", "token.refused"}));
+    EXPECT_EQ(recs[0].fields["purpose"], "hub client secret");
+    EXPECT_EQ(recs[1].fields["client_id"], "cid_1");
+    EXPECT_NE(recs[1].fields["reason"].get<std::string>().find("401"), std::string::npos);
 }
 
 TEST_F(AuditedLoopTest, FailClosedStopsLeasingAndTurnsReadinessRed) {

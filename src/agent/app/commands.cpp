@@ -18,6 +18,7 @@
 #include "agent/app/health_probe.h"
 #include "agent/app/job_runner.h"
 #include "agent/app/run_loop.h"
+#include "agent/app/secret_store_wiring.h"
 #include "agent/app/signals.h"
 #include "agent/audit/audit_log.h"
 #include "agent/auth/token_client.h"
@@ -153,10 +154,6 @@ int run_agent(const std::string& config_path) {
                                           {"hub_url", config.hub.url},
                                           {"sources", source_names(config)}});
 
-    // 3. Secret stores (no secret is read yet).
-    auto stores = secrets::SecretStores::create(config.secret_stores);
-    if (!stores) return startup_failed("build secret stores", stores.error());
-
     // 4. The pinned job-signing key: the only trust anchor for jobs.
     auto job_key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
     if (!job_key) {
@@ -185,6 +182,17 @@ int run_agent(const std::string& config_path) {
     const bool fail_closed = config.audit.on_failure == config::AuditOnFailure::fail_closed;
     Auditor auditor({.fail_closed = fail_closed}, readiness, metrics, logger);
 
+    // The secret stores: the local ones now (no secret is read yet), the
+    // remote ones once the egress policy exists. Every read is audited;
+    // reads before the audit log is open are held until it is.
+    SecretAccessRecorder access_recorder(auditor);
+    secrets::SecretStores secret_stores;
+    secret_stores.set_observer([&access_recorder](const secrets::AccessEvent& event) {
+        access_recorder.on_access(event);
+    });
+    add_local_secret_stores(secret_stores, config);
+    secrets::SecretStores* const stores = &secret_stores;
+
     // The egress policy: every outbound connection below is checked against
     // it before a packet is sent, and logged.
     // The proxy (config, else HTTPS_PROXY) is part of the policy: its host
@@ -204,10 +212,25 @@ int run_agent(const std::string& config_path) {
     egress::EgressRateLimiter rate_limiter(*policy_options);
     const egress::EgressPolicy egress_policy(std::move(*policy_options));
     NetworkLog network_log(logger, registry, auditor);
+    // The remote secret stores, each with its own client under the policy.
+    {
+        egress::HttpClient::Options store_http;
+        store_http.abort = &stop_requested();
+        store_http.user_agent = std::string("secure-agent/") + build::kVersion;
+        store_http.policy = &egress_policy;
+        store_http.proxy = proxy_config;
+        store_http.rate_limiter = &rate_limiter;
+        store_http.on_connection = network_log.callback();
+        if (auto added = add_remote_secret_stores(secret_stores, config,
+                                                  http_store_transports(std::move(store_http)));
+            !added) {
+            return startup_failed("build secret stores", added.error());
+        }
+    }
     auto agent_key = [&]() -> Result<identity::AgentKey> {
         if (!config.agent.key) return identity::AgentKey::load_or_create(config.agent.state_dir);
         // Just in time: the PEM exists only inside this call.
-        auto pem = stores->read(*config.agent.key);
+        auto pem = stores->read(*config.agent.key, {.purpose = "agent signing key"});
         if (!pem) return std::unexpected(pem.error());
         return identity::AgentKey::from_pem(pem->reveal(), config.agent.state_dir);
     }();
@@ -265,10 +288,7 @@ int run_agent(const std::string& config_path) {
         return startup_failed("write audit record agent.started", started.error());
     }
     // The key and the proxy password were read before the log could record it.
-    if (config.agent.key) audit_secret_read(auditor, *config.agent.key, "agent signing key");
-    if (*proxy && (*proxy)->password_ref()) {
-        audit_secret_read(auditor, *(*proxy)->password_ref(), "egress proxy password");
-    }
+    access_recorder.start();
     if (auto exporting = (*audit_services)->start_exports(*audit_log->log); !exporting) {
         return startup_failed("start audit export", exporting.error());
     }
@@ -295,13 +315,10 @@ int run_agent(const std::string& config_path) {
         .client_id = config.hub.client_id,
         .client_secret = config.hub.client_secret,
         .observer = observer,
-        .on_token =
-            [&auditor](const auth::TokenEvent& event) { audit_token_event(auditor, event); },
-        .on_secret_read =
-            [&auditor](const secrets::SecretRef& ref, std::string_view purpose) {
-                audit_secret_read(auditor, ref, purpose);
-            }};
-    auth::TokenClient tokens(*http, *stores, token_options, clock);
+        .on_token = [&auditor](const auth::TokenEvent& event) {
+            audit_token_event(auditor, event);
+        }};
+    auth::TokenClient tokens(*http, stores->reader("hub client secret"), token_options, clock);
     control::HubClient hub(
         *http, tokens,
         {.hub_url = config.hub.url,

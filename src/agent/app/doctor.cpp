@@ -14,6 +14,7 @@
 
 #include "agent/app/commands.h"
 #include "agent/app/egress_wiring.h"
+#include "agent/app/secret_store_wiring.h"
 #include "agent/auth/clock.h"
 #include "agent/auth/token_client.h"
 #include "agent/config/config.h"
@@ -441,7 +442,7 @@ class Doctor final {
             return;
         }
         const auth::SystemClock clock;
-        auth::TokenClient tokens(*http, stores_,
+        auth::TokenClient tokens(*http, stores_.reader("hub client secret"),
                                  {.token_url = config_.hub.url + protocol::kTokenPath,
                                   .client_id = config_.hub.client_id,
                                   .client_secret = config_.hub.client_secret,
@@ -690,13 +691,12 @@ int run_doctor(const std::string& config_path, std::ostream& out, DoctorOptions 
         return config_failed(files.error().message, config_fix(files.error().message, config_path));
     }
     const config::Config& config = *loaded;
-    auto stores = secrets::SecretStores::create(config.secret_stores);
-    if (!stores) {
-        return config_failed("secret_stores: " + stores.error().message,
-                             config_fix("secret_stores: ", config_path));
-    }
+    // The secret stores as the agent builds them: local ones first (the
+    // proxy password comes from one), remote ones under the policy.
+    secrets::SecretStores stores;
+    add_local_secret_stores(stores, config);
     // The proxy the agent would use (egress.proxy, else HTTPS_PROXY).
-    auto agent_proxy = AgentProxy::load(config, *stores);
+    auto agent_proxy = AgentProxy::load(config, stores);
     if (!agent_proxy) {
         return config_failed(
             "proxy: " + agent_proxy.error().message,
@@ -711,6 +711,19 @@ int run_doctor(const std::string& config_path, std::ostream& out, DoctorOptions 
                              config_fix(policy_options.error().message, config_path));
     }
     const egress::EgressPolicy policy(std::move(*policy_options), options.resolver);
+    {
+        egress::HttpClient::Options store_http;
+        store_http.connect_timeout = options.connect_timeout;
+        store_http.user_agent = std::string("secure-agent/") + build::kVersion + " doctor";
+        store_http.policy = &policy;
+        store_http.proxy = proxy;
+        if (auto added = add_remote_secret_stores(stores, config,
+                                                  http_store_transports(std::move(store_http)));
+            !added) {
+            return config_failed(added.error().message,
+                                 config_fix(added.error().message, config_path));
+        }
+    }
     report.ok("config", config_path,
               config_path + " loaded (agent " + config.agent.id + ", fingerprint " +
                   config.fingerprint.substr(0, 12) + ", " +
@@ -718,7 +731,7 @@ int run_doctor(const std::string& config_path, std::ostream& out, DoctorOptions 
                                     : std::string("no proxy: direct connections")) +
                   ")");
 
-    Doctor doctor(config, *stores, policy, proxy, proxy_source, options, report);
+    Doctor doctor(config, stores, policy, proxy, proxy_source, options, report);
 
     // 2-8. The hub: connection, then credentials.
     auto hub = https_host_port(config.hub.url);

@@ -1,5 +1,7 @@
 #include "agent/app/egress_wiring.h"
 
+#include "agent/app/secret_store_wiring.h"
+
 #include <charconv>
 #include <cstdlib>
 
@@ -32,14 +34,22 @@ Result<egress::AllowRule> rule_from(const config::EgressAllow& entry, const std:
         }
         rule.spki_pins.push_back(*raw);
     }
+    rule.plaintext_http = entry.plaintext_http;
+    if (rule.plaintext_http) {
+        if (auto ok = egress::check_plaintext_rule(rule); !ok) return std::unexpected(ok.error());
+    }
     return rule;
 }
 
 }  // namespace
 
-Result<std::pair<std::string, int>> https_host_port(std::string_view url) {
-    constexpr std::string_view scheme = "https://";
-    if (!url.starts_with(scheme)) return fail(ErrorCode::invalid_argument, "not an https:// URL");
+namespace {
+
+Result<std::pair<std::string, int>> host_port(std::string_view url, std::string_view scheme,
+                                              int default_port) {
+    if (!url.starts_with(scheme)) {
+        return fail(ErrorCode::invalid_argument, "not an " + std::string(scheme) + " URL");
+    }
     std::string_view rest = url.substr(scheme.size());
     rest = rest.substr(0, rest.find_first_of("/?#"));
     if (rest.find('@') != std::string_view::npos)
@@ -61,7 +71,7 @@ Result<std::pair<std::string, int>> https_host_port(std::string_view url) {
         port_text = rest.substr(colon + 1);
     }
     if (host.empty()) return fail(ErrorCode::invalid_argument, "URL without a host");
-    int port = 443;
+    int port = default_port;
     if (!port_text.empty()) {
         const auto [end, ec] =
             std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
@@ -70,6 +80,38 @@ Result<std::pair<std::string, int>> https_host_port(std::string_view url) {
             return fail(ErrorCode::invalid_argument, "bad port in URL");
     }
     return std::pair<std::string, int>{std::string(host), port};
+}
+
+// The implicit rule for a plain http:// endpoint of a secret store (a cloud
+// metadata service, a Dapr sidecar): only to loopback or link-local, by IP
+// literal or by the one well-known name of each.
+Result<egress::AllowRule> plaintext_rule(const std::string& url, const std::string& origin) {
+    auto target = host_port(url, "http://", 80);
+    if (!target) return fail(ErrorCode::invalid_argument, origin + ": " + target.error().message);
+    egress::AllowRule rule;
+    rule.host = target->first;
+    rule.port = target->second;
+    rule.origin = origin;
+    rule.plaintext_http = true;
+    if (rule.host == "metadata.google.internal") {
+        rule.cidrs = {*egress::Cidr::parse("169.254.169.254/32")};
+    } else if (rule.host == "localhost") {
+        rule.cidrs = {*egress::Cidr::parse("127.0.0.0/8"), *egress::Cidr::parse("::1")};
+    } else if (!egress::IpAddress::parse(rule.host)) {
+        return fail(ErrorCode::invalid_argument,
+                    origin +
+                        ": plain http only to a loopback or link-local IP address (or add "
+                        "an egress.allow entry with plaintext_http and a cidr for " +
+                        rule.host + ")");
+    }
+    if (auto ok = egress::check_plaintext_rule(rule); !ok) return std::unexpected(ok.error());
+    return rule;
+}
+
+}  // namespace
+
+Result<std::pair<std::string, int>> https_host_port(std::string_view url) {
+    return host_port(url, "https://", 443);
 }
 
 Result<egress::PolicyOptions> egress_policy_options(const config::Config& config,
@@ -124,11 +166,20 @@ Result<egress::PolicyOptions> egress_policy_options(const config::Config& config
         rule.origin = "audit.siem[" + std::to_string(i) + "]";
         options.allow.push_back(std::move(rule));
     }
+    for (const StoreEndpoint& endpoint : secret_store_endpoints(config)) {
+        if (endpoint.url.starts_with("http://")) {
+            auto rule = plaintext_rule(endpoint.url, endpoint.origin);
+            if (!rule) return std::unexpected(rule.error());
+            options.allow.push_back(std::move(*rule));
+        } else if (auto st = add_url(endpoint.url, std::nullopt, endpoint.origin); !st) {
+            return std::unexpected(st.error());
+        }
+    }
     // The global CA (a TLS-inspecting proxy's) for every destination without
     // its own; a rule's CA replaces the client's, so this reaches them all.
     if (config.egress.ca_file) {
         for (auto& rule : options.allow) {
-            if (!rule.ca_file) rule.ca_file = config.egress.ca_file;
+            if (!rule.ca_file && !rule.plaintext_http) rule.ca_file = config.egress.ca_file;
         }
     }
     if (proxy != nullptr) {
@@ -155,7 +206,7 @@ Result<std::unique_ptr<AgentProxy>> AgentProxy::load(const config::Config& confi
         proxy->config_.no_proxy = configured.no_proxy;
         proxy->source_ = "egress.proxy";
         if (configured.password) {
-            auto password = stores.read(*configured.password);
+            auto password = stores.read(*configured.password, {.purpose = "egress proxy password"});
             if (!password) return std::unexpected(password.error());
             proxy->password_ = std::move(*password);
             proxy->password_ref_ = configured.password;

@@ -3,8 +3,12 @@
 //
 // Policy: the `egress.allow` entries first (so an entry for the hub can add
 // pins), then the destinations the config itself names, allowed implicitly
-// with their CA files: hub.url, audit.tsa.url and each syslog target of
-// audit.siem. Everything else is denied before a packet is sent. Note the
+// with their CA files: hub.url, audit.tsa.url, each syslog target of
+// audit.siem, and the endpoints of the remote secret stores
+// (secret_store_endpoints; a plain http:// one - a metadata service, a Dapr
+// sidecar - only to a loopback/link-local IP literal, metadata.google.internal
+// or localhost, with plaintext_http). Everything else is denied before a
+// packet is sent. Note the
 // policy's deny ranges: a destination named by host that resolves to a
 // private address needs an egress.allow entry with a cidr (docs/egress.md).
 //

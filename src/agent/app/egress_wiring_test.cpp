@@ -89,6 +89,26 @@ TEST(EgressPolicyOptionsTest, ExplicitEntriesFirstThenTheConfiguredDestinations)
     EXPECT_EQ(options->min_tls, egress::TlsMin::v1_2);
 }
 
+TEST(EgressPolicyOptionsTest, PlaintextHttpOnlyForLocalDestinations) {
+    config::Config config = sample_config();
+    config.egress.allow[0] = config::EgressAllow{.host = "169.254.169.254", .port = 80};
+    config.egress.allow[0].plaintext_http = true;
+    auto options = egress_policy_options(config);
+    ASSERT_TRUE(options) << options.error().describe();
+    EXPECT_TRUE(options->allow[0].plaintext_http);
+    EXPECT_FALSE(options->allow[1].plaintext_http);  // the hub
+
+    config.egress.allow[0].host = "vault.example.com";
+    auto refused = egress_policy_options(config);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::invalid_argument);
+    EXPECT_EQ(refused.error().message.rfind("egress.allow[0]: plaintext_http to a host name needs "
+                                            "a cidr",
+                                            0),
+              0u)
+        << refused.error().message;
+}
+
 TEST(EgressPolicyOptionsTest, RateLimitsAndRedirectsComeFromTheConfig) {
     config::Config config = sample_config();
     config.egress.max_bytes_per_second = 1 << 20;

@@ -83,7 +83,8 @@ HealthProber::HealthProber(Options options, TransportFactory transports,
       token_target_(make_target("token")),
       hub_target_(make_target("hub")),
       clock_skew_(registry.gauge(kSkew, kSkewHelp)),
-      tokens_(transport_, stores, token_options(options_), clock),
+      tokens_(transport_, stores.reader("hub client secret (health probe)"),
+              token_options(options_), clock),
       hub_(transport_, tokens_, hub_options(options_)) {
     if (options_.failure_threshold < 1) options_.failure_threshold = 1;
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/egress/testing/tls_test_server.h"
+#include "agent/secrets/file_secret_store.h"
 #include "common/crypto/encoding.h"
 #include "common/crypto/random.h"
 #include "common/util/time.h"
@@ -126,10 +127,9 @@ class HealthProberTest : public ::testing::Test {
         testing::write_test_file((dir_ / "secrets" / "hub").string(), "s3cret\n");
         ca_ = testing::write_test_file((dir_ / "ca.pem").string(), pki.ca.cert_pem);
         hub_ = std::make_unique<ProbeHub>(pki);
-        auto stores = secrets::SecretStores::create(
-            {secrets::StoreSpec{"files", "file", (dir_ / "secrets").string()}});
-        ASSERT_TRUE(stores);
-        stores_ = std::make_unique<secrets::SecretStores>(std::move(*stores));
+        stores_ = std::make_unique<secrets::SecretStores>();
+        stores_->add("files", std::make_unique<secrets::FileSecretStore>(
+                                  "files", (dir_ / "secrets").string()));
     }
     void TearDown() override {
         prober_.reset();

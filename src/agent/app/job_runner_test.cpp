@@ -17,7 +17,9 @@ using testing::json;
 
 class FakeTokens final : public auth::TokenSource {
   public:
-    Result<const secrets::SecretValue*> access_token() override { return &token; }
+    Result<secrets::SecretValue> access_token() override {
+        return secrets::SecretValue::copy_of(token.reveal());
+    }
     void invalidate() override {}
     secrets::SecretValue token = secrets::SecretValue::copy_of("tok");
 };

@@ -38,7 +38,7 @@ class RunLoopTest : public ::testing::Test {
         config_ = std::make_unique<config::Config>(std::move(*config));
         stores_.add("files", std::make_unique<MemoryStore>());
         tokens_ = std::make_unique<auth::TokenClient>(
-            hub_, stores_,
+            hub_, [this](const secrets::SecretRef& ref) { return stores_.read(ref); },
             auth::TokenClient::Options{.token_url = "https://hub.test/oauth2/token",
                                        .client_id = "cid_1",
                                        .client_secret = {"files", "x", ""}},

@@ -3,9 +3,8 @@
 #include "common/crypto/encoding.h"
 
 namespace sa::agent::auth {
-namespace {
 
-void append_encoded(std::string& out, std::string_view text) {
+void append_form_urlencoded(std::string& out, std::string_view text) {
     static constexpr char kHex[] = "0123456789ABCDEF";
     for (const char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
@@ -22,12 +21,10 @@ void append_encoded(std::string& out, std::string_view text) {
     }
 }
 
-}  // namespace
-
 std::string form_urlencode(std::string_view text) {
     std::string out;
     out.reserve(text.size() * 3);
-    append_encoded(out, text);
+    append_form_urlencoded(out, text);
     return out;
 }
 
@@ -36,9 +33,9 @@ secrets::SecretValue basic_credentials(std::string_view client_id,
     // Reserved for the worst case so no reallocation leaves a copy behind.
     std::string joined;
     joined.reserve(client_id.size() * 3 + 1 + client_secret.size() * 3);
-    append_encoded(joined, client_id);
+    append_form_urlencoded(joined, client_id);
     joined.push_back(':');
-    append_encoded(joined, client_secret.reveal());
+    append_form_urlencoded(joined, client_secret.reveal());
     std::string encoded = crypto::base64_encode(joined);
     secrets::wipe(joined);
     return secrets::SecretValue::from(std::move(encoded));

@@ -13,6 +13,9 @@ namespace sa::agent::auth {
 // application/x-www-form-urlencoded: ALPHA / DIGIT / "*-._" stay, space
 // becomes '+', every other byte %XX (upper-case hex).
 std::string form_urlencode(std::string_view text);
+// The same, appended to out (which the caller reserves when text is secret,
+// so that no reallocation leaves a copy behind).
+void append_form_urlencoded(std::string& out, std::string_view text);
 
 // base64(form_urlencode(client_id) ":" form_urlencode(secret)): the token
 // after "Basic ". Intermediate copies are wiped.

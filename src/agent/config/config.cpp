@@ -12,6 +12,8 @@
 #include <initializer_list>
 #include <set>
 
+#include "agent/config/secret_stores_section.h"
+#include "agent/config/yaml_reader.h"
 #include "agent/egress/policy.h"
 #include "agent/egress/proxy.h"
 #include "common/crypto/digest.h"
@@ -21,85 +23,17 @@
 namespace sa::agent::config {
 namespace {
 
-// Carried out of the parsing helpers by exception, converted to a Result at
-// the module edge (parse_config); never escapes this file.
-struct ConfigError {
-    std::string message;
-};
-
-[[noreturn]] void error_at(const std::string& path, const std::string& what) {
-    throw ConfigError{(path.empty() ? std::string("(root)") : path) + ": " + what};
-}
-
-std::string join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : path + "." + key;
-}
-
-std::string quoted(std::string_view s) {
-    return "\"" + std::string(s) + "\"";
-}
-
-std::string list(const std::vector<std::string>& items) {
-    std::string out;
-    for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-    return out;
-}
-
-bool is_name(std::string_view s, size_t max) {
-    if (s.empty() || s.size() > max) return false;
-    return std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '.' || c == '-';
-    });
-}
-
-// A YAML mapping whose keys are checked: duplicates and unknown keys are
-// errors; get() returns an undefined node for an absent key.
-class Map final {
-  public:
-    Map(const YAML::Node& node, std::string path, std::initializer_list<const char*> allowed)
-        : node_(node), path_(std::move(path)) {
-        if (!node.IsMap()) error_at(path_, "must be a mapping");
-        std::set<std::string> seen;
-        for (const auto& entry : node) {
-            if (!entry.first.IsScalar()) error_at(path_, "keys must be plain strings");
-            const std::string key = entry.first.Scalar();
-            if (!seen.insert(key).second) error_at(join(path_, key), "duplicate key");
-            if (allowed.size() > 0 && std::none_of(allowed.begin(), allowed.end(),
-                                                   [&](const char* a) { return key == a; })) {
-                error_at(join(path_, key), "unknown key");
-            }
-        }
-    }
-
-    YAML::Node get(const std::string& key) const { return node_[key]; }
-    bool has(const std::string& key) const {
-        const YAML::Node child = node_[key];
-        return child.IsDefined() && !child.IsNull();
-    }
-    const std::string& path() const { return path_; }
-    std::string at(const std::string& key) const { return join(path_, key); }
-
-    std::string required_string(const std::string& key) const {
-        if (!has(key)) error_at(at(key), "missing required key");
-        return string_value(get(key), at(key));
-    }
-    std::optional<std::string> optional_string(const std::string& key) const {
-        if (!has(key)) return std::nullopt;
-        return string_value(get(key), at(key));
-    }
-
-    static std::string string_value(const YAML::Node& node, const std::string& path) {
-        if (!node.IsScalar()) error_at(path, "must be a string");
-        std::string value = node.Scalar();
-        if (value.empty()) error_at(path, "must not be empty");
-        return value;
-    }
-
-  private:
-    YAML::Node node_;
-    std::string path_;
-};
+using yaml::ConfigError;
+using yaml::error_at;
+using yaml::is_name;
+using yaml::join;
+using yaml::list;
+using yaml::Map;
+using yaml::parse_bool;
+using yaml::parse_byte_count;
+using yaml::parse_int;
+using yaml::parse_secret_field;
+using yaml::quoted;
 
 std::string parse_hub_url(const std::string& url, const std::string& path) {
     static constexpr std::string_view kScheme = "https://";
@@ -118,48 +52,6 @@ std::string parse_hub_url(const std::string& url, const std::string& path) {
     std::string out = url;
     while (out.size() > kScheme.size() && out.back() == '/') out.pop_back();
     return out;
-}
-
-int parse_int(const YAML::Node& node, int min, int max, const std::string& path) {
-    const std::string what =
-        "must be an integer between " + std::to_string(min) + " and " + std::to_string(max);
-    if (!node.IsScalar()) error_at(path, what);
-    const std::string& text = node.Scalar();
-    int value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-        error_at(path, what);
-    }
-    return value;
-}
-
-// A byte rate or size: 0 (no limit) or min..max; below min every connection
-// would crawl, which is a typo far more often than an intent.
-int64_t parse_byte_count(const YAML::Node& node, int64_t min, int64_t max,
-                         const std::string& path) {
-    const std::string what = "must be 0 (no limit) or an integer between " + std::to_string(min) +
-                             " and " + std::to_string(max);
-    if (!node.IsScalar()) error_at(path, what);
-    const std::string& text = node.Scalar();
-    int64_t value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() ||
-        (value != 0 && (value < min || value > max))) {
-        error_at(path, what);
-    }
-    return value;
-}
-
-secrets::SecretRef parse_secret_field(const YAML::Node& node, const std::string& path) {
-    // The value is not echoed: a literal here is very likely a real secret.
-    if (!node.IsMap()) {
-        error_at(path, "literal secrets are not allowed; use {secret: \"STORE/PATH#KEY\"}");
-    }
-    Map map(node, path, {"secret"});
-    const std::string text = map.required_string("secret");
-    auto ref = secrets::parse_secret_ref(text);
-    if (!ref) error_at(map.at("secret"), ref.error().message);
-    return *ref;
 }
 
 void parse_listen(const std::string& text, const std::string& path, HealthSection& out) {
@@ -237,33 +129,7 @@ Config parse_document(const YAML::Node& root) {
 
     // secret_stores (before hub: references are checked against it)
     if (top.has("secret_stores")) {
-        Map stores(top.get("secret_stores"), "secret_stores", {});
-        for (const auto& entry : top.get("secret_stores")) {
-            const std::string name = entry.first.Scalar();
-            const std::string path = stores.at(name);
-            if (!is_name(name, 64)) error_at(path, "store names must match [A-Za-z0-9_.-]{1,64}");
-            Map store(entry.second, path, {"type", "path", "prefix"});
-            secrets::StoreSpec spec{.name = name, .type = store.required_string("type")};
-            const auto& types = secrets::supported_store_types();
-            if (std::find(types.begin(), types.end(), spec.type) == types.end()) {
-                error_at(store.at("type"), "unknown secret store type " + quoted(spec.type) +
-                                               " (supported: " + list(types) + ")");
-            }
-            if (spec.type == "file") {
-                spec.path = store.required_string("path");
-                if (store.has("prefix")) error_at(store.at("prefix"), "only for type env");
-            } else {  // env
-                if (store.has("path")) error_at(store.at("path"), "not for type env (use prefix)");
-                if (auto prefix = store.optional_string("prefix")) {
-                    const bool valid = std::all_of(prefix->begin(), prefix->end(), [](char c) {
-                        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-                    });
-                    if (!valid) error_at(store.at("prefix"), "must match [A-Za-z0-9_]+");
-                    spec.prefix = *prefix;
-                }
-            }
-            config.secret_stores.push_back(std::move(spec));
-        }
+        parse_secret_stores(top.get("secret_stores"), "secret_stores", config);
     }
     auto check_store = [&](const secrets::SecretRef& ref, const std::string& path) {
         const bool known = std::any_of(config.secret_stores.begin(), config.secret_stores.end(),
@@ -501,7 +367,7 @@ Config parse_document(const YAML::Node& root) {
                 const std::string path = egress.at("allow") + "[" + std::to_string(i) + "]";
                 Map entry(list[i], path,
                           {"host", "port", "cidr", "ca_file", "pins", "max_bytes_per_second",
-                           "max_redirects"});
+                           "max_redirects", "plaintext_http"});
                 EgressAllow out;
                 out.host = entry.required_string("host");
                 if (!valid_egress_host(out.host)) {
@@ -520,6 +386,10 @@ Config parse_document(const YAML::Node& root) {
                 if (entry.has("max_redirects")) {
                     out.max_redirects =
                         parse_int(entry.get("max_redirects"), 0, 10, entry.at("max_redirects"));
+                }
+                if (entry.has("plaintext_http")) {
+                    out.plaintext_http =
+                        parse_bool(entry.get("plaintext_http"), entry.at("plaintext_http"));
                 }
                 if (entry.has("pins")) {
                     const YAML::Node pins = entry.get("pins");
@@ -557,6 +427,13 @@ Config parse_document(const YAML::Node& root) {
             if (proxy.has("password")) {
                 out.password = parse_secret_field(proxy.get("password"), proxy.at("password"));
                 check_store(*out.password, proxy.at("password"));
+                // Remote stores connect through the proxy: its password
+                // must be readable before they exist.
+                if (config.remote_secret_stores.contains(out.password->store)) {
+                    error_at(proxy.at("password"),
+                             "must name a file or env store (remote secret stores connect "
+                             "through the proxy)");
+                }
             }
             if (out.username.empty() && out.password)
                 error_at(proxy.at("username"), "missing: a password needs a user name");

@@ -11,13 +11,20 @@
 // echoed in the error.
 // Parsing never throws: yaml-cpp exceptions are caught and converted.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
+#include "agent/secrets/aws/aws_settings.h"
+#include "agent/secrets/azure/azure_settings.h"
+#include "agent/secrets/dapr/dapr_settings.h"
+#include "agent/secrets/gcp/gcp_settings.h"
 #include "agent/secrets/secret_store.h"
 #include "agent/secrets/secret_stores.h"
+#include "agent/secrets/vault/vault_settings.h"
 #include "common/result.h"
 
 namespace sa::agent::config {
@@ -102,6 +109,9 @@ struct EgressAllow {
     std::vector<std::string> pins;       // "sha256/BASE64" SPKI pins (checked at load)
     int64_t max_bytes_per_second = 0;    // upload rate limit for this destination; 0: none
     int max_redirects = 0;               // 0..10; 0: redirects are returned, not followed
+    // Plain http:// allowed (metadata services, a Dapr sidecar); only for
+    // loopback/link-local destinations (egress::check_plaintext_rule).
+    bool plaintext_http = false;
 };
 
 // `egress.proxy`: an HTTP CONNECT proxy for every outbound connection.
@@ -128,10 +138,21 @@ struct EgressSection {
     int64_t burst_bytes = 0;           // 0: one second of the rate (at least 64 KiB)
 };
 
+// The settings of a secret store that is reached over the network.
+using RemoteStoreSettings =
+    std::variant<secrets::vault::VaultSettings, secrets::aws::AwsSecretsManagerSettings,
+                 secrets::azure::AzureKeyVaultSettings, secrets::gcp::GcpSecretManagerSettings,
+                 secrets::dapr::DaprSettings>;
+
+// Every secret store type the config accepts.
+const std::vector<std::string>& secret_store_types();
+
 struct Config {
     AgentSection agent;
     HubSection hub;
     std::vector<secrets::StoreSpec> secret_stores;
+    // By store name: the settings of each remote store in secret_stores.
+    std::map<std::string, RemoteStoreSettings> remote_secret_stores;
     std::vector<SourceConfig> sources;
     HealthSection health;
     AuditSection audit;

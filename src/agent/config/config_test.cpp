@@ -199,6 +199,8 @@ TEST(ConfigTest, EgressErrorsNameTheKey) {
     EXPECT_EQ(egress("burst_bytes: -1").rfind("egress.burst_bytes: must be 0", 0), 0u);
     EXPECT_EQ(egress("allow: [{host: h, max_redirects: 11}]"),
               "egress.allow[0].max_redirects: must be an integer between 0 and 10");
+    EXPECT_EQ(egress("allow: [{host: h, plaintext_http: yes}]"),
+              "egress.allow[0].plaintext_http: must be true or false");
     EXPECT_EQ(egress("allow: [{host: h, max_bytes_per_second: fast}]")
                   .rfind("egress.allow[0].max_bytes_per_second: must be 0", 0),
               0u);
@@ -210,6 +212,7 @@ TEST(ConfigTest, ParsesTheEgressProxyAndRateLimits) {
   burst_bytes: 65536
   allow:
     - {host: uploads.example.com, max_bytes_per_second: 4096, max_redirects: 3}
+    - {host: 169.254.169.254, port: 80, plaintext_http: true}
   proxy:
     url: http://proxy.corp.example:8080
     username: agent
@@ -222,6 +225,8 @@ log:
     EXPECT_EQ(config->egress.burst_bytes, 65536);
     EXPECT_EQ(config->egress.allow[0].max_bytes_per_second, 4096);
     EXPECT_EQ(config->egress.allow[0].max_redirects, 3);
+    EXPECT_FALSE(config->egress.allow[0].plaintext_http);
+    EXPECT_TRUE(config->egress.allow[1].plaintext_http);
     ASSERT_TRUE(config->egress.proxy);
     EXPECT_EQ(config->egress.proxy->url, "http://proxy.corp.example:8080");
     EXPECT_EQ(config->egress.proxy->username, "agent");
@@ -471,9 +476,9 @@ TEST(ConfigTest, HealthListenMustBeLoopback) {
 }
 
 TEST(ConfigTest, SecretStoreTypeAndLogLevel) {
-    EXPECT_EQ(error_of(variant("type: file", "type: vault")),
-              "secret_stores.files.type: unknown secret store type \"vault\" (supported: file, "
-              "env)");
+    EXPECT_EQ(error_of(variant("type: file", "type: keyring")),
+              "secret_stores.files.type: unknown secret store type \"keyring\" (supported: file, "
+              "env, vault, aws_secrets_manager, azure_key_vault, gcp_secret_manager, dapr)");
     EXPECT_EQ(error_of(variant("level: debug", "level: verbose")),
               "log.level: must be one of debug, info, warn, error");
 }
@@ -492,14 +497,124 @@ TEST(ConfigTest, EnvSecretStore) {
     EXPECT_EQ(config->secret_stores[0].prefix, "SA_");
     EXPECT_TRUE(config->secret_stores[0].path.empty());
     EXPECT_EQ(error_of(variant("type: file", "type: env")),
-              "secret_stores.files.path: not for type env (use prefix)");
+              "secret_stores.files.path: unknown key for type env");
     EXPECT_EQ(error_of(variant("type: file", "type: file\n    prefix: X_")),
-              "secret_stores.files.prefix: only for type env");
+              "secret_stores.files.prefix: unknown key for type file");
     EXPECT_EQ(error_of(variant("secret_stores:\n  files:\n    type: file\n"
                                "    path: /etc/secure-agent/secrets",
                                "secret_stores:\n  vars: {type: env, prefix: \"A-B\"}\n  files:\n"
                                "    type: file\n    path: /etc/secure-agent/secrets")),
               "secret_stores.vars.prefix: must match [A-Za-z0-9_]+");
+}
+
+// The good config with extra stores added to secret_stores.
+std::string with_stores(const std::string& stores) {
+    return variant("secret_stores:\n", "secret_stores:\n" + stores);
+}
+
+TEST(ConfigTest, RemoteSecretStores) {
+    auto config = parse_config(with_stores(R"(  vault:
+    type: vault
+    address: https://vault.corp.example:8200/
+    namespace: team-a
+    mount: kv
+    auth: {method: approle, role_id: agent-role, secret_id: {secret: "files/vault-secret-id"}}
+    cache: {ttl_seconds: 300, max_entries: 50}
+    retry: {max_attempts: 5, initial_backoff_ms: 100, max_backoff_ms: 2000}
+  aws:
+    type: aws_secrets_manager
+    region: eu-central-1
+    auth:
+      method: static
+      access_key_id: {secret: "files/aws#id"}
+      secret_access_key: {secret: "files/aws#secret"}
+  azure:
+    type: azure_key_vault
+    vault_url: https://myvault.vault.azure.net
+  gcp:
+    type: gcp_secret_manager
+    project: my-project
+    auth: {method: service_account_key, key: {secret: "files/gcp-key.json"}}
+  dapr:
+    type: dapr
+    dapr_store: vault
+    timeout_seconds: 3
+)"));
+    ASSERT_TRUE(config) << config.error().describe();
+    ASSERT_EQ(config->secret_stores.size(), 6u);
+    ASSERT_EQ(config->remote_secret_stores.size(), 5u);
+    const auto& vault =
+        std::get<secrets::vault::VaultSettings>(config->remote_secret_stores.at("vault"));
+    EXPECT_EQ(vault.address, "https://vault.corp.example:8200");
+    EXPECT_EQ(vault.namespace_, "team-a");
+    EXPECT_EQ(vault.mount, "kv");
+    EXPECT_EQ(vault.auth.method, "approle");
+    EXPECT_EQ(vault.auth.role_id, "agent-role");
+    EXPECT_EQ(vault.auth.secret_id, (secrets::SecretRef{"files", "vault-secret-id", ""}));
+    const auto& vault_spec = config->secret_stores[0];
+    EXPECT_EQ(vault_spec.name, "vault");
+    EXPECT_EQ(vault_spec.access.cache_ttl, std::chrono::seconds(300));
+    EXPECT_EQ(vault_spec.access.cache_max_entries, 50u);
+    EXPECT_EQ(vault_spec.access.max_attempts, 5);
+    EXPECT_EQ(vault_spec.access.retry_base, std::chrono::milliseconds(100));
+    const auto& aws =
+        std::get<secrets::aws::AwsSecretsManagerSettings>(config->remote_secret_stores.at("aws"));
+    EXPECT_EQ(aws.region, "eu-central-1");
+    EXPECT_EQ(aws.auth.secret_access_key, (secrets::SecretRef{"files", "aws", "secret"}));
+    const auto& azure =
+        std::get<secrets::azure::AzureKeyVaultSettings>(config->remote_secret_stores.at("azure"));
+    EXPECT_EQ(azure.auth.method, "managed_identity");  // the default
+    const auto& gcp =
+        std::get<secrets::gcp::GcpSecretManagerSettings>(config->remote_secret_stores.at("gcp"));
+    EXPECT_EQ(gcp.auth.key, (secrets::SecretRef{"files", "gcp-key.json", ""}));
+    const auto& dapr =
+        std::get<secrets::dapr::DaprSettings>(config->remote_secret_stores.at("dapr"));
+    EXPECT_EQ(dapr.address, "http://127.0.0.1:3500");
+    EXPECT_EQ(dapr.timeout_seconds, 3);
+    // Local stores have no cache and three attempts unless configured.
+    EXPECT_EQ(config->secret_stores[5].name, "files");
+    EXPECT_EQ(config->secret_stores[5].access.cache_ttl, std::chrono::seconds(0));
+    EXPECT_EQ(config->secret_stores[5].access.max_attempts, 3);
+}
+
+TEST(ConfigTest, RemoteSecretStoreErrorsNameTheKey) {
+    EXPECT_EQ(error_of(with_stores("  v: {type: vault, address: http://vault:8200, auth: {token: "
+                                   "{secret: files/t}}}\n")),
+              "secret_stores.v.address: must start with https://");
+    EXPECT_EQ(error_of(with_stores("  v: {type: vault, address: https://vault:8200}\n")),
+              "secret_stores.v.auth: missing required key");
+    EXPECT_EQ(error_of(with_stores(
+                  "  v: {type: vault, address: https://vault:8200, auth: {method: approle}}\n")),
+              "secret_stores.v.auth.role_id: missing required key (method approle)");
+    EXPECT_EQ(
+        error_of(with_stores("  v: {type: vault, address: https://v, auth: {method: ldap}}\n")),
+        "secret_stores.v.auth.method: must be one of token, approle, kubernetes");
+    EXPECT_EQ(
+        error_of(with_stores("  v: {type: vault, address: https://v, auth: {token: s3cr3t}}\n")),
+        "secret_stores.v.auth.token: literal secrets are not allowed; use {secret: "
+        "\"STORE/PATH#KEY\"}");
+    EXPECT_EQ(error_of(with_stores("  d: {type: dapr, dapr_store: x, region: y}\n")),
+              "secret_stores.d.region: unknown key for type dapr");
+    EXPECT_EQ(error_of(with_stores("  a: {type: aws_secrets_manager, auth: {}}\n")),
+              "secret_stores.a.region: missing required key");
+    EXPECT_EQ(error_of(with_stores("  d: {type: dapr, dapr_store: x, retry: {max_attempts: 0}}\n")),
+              "secret_stores.d.retry.max_attempts: must be an integer between 1 and 10");
+    EXPECT_EQ(error_of(with_stores("  d: {type: dapr, dapr_store: x, cache: {ttl_seconds: -1}}\n")),
+              "secret_stores.d.cache.ttl_seconds: must be an integer between 0 and 86400");
+    // A remote store's own credentials must come from a local store.
+    EXPECT_EQ(error_of(with_stores(
+                  "  d: {type: dapr, dapr_store: x}\n"
+                  "  v: {type: vault, address: https://v, auth: {token: {secret: d/token}}}\n")),
+              "secret_stores.v.auth.token: must name a file or env store (a store's own "
+              "credentials cannot come from another remote store)");
+    EXPECT_EQ(error_of(with_stores("  d: {type: dapr, dapr_store: x}\n") +
+                       "egress:\n  proxy: {url: \"http://proxy:3128\", username: u, password: "
+                       "{secret: d/proxy}}\n"),
+              "egress.proxy.password: must name a file or env store (remote secret stores "
+              "connect through the proxy)");
+    EXPECT_EQ(error_of(with_stores(
+                  "  v: {type: vault, address: https://v, auth: {token: {secret: nope/t}}}\n")),
+              "secret_stores.v.auth.token: unknown secret store \"nope\"");
 }
 
 TEST(ConfigTest, YamlSyntaxErrorsHaveLineAndColumn) {

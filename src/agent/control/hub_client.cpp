@@ -125,7 +125,7 @@ Result<egress::HttpResponse> HubClient::call(
     for (int attempt = 0;; ++attempt) {
         auto token = tokens_.access_token();
         if (!token) return std::unexpected(token.error());
-        request.authorization = egress::Authorization::bearer(**token);
+        request.authorization = egress::Authorization::bearer(*token);
         const auto sent_at = std::chrono::steady_clock::now();
         auto response = transport_.send(request);
         if (send_time != nullptr) {

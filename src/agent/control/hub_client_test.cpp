@@ -14,10 +14,10 @@ using nlohmann::json;
 
 class FakeTokens final : public auth::TokenSource {
   public:
-    Result<const secrets::SecretValue*> access_token() override {
+    Result<secrets::SecretValue> access_token() override {
         ++fetches;
         if (!token) token = secrets::SecretValue::copy_of("tok-" + std::to_string(++generation));
-        return &*token;
+        return secrets::SecretValue::copy_of(token->reveal());
     }
     void invalidate() override {
         ++invalidations;

@@ -11,6 +11,7 @@
 #include "agent/control/hub_client.h"
 #include "agent/egress/http_client.h"
 #include "agent/egress/testing/tls_test_server.h"
+#include "agent/secrets/file_secret_store.h"
 #include "agent/secrets/secret_stores.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/encoding.h"
@@ -133,17 +134,16 @@ class HubClientTlsTest : public ::testing::Test {
             testing::write_test_file((dir_ / "ca.pem").string(), pki.ca.cert_pem);
         hub_ = std::make_unique<FakeHub>(pki);
 
-        auto stores = secrets::SecretStores::create(
-            {secrets::StoreSpec{"files", "file", (dir_ / "secrets").string()}});
-        ASSERT_TRUE(stores);
-        stores_ = std::make_unique<secrets::SecretStores>(std::move(*stores));
+        stores_ = std::make_unique<secrets::SecretStores>();
+        stores_->add("files", std::make_unique<secrets::FileSecretStore>(
+                                  "files", (dir_ / "secrets").string()));
         egress::HttpClient::Options http_options;
         http_options.ca_file = ca;
         auto http = egress::HttpClient::create(http_options);
         ASSERT_TRUE(http);
         http_ = std::make_unique<egress::HttpClient>(std::move(*http));
         tokens_ = std::make_unique<auth::TokenClient>(
-            *http_, *stores_,
+            *http_, [this](const secrets::SecretRef& ref) { return stores_->read(ref); },
             auth::TokenClient::Options{.token_url = hub_->url() + "/oauth2/token",
                                        .client_id = "cid_1",
                                        .client_secret = {"files", "hub", ""}},

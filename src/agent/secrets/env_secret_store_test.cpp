@@ -78,15 +78,5 @@ TEST(EnvSecretStoreTest, PathsThatAreNoVariableNamesAreRefused) {
     }
 }
 
-TEST(EnvSecretStoreTest, BuiltFromItsSpec) {
-    const ScopedVariable variable("SA_TEST_SPEC_TOKEN", "spec-value");
-    auto stores =
-        SecretStores::create({StoreSpec{.name = "vars", .type = "env", .prefix = "SA_TEST_SPEC_"}});
-    ASSERT_TRUE(stores) << stores.error().describe();
-    auto value = stores->read(SecretRef{"vars", "TOKEN", ""});
-    ASSERT_TRUE(value) << value.error().describe();
-    EXPECT_EQ(value->reveal(), "spec-value");
-}
-
 }  // namespace
 }  // namespace sa::agent::secrets
