@@ -119,6 +119,7 @@ hub:
   job_signing_public_key: $job_key
   client_id: $CLIENT_ID
   client_secret: {secret: "files/hub-client-secret"}
+  client_auth: ${AGENT_CLIENT_AUTH:-client_secret_basic}
   poll_wait_seconds: 25
 secret_stores:
   files:

@@ -41,12 +41,15 @@ openssl genpkey -algorithm ed25519 -out "$work/secrets/agent-key" 2>/dev/null
 chmod 600 "$work/secrets/agent-key"
 AGENT_KEY_REF=files/agent-key
 # Audit records also go to a JSON-lines export (a SIEM's file collector).
+# The client secret goes in the form body (the other tests use Basic).
+AGENT_CLIENT_AUTH=client_secret_post
 AGENT_EXTRA_YAML="audit:
   siem:
     - {name: archive, type: json_lines, path: $work/audit-export.jsonl}"
 agent_write_config "$work/agent.yaml" "$work/state" "$work/secrets" inventory "$work/source.db" \
   "$work/hub/job-signing.pub.pem"
 agent_start "$work/agent.yaml" "$work/state" "$work/agent.log"
+grep -qF "via client_secret_post" "$work/hub.log" || harness_die "the agent did not use client_secret_post"
 
 # The agent listens on exactly one socket: its loopback health endpoint.
 listeners=$(ss -Hltnup | grep "pid=$AGENT_PID," || true)

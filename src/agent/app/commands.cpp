@@ -127,6 +127,17 @@ int check_config(const std::string& config_path, std::ostream& out, std::ostream
 
 // The startup steps, in order; each failure ends the process with a log
 // line naming the step.
+auth::TokenClient::Options hub_token_options(const config::Config& config) {
+    auth::TokenClient::Options options;
+    options.token_url = config.hub.url + protocol::kTokenPath;
+    options.client_id = config.hub.client_id;
+    options.client_secret = config.hub.client_secret;
+    // The config accepts only the methods the hub supports.
+    options.auth_method = auth::parse_client_auth_method(config.hub.client_auth)
+                              .value_or(auth::ClientAuthMethod::client_secret_basic);
+    return options;
+}
+
 int run_agent(const std::string& config_path) {
     // 1. Load config (exit 2 on error, before anything else happens).
     auto loaded = load_checked_config(config_path);
@@ -310,14 +321,11 @@ int run_agent(const std::string& config_path) {
     const auth::SystemClock clock;
     // The run loop and the health prober each have a token client (neither
     // is shared across threads); both are audited the same way.
-    const auth::TokenClient::Options token_options{
-        .token_url = config.hub.url + protocol::kTokenPath,
-        .client_id = config.hub.client_id,
-        .client_secret = config.hub.client_secret,
-        .observer = observer,
-        .on_token = [&auditor](const auth::TokenEvent& event) {
-            audit_token_event(auditor, event);
-        }};
+    auth::TokenClient::Options token_options = hub_token_options(config);
+    token_options.observer = observer;
+    token_options.on_token = [&auditor](const auth::TokenEvent& event) {
+        audit_token_event(auditor, event);
+    };
     auth::TokenClient tokens(*http, stores->reader("hub client secret"), token_options, clock);
     control::HubClient hub(
         *http, tokens,

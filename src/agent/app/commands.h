@@ -4,6 +4,9 @@
 #include <iosfwd>
 #include <string>
 
+#include "agent/auth/token_client.h"
+#include "agent/config/config.h"
+
 namespace sa::agent::app {
 
 inline constexpr int kExitOk = 0;
@@ -22,5 +25,9 @@ int print_version(std::ostream& out);
 
 // SHA-256 (hex) of /proc/self/exe, or an error.
 std::string binary_sha256();
+
+// The hub's token client options from the config: token URL, client id,
+// client secret reference and how the secret is sent (hub.client_auth).
+auth::TokenClient::Options hub_token_options(const config::Config& config);
 
 }  // namespace sa::agent::app

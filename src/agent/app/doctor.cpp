@@ -442,12 +442,9 @@ class Doctor final {
             return;
         }
         const auth::SystemClock clock;
-        auth::TokenClient tokens(*http, stores_.reader("hub client secret"),
-                                 {.token_url = config_.hub.url + protocol::kTokenPath,
-                                  .client_id = config_.hub.client_id,
-                                  .client_secret = config_.hub.client_secret,
-                                  .timeout = options_.request_timeout},
-                                 clock);
+        auth::TokenClient::Options token_options = hub_token_options(config_);
+        token_options.timeout = options_.request_timeout;
+        auth::TokenClient tokens(*http, stores_.reader("hub client secret"), token_options, clock);
         auto token = tokens.access_token();
         const std::string secret_ref = config_.hub.client_secret.to_string();
         if (!token) {

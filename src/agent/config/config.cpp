@@ -151,7 +151,7 @@ Config parse_document(const YAML::Node& root) {
     {
         Map hub(top.get("hub"), "hub",
                 {"url", "ca_file", "job_signing_public_key", "client_id", "client_secret",
-                 "poll_wait_seconds"});
+                 "client_auth", "poll_wait_seconds"});
         config.hub.url = parse_hub_url(hub.required_string("url"), hub.at("url"));
         config.hub.ca_file = hub.optional_string("ca_file");
         config.hub.job_signing_public_key = hub.required_string("job_signing_public_key");
@@ -160,6 +160,13 @@ Config parse_document(const YAML::Node& root) {
         config.hub.client_secret =
             parse_secret_field(hub.get("client_secret"), hub.at("client_secret"));
         check_store(config.hub.client_secret, hub.at("client_secret"));
+        if (auto method = hub.optional_string("client_auth")) {
+            if (*method != "client_secret_basic" && *method != "client_secret_post") {
+                error_at(hub.at("client_auth"),
+                         "must be one of client_secret_basic, client_secret_post");
+            }
+            config.hub.client_auth = *method;
+        }
         if (hub.has("poll_wait_seconds")) {
             config.hub.poll_wait_seconds =
                 parse_int(hub.get("poll_wait_seconds"), 0, 30, hub.at("poll_wait_seconds"));

@@ -45,7 +45,11 @@ struct HubSection {
     std::string job_signing_public_key;  // path to the pinned Ed25519 SPKI PEM
     std::string client_id;
     secrets::SecretRef client_secret;  // always a reference
-    int poll_wait_seconds = 25;        // 0..30
+    // How the client secret is sent to the token endpoint (RFC 6749 2.3.1):
+    // "client_secret_basic" (an Authorization header) or "client_secret_post"
+    // (form fields), both accepted by the hub.
+    std::string client_auth = "client_secret_basic";
+    int poll_wait_seconds = 25;  // 0..30
 };
 
 struct SourceConfig {

@@ -512,6 +512,20 @@ std::string with_stores(const std::string& stores) {
     return variant("secret_stores:\n", "secret_stores:\n" + stores);
 }
 
+TEST(ConfigTest, HubClientAuthMethod) {
+    auto good = parse_config(kGood);
+    ASSERT_TRUE(good);
+    EXPECT_EQ(good->hub.client_auth, "client_secret_basic");
+    auto post = parse_config(variant("  poll_wait_seconds: 20",
+                                     "  client_auth: client_secret_post\n"
+                                     "  poll_wait_seconds: 20"));
+    ASSERT_TRUE(post) << post.error().describe();
+    EXPECT_EQ(post->hub.client_auth, "client_secret_post");
+    EXPECT_EQ(error_of(variant("  poll_wait_seconds: 20",
+                               "  client_auth: private_key_jwt\n  poll_wait_seconds: 20")),
+              "hub.client_auth: must be one of client_secret_basic, client_secret_post");
+}
+
 TEST(ConfigTest, RemoteSecretStores) {
     auto config = parse_config(with_stores(R"(  vault:
     type: vault
