@@ -14,27 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-bool is_unreserved(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-std::string percent_encode(std::string_view text) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    for (const char ch : text) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (is_unreserved(c)) {
-            out.push_back(ch);
-        } else {
-            out += '%';
-            out += kHex[c >> 4];
-            out += kHex[c & 0x0f];
-        }
-    }
-    return out;
-}
-
 bool is_retryable(long status) {
     return status == 429 || status >= 500;
 }
@@ -81,7 +60,7 @@ std::string dump(const json& value) {
 }  // namespace
 
 std::string job_path(const std::string& job_id) {
-    return protocol::kJobsPrefix + percent_encode(job_id);
+    return protocol::kJobsPrefix + crypto::percent_encode(job_id);
 }
 
 Error hub_error(const std::string& what, const egress::HttpResponse& response) {
@@ -195,7 +174,7 @@ Result<std::optional<jobs::LeaseEnvelope>> HubClient::lease(int wait_seconds) {
 
 Result<PingResult> HubClient::ping() {
     const std::string path =
-        std::string(protocol::kPingPath) + "?agent_id=" + percent_encode(options_.agent_id);
+        std::string(protocol::kPingPath) + "?agent_id=" + crypto::percent_encode(options_.agent_id);
     // The round trip of the request alone (with a TLS handshake when the
     // connection is new), not the time it took to get a token.
     std::chrono::milliseconds rtt{0};

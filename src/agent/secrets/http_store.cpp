@@ -40,20 +40,4 @@ std::string error_detail(std::string_view text, size_t max_chars) {
     return out.substr(first, last - first + 1);
 }
 
-std::string encode_path_segment(std::string_view segment) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(segment.size());
-    for (unsigned char c : segment) {
-        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-        }
-    }
-    return out;
-}
-
 }  // namespace sa::agent::secrets

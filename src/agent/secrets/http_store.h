@@ -1,7 +1,8 @@
 #pragma once
 // What the HTTP secret-store backends (vault/, aws/, azure/, gcp/, dapr/)
-// share: the store-error contract for HTTP answers and transport failures,
-// and URL path encoding. (CredentialReader is in secret_store.h.)
+// share: the store-error contract for HTTP answers and transport failures.
+// (CredentialReader is in secret_store.h; URL encoding is
+// crypto::percent_encode in common/crypto/encoding.h.)
 //
 // Every backend reports one of three kinds a caller acts on:
 //   not_found          the secret (or its key) does not exist: fix the reference
@@ -15,6 +16,7 @@
 
 #include "agent/egress/http.h"
 #include "agent/secrets/secret_store.h"
+#include "common/crypto/encoding.h"
 
 namespace sa::agent::secrets {
 
@@ -37,9 +39,5 @@ Error transport_store_error(std::string_view where, const Error& error);
 // characters replaced by spaces, trimmed. Error bodies of secret managers
 // carry messages, never secret values.
 std::string error_detail(std::string_view text, size_t max_chars = 200);
-
-// Percent-encodes one URL path segment: RFC 3986 unreserved characters
-// (ALPHA DIGIT - . _ ~) stay, every other byte becomes %XX (upper-case hex).
-std::string encode_path_segment(std::string_view segment);
 
 }  // namespace sa::agent::secrets

@@ -41,11 +41,5 @@ TEST(HttpStoreTest, ErrorDetailIsBoundedAndPrintable) {
     EXPECT_EQ(error_detail("\r\n"), "");
 }
 
-TEST(HttpStoreTest, PathSegmentsArePercentEncoded) {
-    EXPECT_EQ(encode_path_segment("db-pass_1.x~"), "db-pass_1.x~");
-    EXPECT_EQ(encode_path_segment("a/b c?#%"), "a%2Fb%20c%3F%23%25");
-    EXPECT_EQ(encode_path_segment("\xC3\xA9"), "%C3%A9");
-}
-
 }  // namespace
 }  // namespace sa::agent::secrets

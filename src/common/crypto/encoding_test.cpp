@@ -8,6 +8,14 @@ namespace sa::crypto {
 namespace {
 
 // RFC 4648 section 10 test vectors.
+TEST(PercentEncode, UnreservedStayEverythingElseIsUpperHex) {
+    EXPECT_EQ(percent_encode("AZaz09-._~"), "AZaz09-._~");
+    EXPECT_EQ(percent_encode("a/b c?#%+="), "a%2Fb%20c%3F%23%25%2B%3D");
+    EXPECT_EQ(percent_encode("\xC3\xA9"), "%C3%A9");
+    EXPECT_EQ(percent_encode(std::string(1, '\0')), "%00");
+    EXPECT_EQ(percent_encode(""), "");
+}
+
 TEST(Base64, Rfc4648Vectors) {
     const std::pair<const char*, const char*> vectors[] = {{"", ""},
                                                            {"f", "Zg=="},

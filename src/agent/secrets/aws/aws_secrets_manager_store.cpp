@@ -425,10 +425,10 @@ Status AwsSecretsManagerStore::assume_role(const std::string& where) {
             invalid(context + ": auth.token_file " + auth.token_file + " is empty or too large"));
     }
     std::string form = "Action=" + std::string(kStsAction) +
-                       "&Version=2011-06-15&RoleArn=" + sigv4_uri_encode(auth.role_arn) +
-                       "&RoleSessionName=" + sigv4_uri_encode(auth.session_name) +
+                       "&Version=2011-06-15&RoleArn=" + crypto::percent_encode(auth.role_arn) +
+                       "&RoleSessionName=" + crypto::percent_encode(auth.session_name) +
                        "&WebIdentityToken=";
-    form += sigv4_uri_encode(*token);
+    form += crypto::percent_encode(*token);
     wipe(*token);
     form += "&DurationSeconds=" + std::to_string(auth.duration_seconds);
 

@@ -40,10 +40,6 @@ std::string_view view(const Key& key) {
     return {reinterpret_cast<const char*>(key.data()), key.size()};
 }
 
-bool is_unreserved(unsigned char c) {
-    return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
-}
-
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -103,22 +99,6 @@ bool valid_amz_date(std::string_view d) {
 
 }  // namespace
 
-std::string sigv4_uri_encode(std::string_view bytes) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(bytes.size());
-    for (unsigned char c : bytes) {
-        if (is_unreserved(c)) {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-        }
-    }
-    return out;
-}
-
 std::string sigv4_canonical_uri(std::string_view path) {
     std::vector<std::string_view> segments;
     bool trailing_slash = false;
@@ -138,7 +118,7 @@ std::string sigv4_canonical_uri(std::string_view path) {
         start = end + 1;
     }
     std::string out;
-    for (const auto& segment : segments) out += "/" + sigv4_uri_encode(segment);
+    for (const auto& segment : segments) out += "/" + crypto::percent_encode(segment);
     if (out.empty() || trailing_slash) out += '/';
     return out;
 }
@@ -155,8 +135,8 @@ std::string sigv4_canonical_query(std::string_view query) {
             const std::string_view name = pair.substr(0, eq);
             const std::string_view value =
                 eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-            pairs.emplace_back(sigv4_uri_encode(percent_decode(name)),
-                               sigv4_uri_encode(percent_decode(value)));
+            pairs.emplace_back(crypto::percent_encode(percent_decode(name)),
+                               crypto::percent_encode(percent_decode(value)));
         }
         start = end + 1;
     }

@@ -71,7 +71,7 @@ std::string sigv4_canonical_query(std::string_view query);
 // "YYYYMMDDTHHMMSSZ" of Unix seconds (UTC).
 std::string sigv4_amz_date(int64_t unix_seconds);
 
-// RFC 3986 unreserved bytes stay, every other byte becomes %XX.
-std::string sigv4_uri_encode(std::string_view bytes);
+// SigV4's URI encoding is RFC 3986 percent-encoding: percent_encode in
+// agent/secrets/http_store.h.
 
 }  // namespace sa::agent::secrets::aws

@@ -200,8 +200,8 @@ Result<SecretValue> AzureKeyVaultStore::read(const SecretRef& ref) {
                         ": a Key Vault reference is NAME or NAME/VERSION (NAME: letters, "
                         "digits and '-'; VERSION: letters and digits)");
     }
-    std::string url = settings_.vault_url + "/secrets/" + encode_path_segment(secret_name);
-    if (!version.empty()) url += "/" + encode_path_segment(version);
+    std::string url = settings_.vault_url + "/secrets/" + crypto::percent_encode(secret_name);
+    if (!version.empty()) url += "/" + crypto::percent_encode(version);
     url += "?api-version=" + settings_.api_version;
 
     std::lock_guard lock(mutex_);

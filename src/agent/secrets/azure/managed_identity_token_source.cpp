@@ -80,9 +80,9 @@ ManagedIdentityTokenSource::ManagedIdentityTokenSource(std::unique_ptr<egress::T
                                                        Options options, const auth::Clock& clock)
     : transport_(std::move(transport)), options_(std::move(options)), clock_(clock) {
     url_ = options_.endpoint + "?api-version=" + kApiVersion +
-           "&resource=" + encode_path_segment(options_.resource);
+           "&resource=" + crypto::percent_encode(options_.resource);
     if (!options_.client_id.empty())
-        url_ += "&client_id=" + encode_path_segment(options_.client_id);
+        url_ += "&client_id=" + crypto::percent_encode(options_.client_id);
 }
 
 void ManagedIdentityTokenSource::invalidate() {

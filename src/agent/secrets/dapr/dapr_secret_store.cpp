@@ -141,8 +141,9 @@ Result<SecretValue> DaprSecretStore::read(const SecretRef& ref) {
     if (ref.path.empty()) return fail(ErrorCode::invalid_argument, where + ": empty secret name");
 
     egress::HttpRequest request;
-    request.url = settings_.address + "/v1.0/secrets/" + encode_path_segment(settings_.dapr_store) +
-                  "/" + encode_path_segment(ref.path);
+    request.url = settings_.address + "/v1.0/secrets/" +
+                  crypto::percent_encode(settings_.dapr_store) + "/" +
+                  crypto::percent_encode(ref.path);
     request.headers = {{"Accept", "application/json"}};
     request.timeout = std::chrono::seconds(settings_.timeout_seconds);
 

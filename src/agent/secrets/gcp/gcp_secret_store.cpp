@@ -153,7 +153,7 @@ Result<SecretValue> GcpSecretManagerStore::read(const SecretRef& ref) {
     }
     egress::HttpRequest request;
     request.method = "GET";
-    request.url = settings_.endpoint + "/v1/projects/" + encode_path_segment(settings_.project) +
+    request.url = settings_.endpoint + "/v1/projects/" + crypto::percent_encode(settings_.project) +
                   "/secrets/" + name->secret + "/versions/" + name->version + ":access";
     request.timeout = std::chrono::seconds(settings_.timeout_seconds);
 

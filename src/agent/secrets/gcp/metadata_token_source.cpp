@@ -24,7 +24,7 @@ Result<std::unique_ptr<MetadataTokenSource>> MetadataTokenSource::create(
     if (!transport)
         return fail(ErrorCode::invalid_argument, "metadata token source needs a transport");
     std::string url = base + "/computeMetadata/v1/instance/service-accounts/" +
-                      encode_path_segment(settings.service_account) + "/token";
+                      crypto::percent_encode(settings.service_account) + "/token";
     std::string where =
         "gcp metadata server token for service account \"" + settings.service_account + "\"";
     return std::unique_ptr<MetadataTokenSource>(new MetadataTokenSource(

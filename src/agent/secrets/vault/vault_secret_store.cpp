@@ -65,7 +65,7 @@ std::optional<std::string> encode_path(std::string_view path) {
             start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
         if (segment.empty() || segment == "." || segment == "..") return std::nullopt;
         if (!out.empty()) out += '/';
-        out += encode_path_segment(segment);
+        out += crypto::percent_encode(segment);
         if (slash == std::string_view::npos) return out;
         start = slash + 1;
     }
