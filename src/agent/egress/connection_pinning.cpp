@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -132,7 +133,7 @@ Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destinati
 }
 
 Status apply_proxy(CURL* easy, const ProxyConfig& proxy, const Destination* proxy_destination,
-                   SocketGuard& guard, CurlList& resolve_list) {
+                   SocketGuard& guard, CurlList& resolve_list, CurlList& proxy_headers) {
     if (proxy.tls) {
         return fail(ErrorCode::unavailable, "egress: proxy " + proxy.where() +
                                                 ": https:// proxies are not supported; use "
@@ -150,25 +151,48 @@ Status apply_proxy(CURL* easy, const ProxyConfig& proxy, const Destination* prox
     curl_easy_setopt(easy, CURLOPT_PROXYTYPE, static_cast<long>(CURLPROXY_HTTP));
     curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
     curl_easy_setopt(easy, CURLOPT_NOPROXY, nullptr);  // NO_PROXY is decided by the caller
+    // CURLOPT_PROXYHEADER lines go only to the proxy (the CONNECT request),
+    // CURLOPT_HTTPHEADER lines only to the server through the tunnel.
+    curl_easy_setopt(easy, CURLOPT_HEADEROPT, static_cast<long>(CURLHEADER_SEPARATE));
     if (!proxy.username.empty()) {
-        curl_easy_setopt(easy, CURLOPT_PROXYAUTH, static_cast<long>(CURLAUTH_BASIC));
-        curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, proxy.username.c_str());
-        // libcurl needs a NUL-terminated copy; reserved once (no reallocation
-        // leaves copies behind) and wiped as soon as libcurl has its own.
-        const std::string_view secret =
+        // Not CURLOPT_PROXYUSERNAME/PROXYPASSWORD: libcurl would keep the
+        // password in the handle and in every pooled proxy connection for
+        // as long as they live. The header line lives in proxy_headers (our
+        // memory, wiped when the request ends) and libcurl only copies it
+        // into request buffers its wiping allocator clears on release.
+        //
+        // Connection reuse stays correct: libcurl matches a pooled tunnel
+        // by proxy host and port (and the server), not by these headers,
+        // and all requests of one client use the same proxy and the same
+        // credentials, so a reused tunnel is one these credentials opened.
+        const std::string_view password =
             proxy.password != nullptr ? proxy.password->reveal() : std::string_view();
-        std::string password;
-        password.reserve(secret.size() + 1);
-        password.append(secret);
-        curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, password.c_str());
-        secrets::wipe(password);
+        // Every buffer is reserved once (no reallocation leaves copies
+        // behind) and wiped as soon as libcurl has its own copy.
+        std::string credentials;
+        credentials.reserve(proxy.username.size() + 1 + password.size());
+        credentials.append(proxy.username).append(":").append(password);
+        static constexpr std::string_view kPrefix = "Proxy-Authorization: Basic ";
+        const size_t encoded = 4 * ((credentials.size() + 2) / 3);
+        std::string line;
+        line.resize(kPrefix.size() + encoded + 1);  // EVP_EncodeBlock writes a NUL
+        std::memcpy(line.data(), kPrefix.data(), kPrefix.size());
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(line.data() + kPrefix.size()),
+                        reinterpret_cast<const unsigned char*>(credentials.data()),
+                        static_cast<int>(credentials.size()));
+        const bool appended = proxy_headers.append(line.c_str());
+        secrets::wipe(credentials);
+        secrets::wipe(line);
+        if (!appended) {
+            return fail(ErrorCode::internal, "libcurl could not allocate the proxy headers");
+        }
+        curl_easy_setopt(easy, CURLOPT_PROXYHEADER, proxy_headers.get());
     }
     return {};
 }
 
-void clear_proxy_credentials(CURL* easy) {
-    curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, nullptr);
-    curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, nullptr);
+void clear_proxy_headers(CURL* easy) {
+    curl_easy_setopt(easy, CURLOPT_PROXYHEADER, nullptr);
 }
 
 std::optional<Error> proxy_error(CURL* easy, CURLcode result, const ProxyConfig& proxy,

@@ -37,6 +37,18 @@ class CurlList final {
         return true;
     }
     curl_slist* get() const { return list_; }
+    // Wipes every line in place, leaving a harmless "X-Wiped:" header where
+    // there was one (the list stays valid for libcurl). For credentials
+    // needed only up to a point of the transfer, e.g. a proxy's
+    // Proxy-Authorization once the tunnel stands.
+    void wipe_lines() {
+        static constexpr char kWiped[] = "X-Wiped:";
+        for (curl_slist* node = list_; node != nullptr; node = node->next) {
+            const size_t length = std::strlen(node->data);
+            OPENSSL_cleanse(node->data, length);
+            if (length >= sizeof kWiped - 1) std::memcpy(node->data, kWiped, sizeof kWiped);
+        }
+    }
 
   private:
     curl_slist* list_ = nullptr;
@@ -63,16 +75,20 @@ Status apply_destination(CURL* easy, const EgressPolicy& policy, const Destinati
                          CurlList& resolve_list);
 
 // Routes the handle through proxy: CURLOPT_PROXY "http://host:port",
-// always a CONNECT tunnel (TLS to the server stays end to end), basic auth
-// with the username and the secret password when a username is set. With
-// proxy_destination (the policy's check() of the proxy itself) the socket
-// is pinned to the proxy's checked addresses instead of the server's. Call
-// after apply_destination. The password is copied into libcurl only (a
-// temporary copy is wiped); clear_proxy_credentials drops libcurl's copy.
+// always a CONNECT tunnel (TLS to the server stays end to end). When a
+// username is set, a "Proxy-Authorization: Basic" line with the username
+// and the secret password goes into proxy_headers and is set as
+// CURLOPT_PROXYHEADER with CURLHEADER_SEPARATE, so it is sent only in the
+// CONNECT request, never to the server, and libcurl keeps no copy of the
+// credentials (proxy_headers must outlive the transfer; it wipes its lines;
+// temporaries are wiped). With proxy_destination (the policy's check() of
+// the proxy itself) the socket is pinned to the proxy's checked addresses
+// instead of the server's. Call after apply_destination.
 // Errors: unavailable for an https:// proxy (not supported), internal.
 Status apply_proxy(CURL* easy, const ProxyConfig& proxy, const Destination* proxy_destination,
-                   SocketGuard& guard, CurlList& resolve_list);
-void clear_proxy_credentials(CURL* easy);
+                   SocketGuard& guard, CurlList& resolve_list, CurlList& proxy_headers);
+// Drops the handle's pointer to the proxy_headers list before the list goes.
+void clear_proxy_headers(CURL* easy);
 
 // Maps a failed transfer through proxy to the proxy's error (407 → the
 // credentials were refused; other CONNECT status → CONNECT refused; no

@@ -237,6 +237,12 @@ bool is_header_name(std::string_view name) {
     });
 }
 
+// CURLOPT_PREREQFUNCTION: the connection is up, the request not yet sent.
+int wipe_proxy_headers(void* list, char*, char*, int, int) {
+    static_cast<detail::CurlList*>(list)->wipe_lines();
+    return CURL_PREREQFUNC_OK;
+}
+
 bool is_tls_error(CURLcode code) {
     switch (code) {
         case CURLE_SSL_CONNECT_ERROR:
@@ -270,7 +276,7 @@ struct HttpClient::Handles {
 };
 
 Result<HttpClient> HttpClient::create(Options options) {
-    ensure_curl_global_init();
+    if (auto init = ensure_curl_global_init(); !init) return std::unexpected(init.error());
     auto handles = std::make_unique<Handles>();
     handles->easy.reset(curl_easy_init());
     handles->multi.reset(curl_multi_init());
@@ -481,6 +487,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
     transfer.easy = easy;
     detail::SocketGuard guard;
     detail::CurlList resolve_list;
+    detail::CurlList proxy_headers;  // wiped when this request ends
     char error_buffer[CURL_ERROR_SIZE] = {};
 
     // A line break in a field would start a new header (or the body).
@@ -543,11 +550,18 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
         if (!applied) return std::unexpected(applied.error());
     }
     if (proxy != nullptr) {
-        auto applied = detail::apply_proxy(
-            easy, *proxy, proxy_destination ? &*proxy_destination : nullptr, guard, resolve_list);
+        auto applied =
+            detail::apply_proxy(easy, *proxy, proxy_destination ? &*proxy_destination : nullptr,
+                                guard, resolve_list, proxy_headers);
         if (!applied) return std::unexpected(applied.error());
         // The header callback then only sees the server's response.
         curl_easy_setopt(easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+        // Once the connection (and so the tunnel) stands, the proxy
+        // credentials are not needed any more: wipe them instead of keeping
+        // them through a long poll. (A fresh CONNECT later in this transfer
+        // would then get a 407 and fail the request; callers retry.)
+        curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, &wipe_proxy_headers);
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, &proxy_headers);
     }
     // --- transfer ---
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
@@ -629,7 +643,7 @@ Result<HttpResponse> HttpClient::send_checked(const HttpRequest& request, Connec
         curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
     curl_multi_remove_handle(multi, easy);
-    if (proxy != nullptr) detail::clear_proxy_credentials(easy);
+    if (proxy != nullptr) detail::clear_proxy_headers(easy);
 
     char* primary_ip = nullptr;
     if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&

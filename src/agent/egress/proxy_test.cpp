@@ -11,10 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -454,6 +457,53 @@ TEST_F(ProxyTest, ConnectWithBasicAuthReachesTheServerAndChecksItsPin) {
     EXPECT_EQ(records[0].pin, "ok");
     EXPECT_FALSE(records[0].tls_version.empty());  // TLS end to end with the server
     EXPECT_EQ(records[0].error, "");
+    EXPECT_TRUE(Squid::get().access_log_contains(
+        "CONNECT 127.0.0.1:" + std::to_string(server.port()) + " " + kUser));
+}
+
+// The proxy credentials go only into the CONNECT request (CURLOPT_PROXYHEADER
+// with CURLHEADER_SEPARATE): the server behind the tunnel never sees them,
+// while the request's own headers do reach it. A second request reuses the
+// authenticated tunnel.
+TEST_F(ProxyTest, ServerNeverReceivesTheProxyCredentials) {
+    TlsTestServer server(pki());
+    std::mutex mutex;
+    std::vector<std::map<std::string, std::string>> seen;  // lower-cased name -> value
+    server.http().Get("/", [&](const httplib::Request& req, httplib::Response& res) {
+        std::map<std::string, std::string> headers;
+        for (const auto& [name, value] : req.headers) {
+            std::string lower = name;
+            for (char& c : lower)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            headers[lower] = value;
+        }
+        std::lock_guard lock(mutex);
+        seen.push_back(std::move(headers));
+        res.set_content("through", "text/plain");
+    });
+    server.start();
+    const EgressPolicy p = policy(server.port());
+    std::vector<ConnectionRecord> records;
+    auto c = client(&p, &proxy_, &records);
+    const secrets::SecretValue token = secrets::SecretValue::copy_of("server-token");
+    for (int i = 0; i < 2; ++i) {
+        HttpRequest request = get(server.url("/"));
+        request.headers.emplace_back("X-Request", std::to_string(i));
+        request.authorization = Authorization::bearer(token);
+        auto response = c.send(request);
+        ASSERT_TRUE(response) << response.error().describe();
+        EXPECT_EQ(response->status, 200);
+    }
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(seen.size(), 2u);
+    for (size_t i = 0; i < seen.size(); ++i) {
+        EXPECT_EQ(seen[i].count("proxy-authorization"), 0u) << "request " << i;
+        EXPECT_EQ(seen[i].count("proxy-connection"), 0u) << "request " << i;
+        EXPECT_EQ(seen[i]["authorization"], "Bearer server-token") << "request " << i;
+        EXPECT_EQ(seen[i]["x-request"], std::to_string(i));
+    }
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_EQ(records[1].error, "");
     EXPECT_TRUE(Squid::get().access_log_contains(
         "CONNECT 127.0.0.1:" + std::to_string(server.port()) + " " + kUser));
 }

@@ -140,7 +140,7 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
             proxy_destination = std::move(*proxy_checked);
         }
     }
-    ensure_curl_global_init();
+    if (auto init = ensure_curl_global_init(); !init) return std::unexpected(init.error());
     auto handle = std::make_unique<Handle>();
     handle->easy.reset(curl_easy_init());
     if (!handle->easy) return fail(ErrorCode::internal, "libcurl could not allocate a handle");
@@ -164,7 +164,8 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
     if (options.ca_file) curl_easy_setopt(easy, CURLOPT_CAINFO, options.ca_file->c_str());
     curl_easy_setopt(easy, CURLOPT_PROXY, "");
-    detail::CurlList resolve_list;  // libcurl reads it during perform only
+    detail::CurlList resolve_list;   // libcurl reads it during perform only
+    detail::CurlList proxy_headers;  // the same; wiped when open_checked returns
     if (destination) {
         auto applied = detail::apply_destination(easy, *options.policy, *destination,
                                                  options.ca_file, handle->guard, resolve_list);
@@ -173,7 +174,7 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     if (proxy != nullptr) {
         auto applied =
             detail::apply_proxy(easy, *proxy, proxy_destination ? &*proxy_destination : nullptr,
-                                handle->guard, resolve_list);
+                                handle->guard, resolve_list, proxy_headers);
         if (!applied) return std::unexpected(applied.error());
     }
     if (options.tls) detail::capture_tls_info(easy, &handle->tls);
@@ -185,7 +186,7 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     CURLcode rc = curl_easy_perform(easy);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(easy, CURLOPT_RESOLVE, nullptr);
-    if (proxy != nullptr) detail::clear_proxy_credentials(easy);
+    if (proxy != nullptr) detail::clear_proxy_headers(easy);
     char* primary_ip = nullptr;
     if (curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&
         primary_ip != nullptr) {

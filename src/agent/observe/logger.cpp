@@ -16,6 +16,59 @@ std::string dump(const nlohmann::json& value) {
     return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// A secret as dump() writes it inside a JSON string, so the redaction finds
+// it there too; "" when escaping changes nothing (the raw search covers it).
+// Built by hand in one reserved buffer, which redact_live_secrets wipes:
+// json::dump would copy every live secret through its serializer's stack
+// buffer on every log line, and leave it there.
+std::string json_escaped(std::string_view raw) {
+    const auto short_escape = [](unsigned char c) -> char {
+        switch (c) {
+            case '"':
+                return '"';
+            case '\\':
+                return '\\';
+            case '\b':
+                return 'b';
+            case '\f':
+                return 'f';
+            case '\n':
+                return 'n';
+            case '\r':
+                return 'r';
+            case '\t':
+                return 't';
+            default:
+                return 0;
+        }
+    };
+    size_t extra = 0;
+    for (unsigned char c : raw) {
+        if (short_escape(c) != 0) {
+            extra += 1;
+        } else if (c < 0x20) {
+            extra += 5;  // \u00XX
+        }
+    }
+    if (extra == 0) return {};
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(raw.size() + extra);
+    for (unsigned char c : raw) {
+        if (const char e = short_escape(c); e != 0) {
+            out += '\\';
+            out += e;
+        } else if (c < 0x20) {
+            out += "\\u00";
+            out += kHex[c >> 4];
+            out += kHex[c & 0xF];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
 void write_stderr(std::string_view line) {
     size_t off = 0;
     while (off < line.size()) {
@@ -76,10 +129,7 @@ void Logger::log(Level level, std::string_view msg, const Fields& fields) const 
     std::string line = format(util::unix_millis(), level, msg, fields);
     // The SecretValue type keeps secrets out of fields; this catches one that
     // slipped into a message or an error text as plain bytes.
-    secrets::redact_live_secrets(line, [](std::string_view raw) {
-        const std::string quoted = dump(raw);
-        return quoted.substr(1, quoted.size() - 2);
-    });
+    secrets::redact_live_secrets(line, json_escaped);
     line += '\n';
     std::lock_guard lock(mutex_);
     sink_(line);

@@ -61,6 +61,22 @@ TEST(LoggerTest, ALiveSecretThatSlipsIntoALineIsRedacted) {
     EXPECT_EQ(line["error"], "upstream said [REDACTED]");
 }
 
+TEST(LoggerTest, SecretsWithControlCharactersAndBackslashesAreRedactedToo) {
+    std::vector<std::string> lines;
+    Logger logger("edge-1", Level::debug, [&](std::string_view line) { lines.emplace_back(line); });
+    {
+        const auto secret = secrets::SecretValue::copy_of(
+            "ab\\cd\n\x01"
+            "ef-secret");
+        logger.warn("failed", {{"detail",
+                                "x ab\\cd\n\x01"
+                                "ef-secret y"}});
+    }
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0].find("ef-secret"), std::string::npos) << lines[0];
+    EXPECT_EQ(json::parse(lines[0])["detail"], "x [REDACTED] y");
+}
+
 TEST(LoggerTest, FiltersByLevel) {
     std::vector<std::string> lines;
     Logger logger("a", Level::warn, [&](std::string_view line) { lines.emplace_back(line); });

@@ -56,7 +56,7 @@ bool redact_live_secrets(std::string& text,
         replace_all(text, value, replaced);
         if (encode) {
             std::string encoded = encode(value);
-            if (encoded != value) replace_all(text, encoded, replaced);
+            if (!encoded.empty() && encoded != value) replace_all(text, encoded, replaced);
             wipe(encoded);
         }
     }

@@ -68,7 +68,9 @@ void wipe(std::string& s) noexcept;
 // through it). Values shorter than kMinRedactedLength are not searched for:
 // they would mangle ordinary text and are no secret worth the name. When
 // encode is set, the encoded form of each value (e.g. JSON-escaped) is
-// replaced too. Thread-safe; returns true when anything was replaced.
+// replaced too; encode returns "" when the encoding changes nothing, and
+// must build its result without leaving copies (it is wiped after use).
+// Thread-safe; returns true when anything was replaced.
 inline constexpr size_t kMinRedactedLength = 6;
 bool redact_live_secrets(std::string& text,
                          const std::function<std::string(std::string_view)>& encode = {});
