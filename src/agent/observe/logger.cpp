@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "agent/secrets/json_wipe.h"
 #include "agent/secrets/secret_value.h"
 #include "common/util/time.h"
 
@@ -18,54 +19,15 @@ std::string dump(const nlohmann::json& value) {
 
 // A secret as dump() writes it inside a JSON string, so the redaction finds
 // it there too; "" when escaping changes nothing (the raw search covers it).
-// Built by hand in one reserved buffer, which redact_live_secrets wipes:
-// json::dump would copy every live secret through its serializer's stack
-// buffer on every log line, and leave it there.
+// Built in one reserved buffer, which redact_live_secrets wipes: json::dump
+// would copy every live secret through its serializer's stack buffer on
+// every log line, and leave it there.
 std::string json_escaped(std::string_view raw) {
-    const auto short_escape = [](unsigned char c) -> char {
-        switch (c) {
-            case '"':
-                return '"';
-            case '\\':
-                return '\\';
-            case '\b':
-                return 'b';
-            case '\f':
-                return 'f';
-            case '\n':
-                return 'n';
-            case '\r':
-                return 'r';
-            case '\t':
-                return 't';
-            default:
-                return 0;
-        }
-    };
-    size_t extra = 0;
-    for (unsigned char c : raw) {
-        if (short_escape(c) != 0) {
-            extra += 1;
-        } else if (c < 0x20) {
-            extra += 5;  // \u00XX
-        }
-    }
-    if (extra == 0) return {};
-    static constexpr char kHex[] = "0123456789abcdef";
+    const size_t size = secrets::json_escaped_size(raw);
+    if (size == raw.size()) return {};
     std::string out;
-    out.reserve(raw.size() + extra);
-    for (unsigned char c : raw) {
-        if (const char e = short_escape(c); e != 0) {
-            out += '\\';
-            out += e;
-        } else if (c < 0x20) {
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
+    out.reserve(size);
+    secrets::append_json_escaped(out, raw);
     return out;
 }
 

@@ -1,5 +1,7 @@
 #include "agent/secrets/secret_value.h"
 
+#include "agent/secrets/json_wipe.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -136,6 +138,22 @@ TEST(RedactLiveSecretsTest, MovedValuesStayKnownAndShortOnesAreIgnored) {
     };
     EXPECT_TRUE(redact_live_secrets(text, json_escape));
     EXPECT_EQ(text, "password [REDACTED] in JSON: \"[REDACTED]\" abc");
+}
+
+TEST(JsonEscapeTest, MatchesWhatJsonDumpWritesForEveryAsciiByte) {
+    std::string all;
+    for (int c = 0; c < 128; ++c) all += static_cast<char>(c);
+    all += "\xC3\xA9";  // UTF-8 passes unchanged, as dump() writes it
+    std::string out;
+    out.reserve(json_escaped_size(all) + 2);
+    const char* const buffer = out.data();
+    out += '"';
+    append_json_escaped(out, all);
+    out += '"';
+    EXPECT_EQ(out, nlohmann::json(all).dump());
+    EXPECT_EQ(out.data(), buffer);  // never reallocated: no copy left behind
+    EXPECT_EQ(json_escaped_size("plain"), 5u);
+    EXPECT_EQ(json_escaped_size("a\"\n\x01"), 1u + 2u + 2u + 6u);
 }
 
 }  // namespace

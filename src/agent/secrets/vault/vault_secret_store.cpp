@@ -81,20 +81,8 @@ std::optional<std::string> encode_mount(std::string_view mount) {
 // Appends text as a JSON string literal. The caller reserves the capacity
 // first, so no reallocation leaves a copy of a credential behind.
 void append_json_string(std::string& out, std::string_view text) {
-    static constexpr char kHex[] = "0123456789abcdef";
     out += '"';
-    for (unsigned char c : text) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20) {
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
+    append_json_escaped(out, text);
     out += '"';
 }
 
