@@ -125,8 +125,6 @@ int check_config(const std::string& config_path, std::ostream& out, std::ostream
     return kExitOk;
 }
 
-// The startup steps, in order; each failure ends the process with a log
-// line naming the step.
 auth::TokenClient::Options hub_token_options(const config::Config& config) {
     auth::TokenClient::Options options;
     options.token_url = config.hub.url + protocol::kTokenPath;
@@ -138,6 +136,8 @@ auth::TokenClient::Options hub_token_options(const config::Config& config) {
     return options;
 }
 
+// The startup steps, in order; each failure ends the process with a log
+// line naming the step.
 int run_agent(const std::string& config_path) {
     // 1. Load config (exit 2 on error, before anything else happens).
     auto loaded = load_checked_config(config_path);
@@ -165,7 +165,7 @@ int run_agent(const std::string& config_path) {
                                           {"hub_url", config.hub.url},
                                           {"sources", source_names(config)}});
 
-    // 4. The pinned job-signing key: the only trust anchor for jobs.
+    // 3. The pinned job-signing key: the only trust anchor for jobs.
     auto job_key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
     if (!job_key) {
         std::cerr << "config error: hub.job_signing_public_key: " << job_key.error().message
@@ -174,12 +174,12 @@ int run_agent(const std::string& config_path) {
     }
     logger.info("pinned job-signing key loaded", {{"key_id", job_key->key_id()}});
 
-    // 5. State directory.
+    // 4. State directory.
     if (auto made = create_state_dir(config.agent.state_dir, logger); !made) {
         return startup_failed("create state directory", made.error());
     }
 
-    // 6. Metrics and the loopback health endpoint.
+    // 5. Metrics and the loopback health endpoint.
     observe::Registry registry;
     observe::AgentMetrics metrics(registry, build::kVersion);
     observe::Readiness readiness;
@@ -188,8 +188,8 @@ int run_agent(const std::string& config_path) {
         logger);
     if (!health) return startup_failed("start health endpoint", health.error());
 
-    // 7. The agent key and the audit log, before any hub contact, so every
-    // later step is on the record.
+    // 6. The secret stores, the agent key and the audit log, before any hub
+    // contact, so every later step is on the record.
     const bool fail_closed = config.audit.on_failure == config::AuditOnFailure::fail_closed;
     Auditor auditor({.fail_closed = fail_closed}, readiness, metrics, logger);
 
@@ -202,13 +202,12 @@ int run_agent(const std::string& config_path) {
         access_recorder.on_access(event);
     });
     add_local_secret_stores(secret_stores, config);
-    secrets::SecretStores* const stores = &secret_stores;
 
     // The egress policy: every outbound connection below is checked against
     // it before a packet is sent, and logged.
     // The proxy (config, else HTTPS_PROXY) is part of the policy: its host
     // is an allowed destination and every tunnel is checked on the real one.
-    auto proxy = AgentProxy::load(config, *stores);
+    auto proxy = AgentProxy::load(config, secret_stores);
     if (!proxy) return startup_failed("set up egress proxy", proxy.error());
     const egress::ProxyConfig* proxy_config = *proxy ? &(*proxy)->config() : nullptr;
     if (proxy_config) {
@@ -241,7 +240,7 @@ int run_agent(const std::string& config_path) {
     auto agent_key = [&]() -> Result<identity::AgentKey> {
         if (!config.agent.key) return identity::AgentKey::load_or_create(config.agent.state_dir);
         // Just in time: the PEM exists only inside this call.
-        auto pem = stores->read(*config.agent.key, {.purpose = "agent signing key"});
+        auto pem = secret_stores.read(*config.agent.key, {.purpose = "agent signing key"});
         if (!pem) return std::unexpected(pem.error());
         return identity::AgentKey::from_pem(pem->reveal(), config.agent.state_dir);
     }();
@@ -304,7 +303,7 @@ int run_agent(const std::string& config_path) {
         return startup_failed("start audit export", exporting.error());
     }
 
-    // 8. Hub clients and the job pipeline, wired explicitly.
+    // 7. Hub clients and the job pipeline, wired explicitly.
     egress::HttpClient::Options http_options;
     http_options.ca_file = config.hub.ca_file;
     http_options.abort = &stop_requested();
@@ -326,7 +325,8 @@ int run_agent(const std::string& config_path) {
     token_options.on_token = [&auditor](const auth::TokenEvent& event) {
         audit_token_event(auditor, event);
     };
-    auth::TokenClient tokens(*http, stores->reader("hub client secret"), token_options, clock);
+    auth::TokenClient tokens(*http, secret_stores.reader("hub client secret"), token_options,
+                             clock);
     control::HubClient hub(
         *http, tokens,
         {.hub_url = config.hub.url,
@@ -353,17 +353,17 @@ int run_agent(const std::string& config_path) {
                          .observer = observer,
                          .on_readiness = [&metrics](bool ready) { metrics.set_ready(ready); },
                          .paused = [&auditor] { return auditor.blocked(); }},
-                        HealthProber::http_transports(http_options), *stores, clock, registry,
+                        HealthProber::http_transports(http_options), secret_stores, clock, registry,
                         readiness, logger);
     prober.start();
 
-    // 9. The control loop, until SIGTERM/SIGINT.
+    // 8. The control loop, until SIGTERM/SIGINT.
     RunLoop loop({.poll_wait_seconds = config.hub.poll_wait_seconds, .auditor = &auditor}, tokens,
                  hub, runner, readiness, metrics, logger, stop_requested());
     loop.run();
     prober.stop();  // before the last record and the audit log's close
 
-    // 10. Orderly shutdown: the last record, then the final checkpoint.
+    // 9. Orderly shutdown: the last record, then the final checkpoint.
     (void)auditor.record_durable("agent.stopped", {{"version", build::kVersion}});
     auditor.attach(nullptr);
     if (auto closed = audit_log->log->close(); !closed) {
