@@ -41,10 +41,6 @@ Result<egress::AllowRule> rule_from(const config::EgressAllow& entry, const std:
     return rule;
 }
 
-}  // namespace
-
-namespace {
-
 Result<std::pair<std::string, int>> host_port(std::string_view url, std::string_view scheme,
                                               int default_port) {
     if (!url.starts_with(scheme)) {
