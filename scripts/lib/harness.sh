@@ -33,7 +33,7 @@ harness_cleanup() {
 harness_workdir() {
   work=$(mktemp -d -t "$1.XXXXXX")
   # shellcheck disable=SC2064  # expand $work now: it is this run's directory
-  trap "harness_cleanup; rm -rf '$work'" EXIT
+  trap "harness_cleanup; [ -n \"\${HARNESS_KEEP:-}\" ] || rm -rf '$work'" EXIT
   mkdir -p "$work/secrets"
   chmod 700 "$work/secrets"
 }
@@ -95,7 +95,7 @@ hub_job_wait() {
   for ((i = 0; i < timeout * 20; i++)); do
     status=$(hub_job_json "$id" | jq -r .status)
     case "$status" in
-      succeeded | failed | refused) echo "$status"; return 0 ;;
+      succeeded | failed | refused | cancelled) echo "$status"; return 0 ;;
     esac
     sleep 0.05
   done
@@ -105,9 +105,13 @@ hub_job_wait() {
 
 # agent_write_config FILE STATE_DIR SECRETS_DIR SOURCE_NAME SQLITE_PATH JOB_KEY_PEM
 # (AGENT_EXTRA_YAML, when set, is appended: more top-level sections;
+# AGENT_EXTRA_SOURCES, when set, more `sources:` entries (indented "  - ...");
+# AGENT_JOB_KEYS, when set, replaces JOB_KEY_PEM by a job_signing_keys list;
 # AGENT_KEY_REF, when set, is agent.key's secret reference.)
 agent_write_config() {
-  local file=$1 state=$2 secrets=$3 source=$4 db=$5 job_key=$6
+  local file=$1 state=$2 secrets=$3 source=$4 db=$5 job_key=$6 key_line
+  key_line="job_signing_public_key: $job_key"
+  [ -z "${AGENT_JOB_KEYS:-}" ] || key_line="job_signing_keys: [$AGENT_JOB_KEYS]"
   cat >"$file" <<YAML
 agent:
   id: harness-agent
@@ -116,7 +120,7 @@ ${AGENT_KEY_REF:+  key: {secret: "$AGENT_KEY_REF"\}}
 hub:
   url: $HUB_URL
   ca_file: $HUB_DATA/ca.pem
-  job_signing_public_key: $job_key
+  $key_line
   client_id: $CLIENT_ID
   client_secret: {secret: "files/hub-client-secret"}
   client_auth: ${AGENT_CLIENT_AUTH:-client_secret_basic}
@@ -129,6 +133,7 @@ sources:
   - name: $source
     connector: sqlite
     path: $db
+${AGENT_EXTRA_SOURCES:-}
 health:
   listen: 127.0.0.1:0
 log:
@@ -141,6 +146,7 @@ YAML
 # until /readyz answers 200.
 agent_start() {
   local config=$1 state=$2 log=$3 i
+  rm -f "$state/health-url"  # a restart must not read the previous run's URL
   "$AGENT_BIN" run --config "$config" >"$log.out" 2>"$log" &
   AGENT_PID=$!
   HARNESS_PIDS+=("$AGENT_PID")

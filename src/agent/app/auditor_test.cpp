@@ -86,10 +86,15 @@ class AuditedLoopTest : public ::testing::Test {
         hub_client_ = std::make_unique<control::HubClient>(
             hub_, *tokens_,
             control::HubClient::Options{.hub_url = "https://hub.test", .agent_id = "edge-1"});
-        verifier_ = std::make_unique<jobs::JobVerifier>(key_.public_key(),
-                                                        jobs::JobVerifier::Options{"cid_1", 60});
-        runner_ = std::make_unique<JobRunner>(*config_, *verifier_, *hub_client_, logger_, metrics_,
-                                              auditor_.get());
+        verifier_ = std::make_unique<jobs::JobVerifier>(
+            std::vector<crypto::Ed25519PublicKey>{key_.public_key()},
+            jobs::JobVerifier::Options{.audience = "cid_1", .leeway_seconds = 60});
+        spool_ = (dir_ / "spool").string();
+        fs::create_directories(spool_);
+        runner_ = std::make_unique<JobRunner>(
+            *config_, *verifier_, policy_, *hub_client_, logger_, metrics_,
+            JobRunner::Options{.worker_executable = SA_TEST_WORKER_PATH, .spool_root = spool_},
+            auditor_.get());
     }
     void TearDown() override {
         auditor_->attach(nullptr);
@@ -186,6 +191,8 @@ class AuditedLoopTest : public ::testing::Test {
     std::unique_ptr<auth::TokenClient> tokens_;
     std::unique_ptr<control::HubClient> hub_client_;
     std::unique_ptr<jobs::JobVerifier> verifier_;
+    std::string spool_;
+    jobs::Policy policy_ = jobs::default_policy();
     std::unique_ptr<JobRunner> runner_;
 };
 
@@ -200,7 +207,7 @@ TEST_F(AuditedLoopTest, SuccessfulJobLeavesTheCustodyChainInOrder) {
     const auto lines = closed_log_lines();
     const auto recs = records(lines);
     std::vector<std::string> expected{"secret.accessed", "token.fetched", "job.received",
-                                      "job.verified", "job.started"};
+                                      "job.verified",    "job.started",   "job.sandboxed"};
     for (size_t i = 0; i < hub_.uploads.size(); ++i) expected.push_back("delivery.chunk");
     expected.push_back("job.finished");
     expected.push_back("delivery.accepted");
@@ -212,8 +219,10 @@ TEST_F(AuditedLoopTest, SuccessfulJobLeavesTheCustodyChainInOrder) {
     EXPECT_EQ(recs[2].fields["kid"], key_.public_key().key_id());
     EXPECT_EQ(recs[2].fields["lease_id"], "L1");
     EXPECT_EQ(recs[4].fields["source"], "demo");
-    EXPECT_EQ(recs[5].fields["sha256"], crypto::sha256_hex(hub_.uploads[0].body));
-    EXPECT_EQ(recs[5].fields["size"], hub_.uploads[0].body.size());
+    EXPECT_EQ(recs[3].fields["policy_rule"], "default");
+    EXPECT_TRUE(recs[5].fields["applied"].is_array());
+    EXPECT_EQ(recs[6].fields["sha256"], crypto::sha256_hex(hub_.uploads[0].body));
+    EXPECT_EQ(recs[6].fields["size"], hub_.uploads[0].body.size());
     const auto& finished = recs[recs.size() - 2].fields;
     EXPECT_EQ(finished["outcome"], "succeeded");
     EXPECT_EQ(finished["tables"], 2);
@@ -287,9 +296,37 @@ TEST_F(AuditedLoopTest, RefusedJobIsRecordedWithItsReason) {
                                                      "job.received", "job.refused"}));
     ASSERT_EQ(recs.size(), 4u);
     EXPECT_EQ(recs[3].job_id, "J2");
-    EXPECT_EQ(recs[3].fields["reason_code"], "bad_signature");
+    EXPECT_EQ(recs[3].fields["reason_code"], "unknown_key");
     EXPECT_TRUE(recs[3].fields["message"].is_string());
     expect_nothing_sensitive(lines);
+    expect_verifies();
+}
+
+TEST_F(AuditedLoopTest, PolicyRefusalsNameTheRuleThatMadeThem) {
+    auto policy = jobs::parse_policy(R"(version: 1
+rules:
+  - name: setup-only
+    sources: [demo]
+    operations: [test_connection]
+)",
+                                     "policy.yaml");
+    ASSERT_TRUE(policy) << policy.error().describe();
+    policy_ = std::move(*policy);
+    hub_.queue_job("J3", "L3", testing::sign_job(key_, "cid_1", "J3", "L3", "demo"));
+    stop_at_second_lease();
+    run_loop();
+    ASSERT_EQ(hub_.failures.size(), 1u);
+    EXPECT_EQ(hub_.failures[0]["reason_code"], "operation_not_allowed");
+    EXPECT_TRUE(hub_.uploads.empty());
+
+    const auto recs = records(closed_log_lines());
+    ASSERT_EQ(recs.size(), 4u);
+    EXPECT_EQ(recs[3].type, "job.refused");
+    EXPECT_EQ(recs[3].fields["reason_code"], "operation_not_allowed");
+    EXPECT_EQ(recs[3].fields["policy_rule"], "default-deny");
+    EXPECT_EQ(recs[3].fields["policy_sha256"], policy_.sha256_hex);
+    EXPECT_NE(recs[3].fields["message"].get<std::string>().find("extract_metadata"),
+              std::string::npos);
     expect_verifies();
 }
 

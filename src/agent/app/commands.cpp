@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -28,8 +29,10 @@
 #include "agent/egress/rate_limit.h"
 #include "agent/identity/agent_key.h"
 #include "agent/jobs/job_verifier.h"
+#include "agent/jobs/policy.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/health_server.h"
+#include "agent/observe/liveness.h"
 #include "agent/observe/logger.h"
 #include "agent/secrets/hardening.h"
 #include "agent/secrets/secret_stores.h"
@@ -39,6 +42,7 @@
 #include "common/crypto/encoding.h"
 #include "common/protocol/protocol.h"
 #include "common/util/files.h"
+#include "common/util/time.h"
 
 namespace sa::agent::app {
 namespace {
@@ -81,6 +85,20 @@ Status create_state_dir(const std::string& dir, const observe::Logger& logger) {
                     {{"state_dir", dir}, {"mode", st.st_mode & 0777}});
     }
     return {};
+}
+
+// A control slot that has not moved for this long is stuck: longer than a
+// long poll plus the slowest chunk upload with its retries.
+constexpr int kDefaultWatchdogSeconds = 300;
+
+// The program each job's worker runs: jobs.worker_executable, else this
+// very binary (`secure-agent worker`).
+Result<std::string> job_worker_executable(const config::Config& config) {
+    if (config.jobs.worker_executable) return *config.jobs.worker_executable;
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return fail(ErrorCode::io, "cannot resolve /proc/self/exe: " + ec.message());
+    return self.string();
 }
 
 }  // namespace
@@ -165,14 +183,34 @@ int run_agent(const std::string& config_path) {
                                           {"hub_url", config.hub.url},
                                           {"sources", source_names(config)}});
 
-    // 3. The pinned job-signing key: the only trust anchor for jobs.
-    auto job_key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
-    if (!job_key) {
-        std::cerr << "config error: hub.job_signing_public_key: " << job_key.error().message
-                  << "\n";
+    // 3. The pinned job-signing keys (the only trust anchors for jobs) and
+    // the customer's job policy: both local files the hub cannot change.
+    std::vector<crypto::Ed25519PublicKey> job_keys;
+    for (const auto& file : config.hub.job_signing_keys) {
+        auto job_key = crypto::Ed25519PublicKey::from_pem_file(file);
+        if (!job_key) {
+            std::cerr << "config error: hub.job_signing_keys: " << file << ": "
+                      << job_key.error().message << "\n";
+            return kExitConfig;
+        }
+        logger.info("pinned job-signing key loaded", {{"key_id", job_key->key_id()}});
+        job_keys.push_back(std::move(*job_key));
+    }
+    auto policy = config.jobs.policy_file ? jobs::load_policy_file(*config.jobs.policy_file)
+                                          : Result<jobs::Policy>(jobs::default_policy());
+    if (!policy) {
+        std::cerr << "config error: jobs.policy_file: " << policy.error().message << "\n";
         return kExitConfig;
     }
-    logger.info("pinned job-signing key loaded", {{"key_id", job_key->key_id()}});
+    if (!config.jobs.policy_file) {
+        logger.warn(
+            "no jobs.policy_file: the built-in policy allows every operation on every configured "
+            "source");
+    }
+    logger.info("job policy loaded", {{"policy", policy->source_name},
+                                      {"sha256", policy->sha256_hex},
+                                      {"rules", policy->rules.size()},
+                                      {"max_concurrent_jobs", policy->max_concurrent_jobs}});
 
     // 4. State directory.
     if (auto made = create_state_dir(config.agent.state_dir, logger); !made) {
@@ -183,9 +221,11 @@ int run_agent(const std::string& config_path) {
     observe::Registry registry;
     observe::AgentMetrics metrics(registry, build::kVersion);
     observe::Readiness readiness;
+    observe::Liveness liveness(std::chrono::seconds(
+        config.jobs.watchdog_seconds > 0 ? config.jobs.watchdog_seconds : kDefaultWatchdogSeconds));
     auto health = observe::HealthServer::start(
         {config.health.host, config.health.port, config.agent.state_dir}, registry, readiness,
-        logger);
+        logger, &liveness);
     if (!health) return startup_failed("start health endpoint", health.error());
 
     // 6. The secret stores, the agent key and the audit log, before any hub
@@ -318,8 +358,8 @@ int run_agent(const std::string& config_path) {
         metrics.hub_request(endpoint, status);
     };
     const auth::SystemClock clock;
-    // The run loop and the health prober each have a token client (neither
-    // is shared across threads); both are audited the same way.
+    // The control slots share one token client (it refreshes one at a time);
+    // the health prober has its own. Both are audited the same way.
     auth::TokenClient::Options token_options = hub_token_options(config);
     token_options.observer = observer;
     token_options.on_token = [&auditor](const auth::TokenEvent& event) {
@@ -327,22 +367,36 @@ int run_agent(const std::string& config_path) {
     };
     auth::TokenClient tokens(*http, secret_stores.reader("hub client secret"), token_options,
                              clock);
-    control::HubClient hub(
-        *http, tokens,
-        {.hub_url = config.hub.url,
-         .agent_id = config.agent.id,
-         .observer = observer,
-         .sleep = [](std::chrono::milliseconds delay) {
-             const auto until = std::chrono::steady_clock::now() + delay;
-             while (!stop_requested().load() && std::chrono::steady_clock::now() < until) {
-                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
-             }
-             return !stop_requested().load();
-         }});
-    jobs::JobVerifier verifier(*job_key, {.audience = config.hub.client_id,
-                                          .leeway_seconds = protocol::kClockLeewaySeconds});
-    JobRunner runner(config, verifier, hub, logger, metrics, &auditor);
-
+    const control::HubClient::Options hub_options{
+        .hub_url = config.hub.url,
+        .agent_id = config.agent.id,
+        .observer = observer,
+        .sleep = [](std::chrono::milliseconds delay) {
+            const auto until = std::chrono::steady_clock::now() + delay;
+            while (!stop_requested().load() && std::chrono::steady_clock::now() < until) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            return !stop_requested().load();
+        }};
+    jobs::JobVerifier verifier(std::move(job_keys),
+                               {.audience = config.hub.client_id,
+                                .leeway_seconds = config.jobs.clock_skew_seconds,
+                                .replay_file = config.agent.state_dir + "/jobs/replay.log"});
+    if (auto made = util::make_dirs(config.agent.state_dir + "/jobs", 0700); !made) {
+        return startup_failed("create job state directory", made.error());
+    }
+    if (auto replay = verifier.open_replay_store(util::unix_seconds()); !replay) {
+        return startup_failed("open job replay store", replay.error());
+    }
+    const std::string spool_root = config.agent.state_dir + "/spool";
+    if (auto made = util::make_dirs(spool_root, 0700); !made) {
+        return startup_failed("create spool directory", made.error());
+    }
+    auto worker_executable = job_worker_executable(config);
+    if (!worker_executable) return startup_failed("find job worker", worker_executable.error());
+    (void)auditor.record_durable("policy.loaded", {{"policy", policy->source_name},
+                                                   {"sha256", policy->sha256_hex},
+                                                   {"rules", policy->rules.size()}});
     // Connection health probes of the token endpoint and the hub, on their
     // own thread with their own clients; failures turn /readyz red.
     HealthProber prober({.interval = std::chrono::seconds(config.health.probe_interval_seconds),
@@ -357,10 +411,60 @@ int run_agent(const std::string& config_path) {
                         readiness, logger);
     prober.start();
 
-    // 8. The control loop, until SIGTERM/SIGINT.
-    RunLoop loop({.poll_wait_seconds = config.hub.poll_wait_seconds, .auditor = &auditor}, tokens,
-                 hub, runner, readiness, metrics, logger, stop_requested());
-    loop.run();
+    // 8. The control slots, until SIGTERM/SIGINT: one long-polling loop per
+    // job that may run at once, each with its own hub client, running each
+    // job in its own sandboxed worker process. A watchdog turns /livez red
+    // when a slot stops moving.
+    const int slots = std::min(config.jobs.workers, policy->max_concurrent_jobs);
+    if (slots < config.jobs.workers) {
+        logger.warn("the job policy allows fewer concurrent jobs than jobs.workers",
+                    {{"workers", config.jobs.workers},
+                     {"max_concurrent_jobs", policy->max_concurrent_jobs}});
+    }
+    struct ControlSlot {
+        std::optional<egress::HttpClient> http;
+        std::unique_ptr<control::HubClient> hub;
+        std::unique_ptr<JobRunner> runner;
+        std::unique_ptr<RunLoop> loop;
+    };
+    std::vector<ControlSlot> control_slots(static_cast<size_t>(slots));
+    for (int i = 0; i < slots; ++i) {
+        ControlSlot& slot = control_slots[static_cast<size_t>(i)];
+        const size_t beat_slot = liveness.add("control slot " + std::to_string(i));
+        const auto beat = [&liveness, beat_slot] { liveness.beat(beat_slot); };
+        // Its own HTTP client: the token client's is used from every slot
+        // (under its refresh lock), a slot's only from its own thread.
+        auto slot_http = egress::HttpClient::create(http_options);
+        if (!slot_http) return startup_failed("create HTTP client", slot_http.error());
+        slot.http.emplace(std::move(*slot_http));
+        slot.hub = std::make_unique<control::HubClient>(*slot.http, tokens, hub_options);
+        slot.runner = std::make_unique<JobRunner>(
+            config, verifier, *policy, *slot.hub, logger, metrics,
+            JobRunner::Options{
+                .worker_executable = *worker_executable,
+                .spool_root = spool_root,
+                .heartbeat_interval = std::chrono::seconds(config.jobs.heartbeat_interval_seconds),
+                .cancel_grace = std::chrono::seconds(config.jobs.cancel_grace_seconds),
+                .beat = beat,
+                .stop = &stop_requested()},
+            &auditor);
+        slot.loop = std::make_unique<RunLoop>(
+            RunLoop::Options{.poll_wait_seconds = config.hub.poll_wait_seconds,
+                             .auditor = &auditor,
+                             .beat = beat},
+            tokens, *slot.hub, *slot.runner, readiness, metrics, logger, stop_requested());
+    }
+    logger.info("control slots started",
+                {{"slots", slots},
+                 {"worker", *worker_executable},
+                 {"sandbox", config.jobs.sandbox.strict ? "strict" : "best_effort"}});
+    {
+        std::vector<std::jthread> threads;
+        for (size_t i = 1; i < control_slots.size(); ++i) {
+            threads.emplace_back([&slot = control_slots[i]] { slot.loop->run(); });
+        }
+        control_slots[0].loop->run();
+    }               // joins the other slots (they stop on the same flag)
     prober.stop();  // before the last record and the audit log's close
 
     // 9. Orderly shutdown: the last record, then the final checkpoint.

@@ -66,6 +66,7 @@ class AttemptChecker final {
         if (i == records_.size()) return stopped_early();
         if (records_[i].type == "job.finished") return finished(i, false);
         if (!started(i)) return finish("broken");
+        sandboxed(i);
         if (!chunks(i)) return finish("broken");
         if (i == records_.size()) return stopped_early();
         return finished(i, true);
@@ -174,6 +175,29 @@ class AttemptChecker final {
         attempt_.links.push_back(std::move(link));
         ++i;
         return true;
+    }
+
+    // The worker's sandbox report (absent when the worker never got that far).
+    void sandboxed(size_t& i) {
+        if (i == records_.size() || records_[i].type != "job.sandboxed") return;
+        const auto& rec = records_[i];
+        auto link = link_for("sandboxed", rec);
+        const auto names = [&](const char* key) {
+            std::string out;
+            const auto it = rec.fields.find(key);
+            if (it == rec.fields.end() || !it->is_array()) return out;
+            for (const auto& layer : *it) {
+                if (!layer.is_object() || !layer.contains("layer") || !layer["layer"].is_string())
+                    continue;
+                out += (out.empty() ? "" : ", ") + printable(layer["layer"].get<std::string>());
+            }
+            return out;
+        };
+        const std::string missing = names("missing");
+        link.detail = "worker sandboxed: " + names("applied") +
+                      (missing.empty() ? "" : "; missing: " + missing);
+        attempt_.links.push_back(std::move(link));
+        ++i;
     }
 
     bool chunks(size_t& i) {

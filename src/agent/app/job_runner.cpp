@@ -1,19 +1,27 @@
 #include "agent/app/job_runner.h"
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <optional>
+#include <set>
+#include <system_error>
 
-#include "agent/connectors/sqlite_connector.h"
 #include "agent/delivery/chunk_writer.h"
 #include "agent/jobs/refusal_reasons.h"
+#include "agent/worker/worker_session.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/encoding.h"
 #include "common/jose/jws.h"
 #include "common/protocol/protocol.h"
+#include "common/util/files.h"
 #include "common/util/time.h"
 
 namespace sa::agent::app {
 namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
 observe::Fields ids(const std::string& job_id, const std::string& lease_id) {
     return {{"job_id", job_id}, {"lease_id", lease_id}};
@@ -31,20 +39,93 @@ std::string claimed_kid(const std::string& compact) {
 constexpr const char* kAuditAbortMessage =
     "the agent's audit log cannot be written; delivery aborted";
 
+// A lease not renewed this close to its end is treated as lost: the hub may
+// hand the job to another agent any moment.
+constexpr std::chrono::seconds kLeaseSafetyMargin{5};
+// A failed heartbeat is retried this soon (well inside the lease).
+constexpr std::chrono::seconds kHeartbeatRetry{2};
+// How long one wait for a worker event may last: the loop also watches the
+// clock (heartbeat, deadline, shutdown).
+constexpr milliseconds kEventWait{200};
+
+// The failure reasons a worker may report as they are; anything else it
+// says is reported as extraction_failed (the worker is untrusted).
+bool worker_reason_allowed(const std::string& reason) {
+    static const std::set<std::string> allowed{
+        jobs::reason::kConnectionFailed, jobs::reason::kExtractionFailed,
+        jobs::reason::kLimitExceeded, jobs::reason::kSandboxUnavailable,
+        jobs::reason::kUnsupportedOperation};
+    return allowed.contains(reason);
+}
+
+// A job id as a directory name: the hub's ids are UUIDs, but nothing from
+// the hub is trusted to be a safe path component.
+std::string spool_name(const std::string& job_id) {
+    return "job-" + crypto::sha256_hex(job_id).substr(0, 32);
+}
+
+// Removes the job's spool directory when the job ends, however it ends.
+class SpoolDir final {
+  public:
+    explicit SpoolDir(std::string path) : path_(std::move(path)) {}
+    SpoolDir(const SpoolDir&) = delete;
+    SpoolDir& operator=(const SpoolDir&) = delete;
+    ~SpoolDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    Status create() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);  // left over from a crash
+        return util::make_dirs(path_, 0700);
+    }
+    const std::string& path() const { return path_; }
+
+  private:
+    std::string path_;
+};
+
 }  // namespace
 
+// What the supervisor knows about the running worker and the lease.
+struct JobRunner::Running {
+    std::optional<worker::WorkerSession> session;
+    std::chrono::seconds max_duration{0};
+    int64_t lease_expires_at = 0;  // Unix seconds, renewed by heartbeats
+    SteadyClock::time_point deadline;
+    SteadyClock::time_point next_heartbeat;
+    int64_t max_objects = 0;
+    int64_t max_bytes = 0;
+    control::Progress progress;
+    std::vector<delivery::ChunkInfo> chunks;
+    int64_t delivered_bytes = 0;
+    int64_t started_at_ms = 0;
+    std::optional<worker::Finished> finished;
+    std::optional<worker::Failed> failed;
+    std::optional<worker::Exited> exited;
+    // Why the supervisor stopped the worker, if it did: a reason code, or
+    // "shutdown". With abort_error for the agent's log.
+    std::string abort_reason;
+    std::string abort_message;
+    std::optional<Error> abort_error;
+    std::string rule;
+};
+
 JobRunner::JobRunner(const config::Config& config, jobs::JobVerifier& verifier,
-                     control::HubClient& hub, const observe::Logger& logger,
-                     observe::AgentMetrics& metrics, Auditor* auditor)
+                     const jobs::Policy& policy, control::HubClient& hub,
+                     const observe::Logger& logger, observe::AgentMetrics& metrics, Options options,
+                     Auditor* auditor)
     : config_(config),
       verifier_(verifier),
+      policy_(policy),
       hub_(hub),
       logger_(logger),
       metrics_(metrics),
+      options_(std::move(options)),
       audit_(auditor != nullptr ? *auditor : no_audit_) {}
 
 JobOutcome JobRunner::run(const jobs::LeaseEnvelope& envelope) {
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = SteadyClock::now();
     JobOutcome outcome = [&] {
         // Custody starts with the signed job exactly as received.
         (void)audit_.record_durable("job.received",
@@ -67,40 +148,50 @@ JobOutcome JobRunner::run(const jobs::LeaseEnvelope& envelope) {
         }
         auto job = verifier_.verify(envelope, util::unix_seconds());
         if (!job) return refuse(envelope, job.error().reason_code, job.error().message);
-        if (job->operation != protocol::kOperationExtractMetadata) {
-            return refuse(envelope, jobs::reason::kUnsupportedOperation,
-                          "operation \"" + job->operation + "\" is not supported by this agent");
-        }
         const config::SourceConfig* source = config_.find_source(job->source);
         if (source == nullptr) {
             return refuse(envelope, jobs::reason::kUnknownSource,
                           "source \"" + job->source + "\" is not configured on this agent");
         }
-        (void)audit_.record("job.verified",
-                            {{"job_id", job->job_id},
-                             {"lease_id", job->lease_id},
-                             {"jti", job->jti},
-                             {"source", job->source},
-                             {"operation", job->operation}},
-                            job->job_id);
-        return execute(*job, *source);
+        // The customer's policy has the last word, whatever the hub signed.
+        jobs::PolicyDecision decision = jobs::evaluate(policy_, *job, util::unix_seconds());
+        if (!decision.allowed) {
+            return refuse(envelope, decision.reason_code, decision.message, decision.rule);
+        }
+        (void)audit_.record_durable("job.verified",
+                                    {{"job_id", job->job_id},
+                                     {"lease_id", job->lease_id},
+                                     {"jti", job->jti},
+                                     {"kid", job->kid},
+                                     {"source", job->source},
+                                     {"operation", job->operation},
+                                     {"filters", jobs::to_json(job->filters)},
+                                     {"policy_rule", decision.rule},
+                                     {"policy_sha256", policy_.sha256_hex}},
+                                    job->job_id);
+        return execute(*job, *source, decision, envelope.lease_expires_at);
     }();
     metrics_.job_finished(outcome.outcome);
-    metrics_.job_duration(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (outcome.outcome == "failed") metrics_.job_failed(outcome.reason_code);
+    metrics_.job_duration(std::chrono::duration<double>(SteadyClock::now() - start).count());
     return outcome;
 }
 
 JobOutcome JobRunner::refuse(const jobs::LeaseEnvelope& envelope, const std::string& reason,
-                             const std::string& message) {
+                             const std::string& message, const std::string& rule) {
     // The envelope's ids are unverified: they only address the report.
     observe::Fields fields = ids(envelope.job_id, envelope.lease_id);
     fields["reason_code"] = reason;
     fields["detail"] = message;
+    if (!rule.empty()) fields["policy_rule"] = rule;
     logger_.warn("job refused", fields);
     metrics_.job_refused(reason);
-    (void)audit_.record_durable("job.refused", {{"reason_code", reason}, {"message", message}},
-                                envelope.job_id);
+    nlohmann::json record{{"reason_code", reason}, {"message", message}};
+    if (!rule.empty()) {
+        record["policy_rule"] = rule;
+        record["policy_sha256"] = policy_.sha256_hex;
+    }
+    (void)audit_.record_durable("job.refused", std::move(record), envelope.job_id);
     if (auto reported = hub_.fail(envelope.job_id, envelope.lease_id, "refused", reason, message);
         !reported) {
         fields["error"] = reported.error().describe();
@@ -124,86 +215,325 @@ JobOutcome JobRunner::report_failure(const jobs::Job& job, const std::string& re
     return {"failed", reason};
 }
 
-JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& source) {
+JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& source,
+                              const jobs::PolicyDecision& decision, int64_t lease_expires_at) {
     observe::Fields fields = ids(job.job_id, job.lease_id);
     fields["source"] = source.name;
     fields["operation"] = job.operation;
+    fields["policy_rule"] = decision.rule;
     logger_.info("job started", fields);
     // The source's logical name only: its path is never recorded.
-    (void)audit_.record("job.started", {{"source", source.name}, {"operation", job.operation}},
+    (void)audit_.record("job.started",
+                        {{"source", source.name},
+                         {"operation", job.operation},
+                         {"sensitivity", source.sensitivity},
+                         {"max_duration_s", decision.limits.max_duration.count()},
+                         {"max_objects", decision.limits.max_objects},
+                         {"max_bytes", decision.limits.max_bytes}},
                         job.job_id);
 
-    const std::string extraction_message =
-        "extraction from source \"" + source.name + "\" failed; details are in the agent log";
-    auto connector = connectors::make_sqlite_connector(source.path);
-    if (!connector) {
-        return report_failure(job, jobs::reason::kExtractionFailed, extraction_message,
-                              connector.error());
-    }
-
-    // Uploads happen inside the extraction (the writer emits full chunks),
-    // so remember whether a failure came from the upload side.
-    std::optional<Error> upload_error;
-    delivery::ChunkWriter writer(
-        protocol::kTargetChunkBytes, [&](delivery::Chunk&& chunk) -> Status {
-            // Fail closed: nothing leaves the agent that the log cannot record.
-            if (audit_.blocked()) {
-                upload_error = Error{ErrorCode::io, std::string(kAuditAbortMessage) + ": " +
-                                                        audit_.failure_reason()};
-                return std::unexpected(*upload_error);
-            }
-            auto uploaded = hub_.upload_chunk(job.job_id, job.lease_id, chunk);
-            if (!uploaded) {
-                upload_error = uploaded.error();
-                return uploaded;
-            }
-            (void)audit_.record("delivery.chunk",
-                                {{"seq", chunk.seq},
-                                 {"sha256", crypto::hex_encode(chunk.sha256)},
-                                 {"size", chunk.body.size()}},
-                                job.job_id);
-            return {};
-        });
-
-    const int64_t started_at_ms = util::unix_millis();
-    auto summary = (*connector)->extract(writer);
-    Status finished = summary ? writer.finish() : Status{};
-    const int64_t finished_at_ms = util::unix_millis();
-    if (upload_error && audit_.blocked()) {
-        return report_failure(job, jobs::reason::kDeliveryFailed, kAuditAbortMessage,
-                              *upload_error);
-    }
-    if (upload_error) {
+    SpoolDir spool(options_.spool_root + "/" + spool_name(job.job_id));
+    if (auto made = spool.create(); !made) {
         return report_failure(job, jobs::reason::kDeliveryFailed,
-                              "chunk upload failed: " + upload_error->describe(), *upload_error);
-    }
-    if (!summary) {
-        return report_failure(job, jobs::reason::kExtractionFailed, extraction_message,
-                              summary.error());
-    }
-    if (!finished) {
-        return report_failure(job, jobs::reason::kDeliveryFailed, "chunk delivery failed",
-                              finished.error());
+                              "the agent cannot create the job's spool directory", made.error());
     }
 
-    auto root = delivery::chunks_root(writer.chunks());
-    if (!root) {
-        return report_failure(job, jobs::reason::kDeliveryFailed, "chunk delivery failed",
-                              root.error());
+    worker::WorkerJob worker_job;
+    worker_job.job_id = job.job_id;
+    worker_job.operation = job.operation;
+    worker_job.source = {.name = source.name,
+                         .connector = source.connector,
+                         .path = source.path,
+                         .host = {},
+                         .database = {},
+                         .sensitivity = source.sensitivity,
+                         .port = 0};
+    worker_job.filters = decision.filters;
+    worker_job.limits = {decision.limits.max_objects, decision.limits.max_bytes};
+    worker_job.spool_dir = spool.path();
+    const auto& sandbox = config_.jobs.sandbox;
+    worker_job.sandbox.strict = sandbox.strict;
+    worker_job.sandbox.limits.address_space_bytes = static_cast<uint64_t>(sandbox.memory_bytes);
+    worker_job.sandbox.limits.cpu_seconds = static_cast<uint64_t>(sandbox.cpu_seconds);
+    worker_job.sandbox.limits.open_files = static_cast<uint64_t>(sandbox.open_files);
+    worker_job.sandbox.limits.file_size_bytes = static_cast<uint64_t>(sandbox.file_size_bytes);
+
+    Running running;
+    running.rule = decision.rule;
+    running.max_duration = decision.limits.max_duration;
+    running.max_objects = decision.limits.max_objects;
+    running.max_bytes = decision.limits.max_bytes;
+    running.lease_expires_at = lease_expires_at;
+    running.started_at_ms = util::unix_millis();
+    const auto started = SteadyClock::now();
+    running.deadline = started + running.max_duration;
+    running.next_heartbeat = started + options_.heartbeat_interval;
+
+    // Source credentials (databases, next issue) are read here, just in
+    // time, and travel to the worker as secrets; SQLite needs none.
+    auto session = worker::WorkerSession::start(options_.worker_executable, worker_job, {});
+    if (!session) {
+        return report_failure(job, jobs::reason::kWorkerCrashed,
+                              "the agent could not start the job's worker", session.error());
     }
-    nlohmann::json counts{{"tables", summary->tables},
-                          {"views", summary->views},
-                          {"columns", summary->columns},
-                          {"chunks", writer.chunks().size()},
-                          {"duration_ms", finished_at_ms - started_at_ms}};
+    running.session.emplace(std::move(*session));
+    metrics_.worker_started();
+    fields["worker_pid"] = running.session->pid();
+    logger_.info("job worker started", fields);
+
+    const auto stop_worker = [&](std::string reason, std::string message,
+                                 std::optional<Error> error) {
+        if (!running.abort_reason.empty()) return;
+        running.abort_reason = std::move(reason);
+        running.abort_message = std::move(message);
+        running.abort_error = std::move(error);
+        running.exited = running.session->terminate(
+            std::chrono::duration_cast<milliseconds>(options_.cancel_grace));
+    };
+
+    while (!running.exited) {
+        if (options_.beat) options_.beat();
+        const auto now = SteadyClock::now();
+        if (options_.stop != nullptr && options_.stop->load()) {
+            stop_worker("shutdown", "the agent is shutting down", std::nullopt);
+            break;
+        }
+        if (now >= running.deadline) {
+            stop_worker(jobs::reason::kTimeout,
+                        "the job ran longer than its limit of " +
+                            std::to_string(running.max_duration.count()) + " s (policy rule " +
+                            running.rule + ")",
+                        std::nullopt);
+            break;
+        }
+        if (now >= running.next_heartbeat) {
+            heartbeat(job, running);
+            if (!running.abort_reason.empty() || running.exited) break;
+        }
+
+        const auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(
+                                         std::min(running.deadline, running.next_heartbeat) - now),
+                                     milliseconds(1), kEventWait);
+        auto event = running.session->next(wait);
+        if (!event) {
+            // The worker broke the channel protocol: it is not trusted further.
+            stop_worker(jobs::reason::kWorkerCrashed, "the job's worker broke the channel protocol",
+                        event.error());
+            break;
+        }
+        if (!*event) continue;
+        if (auto* ready = std::get_if<worker::Ready>(&**event)) {
+            nlohmann::json applied = nlohmann::json::array();
+            nlohmann::json missing = nlohmann::json::array();
+            for (const auto& layer : ready->report.layers) {
+                metrics_.sandbox_layer(sandbox::layer_name(layer.layer), layer.applied);
+                nlohmann::json entry{{"layer", sandbox::layer_name(layer.layer)},
+                                     {"detail", layer.detail}};
+                (layer.applied ? applied : missing).push_back(std::move(entry));
+            }
+            (void)audit_.record("job.sandboxed", {{"applied", applied}, {"missing", missing}},
+                                job.job_id);
+            if (!missing.empty()) {
+                observe::Fields warn = fields;
+                warn["missing_layers"] = missing;
+                logger_.warn("job worker runs without some sandbox layers", warn);
+            }
+        } else if (auto* line = std::get_if<worker::LogLine>(&**event)) {
+            observe::Fields worker_fields = fields;
+            worker_fields["worker"] = line->fields;
+            const observe::Level level = line->level == "error"  ? observe::Level::error
+                                         : line->level == "warn" ? observe::Level::warn
+                                                                 : observe::Level::info;
+            logger_.log(level, "worker: " + line->message, worker_fields);
+        } else if (auto* progress = std::get_if<worker::Progress>(&**event)) {
+            running.progress.objects = progress->objects;
+            running.progress.bytes = progress->bytes;
+            running.progress.chunks = progress->chunks;
+            // The supervisor re-checks the limits itself: a worker that lies
+            // about its own progress is still stopped at the chunk count below.
+            if (running.max_objects > 0 && progress->objects > running.max_objects) {
+                stop_worker(jobs::reason::kLimitExceeded,
+                            "the job exceeded its limit of " + std::to_string(running.max_objects) +
+                                " objects (policy rule " + running.rule + ")",
+                            std::nullopt);
+            }
+        } else if (auto* chunk = std::get_if<worker::ChunkReady>(&**event)) {
+            if (auto uploaded =
+                    upload(job, running, chunk->seq, chunk->sha256_hex, chunk->size, chunk->path);
+                !uploaded) {
+                if (running.abort_reason.empty()) {
+                    const bool limit = uploaded.error().code == ErrorCode::permission_denied;
+                    stop_worker(
+                        limit ? jobs::reason::kLimitExceeded : jobs::reason::kDeliveryFailed,
+                        limit ? uploaded.error().message
+                              : (audit_.blocked()
+                                     ? std::string(kAuditAbortMessage)
+                                     : "chunk upload failed: " + uploaded.error().describe()),
+                        uploaded.error());
+                }
+            }
+        } else if (auto* finished = std::get_if<worker::Finished>(&**event)) {
+            running.finished = std::move(*finished);
+        } else if (auto* failed = std::get_if<worker::Failed>(&**event)) {
+            running.failed = std::move(*failed);
+        } else if (auto* exited = std::get_if<worker::Exited>(&**event)) {
+            running.exited = std::move(*exited);
+        }
+    }
+    metrics_.worker_stopped();
+    return finish(job, running);
+}
+
+void JobRunner::heartbeat(const jobs::Job& job, Running& running) {
+    const auto now = SteadyClock::now();
+    running.progress.phase = "extracting";
+    auto reply = hub_.heartbeat(job.job_id, job.lease_id, running.progress);
+    if (reply) {
+        running.lease_expires_at = reply->lease_expires_at;
+        // Renew at least three times per lease, whatever the interval says.
+        const auto left = std::chrono::seconds(
+            std::max<int64_t>(1, running.lease_expires_at - util::unix_seconds()));
+        running.next_heartbeat =
+            now + std::min(options_.heartbeat_interval,
+                           std::max<std::chrono::seconds>(std::chrono::seconds(1), left / 3));
+        if (reply->cancel) {
+            logger_.info("the hub cancelled the job", ids(job.job_id, job.lease_id));
+            running.abort_reason = jobs::reason::kCancelled;
+            running.abort_message = "cancelled by the hub operator";
+            running.exited = running.session->terminate(
+                std::chrono::duration_cast<milliseconds>(options_.cancel_grace));
+        }
+        return;
+    }
+    const bool lost = reply.error().code == ErrorCode::conflict ||
+                      util::unix_seconds() + kLeaseSafetyMargin.count() >= running.lease_expires_at;
+    observe::Fields fields = ids(job.job_id, job.lease_id);
+    fields["error"] = reply.error().describe();
+    if (!lost) {
+        logger_.warn("heartbeat failed; retrying", fields);
+        running.next_heartbeat = now + kHeartbeatRetry;
+        return;
+    }
+    logger_.error("lease lost: aborting the job", fields);
+    running.abort_reason = jobs::reason::kLeaseLost;
+    running.abort_message = reply.error().code == ErrorCode::conflict
+                                ? "the hub says the lease is no longer this agent's"
+                                : "the lease could not be renewed before it expired";
+    running.abort_error = reply.error();
+    running.exited =
+        running.session->terminate(std::chrono::duration_cast<milliseconds>(options_.cancel_grace));
+}
+
+Status JobRunner::upload(const jobs::Job& job, Running& running, int64_t seq,
+                         const std::string& sha256_hex, int64_t size, const std::string& path) {
+    // Fail closed: nothing leaves the agent that the log cannot record.
+    if (audit_.blocked()) {
+        return fail(ErrorCode::io,
+                    std::string(kAuditAbortMessage) + ": " + audit_.failure_reason());
+    }
+    if (running.max_bytes > 0 && running.delivered_bytes + size > running.max_bytes) {
+        return fail(ErrorCode::permission_denied, "the job exceeded its limit of " +
+                                                      std::to_string(running.max_bytes) +
+                                                      " bytes (policy rule " + running.rule + ")");
+    }
+    auto body = util::read_file(path);
+    if (!body) return std::unexpected(body.error());
+    // The worker is untrusted: what it announced must be what it wrote.
+    if (static_cast<int64_t>(body->size()) != size || crypto::sha256_hex(*body) != sha256_hex) {
+        return fail(ErrorCode::integrity, "chunk " + std::to_string(seq) +
+                                              " in the spool does not match what the worker "
+                                              "announced (size or SHA-256)");
+    }
+    delivery::Chunk chunk{seq, std::move(*body), {}};
+    chunk.sha256 = crypto::sha256(chunk.body);
+    if (auto uploaded = hub_.upload_chunk(job.job_id, job.lease_id, chunk); !uploaded) {
+        return uploaded;
+    }
+    (void)audit_.record("delivery.chunk", {{"seq", seq}, {"sha256", sha256_hex}, {"size", size}},
+                        job.job_id);
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+    running.delivered_bytes += size;
+    running.chunks.push_back({seq, sha256_hex, size});
+    return {};
+}
+
+JobOutcome JobRunner::finish(const jobs::Job& job, Running& running) {
+    observe::Fields fields = ids(job.job_id, job.lease_id);
+    const int64_t finished_at_ms = util::unix_millis();
+    const worker::Exited exited = running.exited.value_or(worker::Exited{});
+    fields["worker"] = exited.description;
+
+    if (running.abort_reason == "shutdown") {
+        // Not reported: the lease runs out and the hub hands the job out again.
+        logger_.warn("job interrupted by shutdown; the hub re-queues it when its lease expires",
+                     fields);
+        record_finished(job, {"aborted", "shutdown"}, {{"worker", exited.description}});
+        return {"aborted", "shutdown"};
+    }
+    if (running.abort_reason == jobs::reason::kLeaseLost) {
+        // Another agent may hold the job now: nothing more is sent for it.
+        record_finished(job, {"aborted", jobs::reason::kLeaseLost},
+                        {{"message", running.abort_message}, {"worker", exited.description}});
+        return {"aborted", jobs::reason::kLeaseLost};
+    }
+    if (running.abort_reason == jobs::reason::kCancelled) {
+        logger_.info("job cancelled", fields);
+        record_finished(job, {"cancelled", jobs::reason::kCancelled},
+                        {{"worker", exited.description}});
+        if (auto reported = hub_.fail(job.job_id, job.lease_id, "failed", jobs::reason::kCancelled,
+                                      running.abort_message);
+            !reported) {
+            fields["error"] = reported.error().describe();
+            logger_.error("could not report the cancellation to the hub", fields);
+        }
+        return {"cancelled", jobs::reason::kCancelled};
+    }
+    if (!running.abort_reason.empty()) {
+        return report_failure(
+            job, running.abort_reason, running.abort_message,
+            running.abort_error.value_or(Error{ErrorCode::internal, running.abort_message}));
+    }
+    if (running.failed) {
+        const std::string reason = worker_reason_allowed(running.failed->reason_code)
+                                       ? running.failed->reason_code
+                                       : std::string(jobs::reason::kExtractionFailed);
+        return report_failure(job, reason, running.failed->message,
+                              Error{ErrorCode::internal, "worker: " + running.failed->message});
+    }
+    if (!running.finished || exited.exit_code != worker::kExitSucceeded) {
+        metrics_.worker_crashed();
+        const std::string message = "the job's worker " + exited.description;
+        return report_failure(job, jobs::reason::kWorkerCrashed, message,
+                              Error{ErrorCode::internal, message});
+    }
+
+    const connectors::ExtractSummary& summary = running.finished->summary;
+    nlohmann::json counts{{"tables", summary.tables},
+                          {"views", summary.views},
+                          {"columns", summary.columns},
+                          {"chunks", running.chunks.size()},
+                          {"duration_ms", finished_at_ms - running.started_at_ms}};
+    nlohmann::json finished_fields = counts;
+    const bool extraction = job.operation == protocol::kOperationExtractMetadata;
+    std::string root;
+    if (extraction) {
+        auto computed = delivery::chunks_root(running.chunks);
+        if (!computed) {
+            return report_failure(job, jobs::reason::kDeliveryFailed, "chunk delivery failed",
+                                  computed.error());
+        }
+        root = *computed;
+        finished_fields["chunks_root"] = root;
+    } else if (running.finished->result) {
+        finished_fields["result_sha256"] = crypto::sha256_hex(running.finished->result->dump());
+    }
     // The last chance to abort: `complete` is what hands custody to the hub.
     if (audit_.blocked()) {
         return report_failure(
             job, jobs::reason::kDeliveryFailed, kAuditAbortMessage,
             Error{ErrorCode::io, "audit log cannot be written: " + audit_.failure_reason()});
     }
-    nlohmann::json finished_fields = counts;
-    finished_fields["chunks_root"] = *root;
     record_finished(job, {"succeeded", ""}, std::move(finished_fields));
     if (audit_.blocked()) {
         return report_failure(
@@ -211,8 +541,10 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
             Error{ErrorCode::io, "audit log cannot be written: " + audit_.failure_reason()});
     }
 
-    control::Completion completion{job.lease_id, writer.chunks(), *summary, started_at_ms,
-                                   finished_at_ms};
+    control::Completion completion{job.lease_id,          running.chunks, summary,
+                                   running.started_at_ms, finished_at_ms, std::nullopt};
+    if (!extraction)
+        completion.result = running.finished->result.value_or(nlohmann::json::object());
     auto completed = hub_.complete(job.job_id, completion);
     fields.update(counts);
     if (!completed) {
@@ -223,7 +555,8 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
         return {"failed", jobs::reason::kDeliveryFailed};
     }
     // What the hub accepted: the same chunk list the completion named.
-    nlohmann::json accepted{{"chunks", writer.chunks().size()}, {"chunks_root", *root}};
+    nlohmann::json accepted{{"chunks", running.chunks.size()}};
+    if (extraction) accepted["chunks_root"] = root;
     if (completed->is_object() && completed->contains("status") &&
         (*completed)["status"].is_string()) {
         accepted["hub_status"] = (*completed)["status"];

@@ -1,60 +1,98 @@
 #pragma once
-// JobRunner: takes one leased job from verification to its reported end.
+// JobRunner: the supervisor's side of one leased job, from verification to
+// its reported end (docs/jobs.md).
 //
-//   verify (JobVerifier, pinned key, audience = hub.client_id)
-//   -> local checks: operation is extract_metadata, source is configured
-//   -> extract (connector) into ChunkWriter, each full chunk uploaded at once
-//   -> complete (chunk list, summary, timestamps)
-// Any refusal is logged, counted and reported with outcome "refused"; an
-// extraction or upload error is reported with outcome "failed"
-// (extraction_failed / delivery_failed).
-// Audit records (through Auditor, all with the job id): job.received (durable;
-// the JWS digest and kid as received), job.verified | job.refused (durable),
-// job.started, delivery.chunk per uploaded chunk, job.finished (durable), then
-// delivery.accepted (durable) | delivery.refused. When the audit log fails in
-// fail_closed mode, delivery is aborted before `complete` and the job is
-// reported failed with delivery_failed.
+//   verify (JobVerifier: pinned keys by kid, aud, exp/nbf, durable jti)
+//   -> the source is configured here
+//   -> the customer's policy (operation, source, filters, time window) decides
+//   -> a sandboxed worker process runs it (worker::WorkerSession); the
+//      supervisor re-checks the limits, uploads each chunk the worker leaves
+//      in the spool, heartbeats the lease (progress; the hub may cancel)
+//   -> complete (chunks, or the result of an interactive operation) | fail
+//
+// Endings: a refusal (verification or policy) is reported with outcome
+// "refused"; after the worker started: cancelled (the hub asked: SIGTERM, then
+// SIGKILL after the grace period), timeout (the policy's max_duration),
+// lease_lost (the hub says so, or no renewal before the lease ran out: the
+// job is aborted and not reported), worker_crashed (it died without an
+// answer), the worker's own failure (connection_failed, extraction_failed,
+// limit_exceeded, sandbox_unavailable), delivery_failed. On shutdown the
+// worker is stopped and the job left to its lease (the hub re-queues it).
+//
+// Audit records (through Auditor, all with the job id): job.received
+// (durable; the JWS as received), job.verified {policy rule} | job.refused
+// {reason, rule} (durable), job.started, job.sandboxed {layers}, delivery.chunk
+// per uploaded chunk, job.finished (durable) {outcome, reason}, then
+// delivery.accepted (durable) | delivery.refused. When the audit log fails
+// in fail_closed mode, nothing more leaves the agent: the job is reported
+// failed with delivery_failed.
 // SECURITY NOTE: what goes to the hub in a failure message never includes
 // local details such as the source path; those stay in the agent's log.
+#include <atomic>
+#include <chrono>
+#include <functional>
 #include <string>
 
 #include "agent/app/auditor.h"
 #include "agent/config/config.h"
 #include "agent/control/hub_client.h"
 #include "agent/jobs/job_verifier.h"
+#include "agent/jobs/policy.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/logger.h"
 
 namespace sa::agent::app {
 
 struct JobOutcome {
-    std::string outcome;      // "succeeded" | "failed" | "refused"
+    std::string outcome;      // "succeeded" | "failed" | "refused" | "cancelled" | "aborted"
     std::string reason_code;  // empty on success
 };
 
 class JobRunner final {
   public:
-    // All references (and auditor, when given) must outlive the runner. Not
-    // thread-safe: one job at a time. Without an auditor nothing is audited.
-    JobRunner(const config::Config& config, jobs::JobVerifier& verifier, control::HubClient& hub,
-              const observe::Logger& logger, observe::AgentMetrics& metrics,
-              Auditor* auditor = nullptr);
+    struct Options {
+        std::string worker_executable;  // absolute path; run as `EXE worker`
+        std::string spool_root;         // STATE_DIR/spool: one directory per running job
+        std::chrono::seconds heartbeat_interval{30};
+        std::chrono::seconds cancel_grace{10};
+        // Called on every turn while a job runs (the watchdog); optional.
+        std::function<void()> beat;
+        // Set on shutdown: the worker is stopped and the job left to its lease.
+        const std::atomic<bool>* stop = nullptr;
+    };
+
+    // All references (and auditor, when given) must outlive the runner. One
+    // runner per control slot (hub is not shared); verifier, policy, logger,
+    // metrics and auditor are shared between slots and thread-safe. Without
+    // an auditor nothing is audited.
+    JobRunner(const config::Config& config, jobs::JobVerifier& verifier, const jobs::Policy& policy,
+              control::HubClient& hub, const observe::Logger& logger,
+              observe::AgentMetrics& metrics, Options options, Auditor* auditor = nullptr);
 
     JobOutcome run(const jobs::LeaseEnvelope& envelope);
 
   private:
+    struct Running;
+
     JobOutcome refuse(const jobs::LeaseEnvelope& envelope, const std::string& reason,
-                      const std::string& message);
+                      const std::string& message, const std::string& rule = {});
     JobOutcome report_failure(const jobs::Job& job, const std::string& reason,
                               const std::string& hub_message, const Error& local_error);
-    JobOutcome execute(const jobs::Job& job, const config::SourceConfig& source);
+    JobOutcome execute(const jobs::Job& job, const config::SourceConfig& source,
+                       const jobs::PolicyDecision& decision, int64_t lease_expires_at);
+    JobOutcome finish(const jobs::Job& job, Running& running);
+    void heartbeat(const jobs::Job& job, Running& running);
+    Status upload(const jobs::Job& job, Running& running, int64_t seq,
+                  const std::string& sha256_hex, int64_t size, const std::string& path);
     void record_finished(const jobs::Job& job, const JobOutcome& outcome, nlohmann::json fields);
 
     const config::Config& config_;
     jobs::JobVerifier& verifier_;
+    const jobs::Policy& policy_;
     control::HubClient& hub_;
     const observe::Logger& logger_;
     observe::AgentMetrics& metrics_;
+    Options options_;
     Auditor no_audit_;
     Auditor& audit_;
 };

@@ -62,6 +62,7 @@ void RunLoop::mark_ready() {
 void RunLoop::run() {
     logger_.info("control loop started", {{"poll_wait_seconds", options_.poll_wait_seconds}});
     while (!stop_.load()) {
+        if (options_.beat) options_.beat();
         if (audit_blocked()) {
             options_.sleep(options_.blocked_wait);
             continue;

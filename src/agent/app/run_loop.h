@@ -2,7 +2,8 @@
 // The control loop: token -> long-poll lease -> run the job -> again, until
 // the stop flag is set. On errors it logs, marks the agent not ready and
 // backs off with full jitter from 1 s up to 30 s (or as long as the hub's
-// Retry-After asks). One job at a time.
+// Retry-After asks). One job at a time per loop; the agent runs one loop
+// per worker slot (jobs.workers), each with its own hub client.
 // Fail closed: while the auditor is blocked (the audit log cannot be
 // written), no token or lease request is made; the loop only waits for stop.
 #include <atomic>
@@ -30,6 +31,8 @@ class RunLoop final {
         const Auditor* auditor = nullptr;
         // How long to wait between checks while blocked by the audit log.
         std::chrono::milliseconds blocked_wait{1000};
+        // Called on every turn of the loop (the watchdog behind /livez); optional.
+        std::function<void()> beat;
     };
 
     // All references must outlive the loop.

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "agent/app/test_fake_hub.h"
+#include "agent/observe/liveness.h"
 #include "common/crypto/random.h"
 
 namespace sa::agent::app {
@@ -46,10 +47,14 @@ class RunLoopTest : public ::testing::Test {
         hub_client_ = std::make_unique<control::HubClient>(
             hub_, *tokens_,
             control::HubClient::Options{.hub_url = "https://hub.test", .agent_id = "edge-1"});
-        verifier_ = std::make_unique<jobs::JobVerifier>(key_.public_key(),
-                                                        jobs::JobVerifier::Options{"cid_1", 60});
-        runner_ =
-            std::make_unique<JobRunner>(*config_, *verifier_, *hub_client_, logger_, metrics_);
+        verifier_ = std::make_unique<jobs::JobVerifier>(
+            std::vector<crypto::Ed25519PublicKey>{key_.public_key()},
+            jobs::JobVerifier::Options{.audience = "cid_1", .leeway_seconds = 60});
+        spool_ = (dir_ / "spool").string();
+        fs::create_directories(spool_);
+        runner_ = std::make_unique<JobRunner>(
+            *config_, *verifier_, policy_, *hub_client_, logger_, metrics_,
+            JobRunner::Options{.worker_executable = SA_TEST_WORKER_PATH, .spool_root = spool_});
     }
     void TearDown() override { fs::remove_all(dir_); }
 
@@ -80,6 +85,8 @@ class RunLoopTest : public ::testing::Test {
     std::unique_ptr<auth::TokenClient> tokens_;
     std::unique_ptr<control::HubClient> hub_client_;
     std::unique_ptr<jobs::JobVerifier> verifier_;
+    std::string spool_;
+    jobs::Policy policy_ = jobs::default_policy();
     std::unique_ptr<JobRunner> runner_;
 };
 
@@ -127,6 +134,34 @@ TEST_F(RunLoopTest, HonoursRetryAfterOnLeaseErrors) {
     EXPECT_EQ(sleeps_[0], std::chrono::seconds(7));
     EXPECT_FALSE(readiness_.ready());
     EXPECT_NE(readiness_.reason().find("lease request failed"), std::string::npos);
+}
+
+TEST_F(RunLoopTest, TheWatchdogSeesALoopStuckInACall) {
+    auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+    observe::Liveness liveness(std::chrono::seconds(300), [&now] { return now; });
+    const size_t slot = liveness.add("control slot 0");
+    std::optional<observe::Liveness::Verdict> during;
+    int polls = 0;
+    hub_.on_request = [&](const std::string& path) {
+        if (path != protocol::kLeasePath) return;
+        if (++polls == 1) {
+            // The first long poll hangs for ten minutes (a half-open connection).
+            now += std::chrono::minutes(10);
+            during = liveness.check();
+        } else {
+            stop_ = true;
+        }
+    };
+    RunLoop::Options options;
+    options.poll_wait_seconds = 5;
+    options.beat = [&] { liveness.beat(slot); };
+    RunLoop loop(options, *tokens_, *hub_client_, *runner_, readiness_, metrics_, logger_, stop_);
+    loop.run();
+    ASSERT_TRUE(during);
+    EXPECT_FALSE(during->live);
+    EXPECT_EQ(during->reason, "control slot 0 has not moved for 600 s (limit 300 s)");
+    // Once the call returned, the loop moved again.
+    EXPECT_TRUE(liveness.check().live);
 }
 
 TEST_F(RunLoopTest, RecoversReadinessAfterAnError) {

@@ -74,6 +74,15 @@ class FakeHub final : public egress::Transport {
             completions.push_back(json::parse(body));
             return reply(200, json{{"job_id", m[1]}, {"status", "succeeded"}});
         }
+        if (std::regex_match(path, m, std::regex(R"(/v1/jobs/([^/]+)/heartbeat)"))) {
+            heartbeats.push_back(json::parse(body));
+            if (heartbeat_status != 200) {
+                return reply(heartbeat_status, json{{"error", "lease_lost"}});
+            }
+            return reply(200, json{{"job_id", m[1]},
+                                   {"lease_expires_at", util::unix_seconds() + 600},
+                                   {"cancel", cancel}});
+        }
         if (std::regex_match(path, m, std::regex(R"(/v1/jobs/([^/]+)/fail)"))) {
             failures.push_back(json::parse(body));
             failures.back()["job_id"] = m[1];
@@ -101,6 +110,9 @@ class FakeHub final : public egress::Transport {
     std::deque<Result<egress::HttpResponse>> leases;
     int token_failures = 0;
     long chunk_status = 201;
+    long heartbeat_status = 200;  // 409: the lease is lost
+    bool cancel = false;          // heartbeats answer cancel: true
+    std::vector<json> heartbeats;
     std::function<void(const std::string& path)> on_request;
     std::vector<std::string> paths;
     std::vector<json> lease_requests;
@@ -113,19 +125,22 @@ class FakeHub final : public egress::Transport {
 inline std::string sign_job(const crypto::Ed25519PrivateKey& key, const std::string& audience,
                             const std::string& job_id, const std::string& lease_id,
                             const std::string& source,
-                            const std::string& operation = protocol::kOperationExtractMetadata) {
+                            const std::string& operation = protocol::kOperationExtractMetadata,
+                            const json& filters = nullptr) {
     const int64_t now = util::unix_seconds();
-    const json claims{{"iss", protocol::kIssuer},
-                      {"aud", audience},
-                      {"jti", lease_id},
-                      {"iat", now},
-                      {"nbf", now},
-                      {"exp", now + 600},
-                      {"job_id", job_id},
-                      {"app", "test-app"},
-                      {"source", source},
-                      {"operation", operation}};
-    return jose::sign(key, key.public_key().key_id(), protocol::kJobType, claims);
+    json claims{{"iss", protocol::kIssuer},
+                {"aud", audience},
+                {"jti", lease_id},
+                {"iat", now},
+                {"nbf", now},
+                {"exp", now + 600},
+                {"job_id", job_id},
+                {"app", "test-app"},
+                {"source", source},
+                {"operation", operation}};
+    json signed_claims = claims;
+    if (!filters.is_null()) signed_claims["filters"] = filters;
+    return jose::sign(key, key.public_key().key_id(), protocol::kJobType, signed_claims);
 }
 
 // A small SQLite catalog: two tables (one with a foreign key) and a view.

@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <set>
 
+#include "agent/config/jobs_section.h"
 #include "agent/config/secret_stores_section.h"
 #include "agent/config/yaml_reader.h"
 #include "agent/egress/policy.h"
@@ -107,8 +108,9 @@ std::string host_name() {
 Config parse_document(const YAML::Node& root) {
     Config config;
     if (!root.IsDefined() || root.IsNull()) error_at("", "config is empty");
-    Map top(root, "",
-            {"agent", "hub", "secret_stores", "sources", "health", "audit", "egress", "log"});
+    Map top(
+        root, "",
+        {"agent", "hub", "secret_stores", "sources", "jobs", "health", "audit", "egress", "log"});
 
     // agent
     if (!top.has("agent")) error_at("agent", "missing required key");
@@ -150,11 +152,28 @@ Config parse_document(const YAML::Node& root) {
     if (!top.has("hub")) error_at("hub", "missing required key");
     {
         Map hub(top.get("hub"), "hub",
-                {"url", "ca_file", "job_signing_public_key", "client_id", "client_secret",
-                 "client_auth", "poll_wait_seconds"});
+                {"url", "ca_file", "job_signing_public_key", "job_signing_keys", "client_id",
+                 "client_secret", "client_auth", "poll_wait_seconds"});
         config.hub.url = parse_hub_url(hub.required_string("url"), hub.at("url"));
         config.hub.ca_file = hub.optional_string("ca_file");
-        config.hub.job_signing_public_key = hub.required_string("job_signing_public_key");
+        if (auto single = hub.optional_string("job_signing_public_key")) {
+            config.hub.job_signing_keys.push_back(*single);
+        }
+        if (hub.has("job_signing_keys")) {
+            const YAML::Node keys = hub.get("job_signing_keys");
+            if (!keys.IsSequence() || keys.size() == 0) {
+                error_at(hub.at("job_signing_keys"), "must be a non-empty list of key files");
+            }
+            for (size_t i = 0; i < keys.size(); ++i) {
+                config.hub.job_signing_keys.push_back(Map::string_value(
+                    keys[i], hub.at("job_signing_keys") + "[" + std::to_string(i) + "]"));
+            }
+        }
+        if (config.hub.job_signing_keys.empty()) {
+            error_at(hub.at("job_signing_public_key"),
+                     "missing required key (or job_signing_keys): the hub's job-signing public "
+                     "key the agent pins");
+        }
         config.hub.client_id = hub.required_string("client_id");
         if (!hub.has("client_secret")) error_at(hub.at("client_secret"), "missing required key");
         config.hub.client_secret =
@@ -180,7 +199,7 @@ Config parse_document(const YAML::Node& root) {
         std::set<std::string> names;
         for (size_t i = 0; i < sources.size(); ++i) {
             const std::string path = "sources[" + std::to_string(i) + "]";
-            Map source(sources[i], path, {"name", "connector", "path"});
+            Map source(sources[i], path, {"name", "connector", "path", "sensitivity"});
             SourceConfig out;
             out.name = source.required_string("name");
             if (!is_name(out.name, 128)) {
@@ -197,9 +216,20 @@ Config parse_document(const YAML::Node& root) {
                                                      " (supported: " + list(connectors) + ")");
             }
             out.path = source.required_string("path");
+            if (auto label = source.optional_string("sensitivity")) {
+                const bool valid =
+                    label->size() <= 32 && std::all_of(label->begin(), label->end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                               c == '-';
+                    });
+                if (!valid) error_at(source.at("sensitivity"), "must match [a-z0-9_-]{1,32}");
+                out.sensitivity = *label;
+            }
             config.sources.push_back(std::move(out));
         }
     }
+
+    if (top.has("jobs")) parse_jobs_section(top.get("jobs"), "jobs", config);
 
     // health
     if (top.has("health")) {
@@ -594,10 +624,18 @@ Status check_files(const Config& config) {
         const std::string key = "audit.siem[" + std::to_string(i) + "].ca_file";
         if (auto st = check_pem_certificates(*exporter.ca_file, key); !st) return st;
     }
-    auto key = crypto::Ed25519PublicKey::from_pem_file(config.hub.job_signing_public_key);
-    if (!key) {
-        return fail(ErrorCode::invalid_argument,
-                    "hub.job_signing_public_key: " + key.error().message);
+    for (const auto& file : config.hub.job_signing_keys) {
+        auto key = crypto::Ed25519PublicKey::from_pem_file(file);
+        if (!key) {
+            return fail(ErrorCode::invalid_argument,
+                        "hub.job_signing_keys: " + file + ": " + key.error().message);
+        }
+    }
+    if (config.jobs.worker_executable &&
+        ::access(config.jobs.worker_executable->c_str(), X_OK) != 0) {
+        return fail(
+            ErrorCode::invalid_argument,
+            "jobs.worker_executable: not an executable file: " + *config.jobs.worker_executable);
     }
     for (const auto& store : config.secret_stores) {
         if (store.type != "file") continue;

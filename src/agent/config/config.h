@@ -42,7 +42,10 @@ struct AgentSection {
 struct HubSection {
     std::string url;                     // https://host[:port][/prefix], no trailing '/'
     std::optional<std::string> ca_file;  // absent: system trust store
-    std::string job_signing_public_key;  // path to the pinned Ed25519 SPKI PEM
+    // Paths of the pinned Ed25519 SPKI PEM keys jobs may be signed with, from
+    // `job_signing_public_key` (one) and/or `job_signing_keys` (a list: pin the
+    // hub's next key beside the current one before it rotates). At least one.
+    std::vector<std::string> job_signing_keys;
     std::string client_id;
     secrets::SecretRef client_secret;  // always a reference
     // How the client secret is sent to the token endpoint (RFC 6749 2.3.1):
@@ -56,6 +59,37 @@ struct SourceConfig {
     std::string name;       // [A-Za-z0-9_.-]{1,128}, unique
     std::string connector;  // "sqlite"
     std::string path;       // sqlite: the database file
+    // A label ([a-z0-9_-]{1,32}) naming how sensitive the source is; every
+    // job runs in its own worker process, so jobs on sources of different
+    // sensitivity never share one. Audited with each job.
+    std::string sensitivity = "default";
+};
+
+// `jobs.sandbox`: how each job's worker process is confined (docs/jobs.md).
+struct SandboxSection {
+    // strict: a worker whose host lacks a sandbox layer refuses to run the job.
+    bool strict = false;
+    int64_t memory_bytes = 4ll << 30;     // address space per worker
+    int64_t cpu_seconds = 3600;           // CPU time per worker
+    int64_t open_files = 256;             // descriptors per worker
+    int64_t file_size_bytes = 1ll << 30;  // largest file (a spool chunk) a worker writes
+};
+
+// `jobs:` how leased jobs are checked and run.
+struct JobsSection {
+    // The customer's policy file (docs/jobs.md); absent: the built-in default
+    // (every operation on every configured source, default limits).
+    std::optional<std::string> policy_file;
+    int workers = 1;                      // jobs run at once (1..64), capped by the policy
+    int heartbeat_interval_seconds = 30;  // 1..300
+    int cancel_grace_seconds = 10;        // SIGTERM -> SIGKILL (1..300)
+    int clock_skew_seconds = 60;          // leeway for a job's exp/nbf (0..300)
+    // An agent whose control loop has not moved for this long is not live
+    // (/livez 503): stuck, not crashed. 0: the default from the poll timing.
+    int watchdog_seconds = 0;
+    // The worker program; absent: this agent binary ("secure-agent worker").
+    std::optional<std::string> worker_executable;
+    SandboxSection sandbox;
 };
 
 struct HealthSection {
@@ -158,6 +192,7 @@ struct Config {
     // By store name: the settings of each remote store in secret_stores.
     std::map<std::string, RemoteStoreSettings> remote_secret_stores;
     std::vector<SourceConfig> sources;
+    JobsSection jobs;
     HealthSection health;
     AuditSection audit;
     EgressSection egress;

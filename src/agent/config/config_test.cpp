@@ -67,7 +67,8 @@ TEST(ConfigTest, ParsesGoodConfig) {
     EXPECT_EQ(config->agent.state_dir, "/var/lib/secure-agent");
     EXPECT_EQ(config->hub.url, "https://hub.example.com:8443");  // trailing '/' dropped
     EXPECT_EQ(config->hub.ca_file, "/etc/secure-agent/hub-ca.pem");
-    EXPECT_EQ(config->hub.job_signing_public_key, "/etc/secure-agent/job-signing.pub.pem");
+    EXPECT_EQ(config->hub.job_signing_keys,
+              std::vector<std::string>{"/etc/secure-agent/job-signing.pub.pem"});
     EXPECT_EQ(config->hub.client_id, "cid_abc");
     EXPECT_EQ(config->hub.client_secret, (secrets::SecretRef{"files", "hub-client-secret", ""}));
     EXPECT_EQ(config->hub.poll_wait_seconds, 20);
@@ -128,6 +129,13 @@ secret_stores:
     EXPECT_EQ(config->audit.retention_days, 365);
     EXPECT_FALSE(config->agent.key);
     EXPECT_FALSE(config->audit.tsa);
+    EXPECT_FALSE(config->jobs.policy_file);
+    EXPECT_EQ(config->jobs.workers, 1);
+    EXPECT_EQ(config->jobs.heartbeat_interval_seconds, 30);
+    EXPECT_EQ(config->jobs.cancel_grace_seconds, 10);
+    EXPECT_EQ(config->jobs.clock_skew_seconds, 60);
+    EXPECT_FALSE(config->jobs.sandbox.strict);
+    EXPECT_EQ(config->jobs.sandbox.memory_bytes, 4ll << 30);
     EXPECT_TRUE(config->audit.siem.empty());
 }
 
@@ -195,7 +203,11 @@ TEST(ConfigTest, EgressErrorsNameTheKey) {
     EXPECT_EQ(egress("proxy: x"), "egress.proxy: must be a mapping");
     EXPECT_EQ(egress("max_bytes_per_second: 100"),
               "egress.max_bytes_per_second: must be 0 (no limit) or an integer between 1024 and "
-              "1099511627776");
+              "1099511627776 (bytes, or with a unit: KiB, MiB, GiB, TiB, kB, MB, GB, TB)");
+    EXPECT_EQ(egress("max_bytes_per_second: 5PiB").rfind("egress.max_bytes_per_second: must", 0),
+              0u);
+    EXPECT_EQ(egress("max_bytes_per_second: 2TiB").rfind("egress.max_bytes_per_second: must", 0),
+              0u);
     EXPECT_EQ(egress("burst_bytes: -1").rfind("egress.burst_bytes: must be 0", 0), 0u);
     EXPECT_EQ(egress("allow: [{host: h, max_redirects: 11}]"),
               "egress.allow[0].max_redirects: must be an integer between 0 and 10");
@@ -638,6 +650,72 @@ TEST(ConfigTest, YamlSyntaxErrorsHaveLineAndColumn) {
     EXPECT_NE(message.find("YAML syntax error"), std::string::npos) << message;
 }
 
+TEST(ConfigTest, JobsSectionAndSigningKeys) {
+    const std::string base = R"(agent:
+  state_dir: /s
+secret_stores:
+  files: {type: file, path: /sec}
+hub:
+  url: https://hub
+  client_id: c
+  client_secret: {secret: "files/x"}
+)";
+    auto config = parse_config(R"(agent:
+  state_dir: /s
+hub:
+  url: https://hub
+  client_id: c
+  client_secret: {secret: "files/x"}
+  job_signing_public_key: /k0.pem
+  job_signing_keys: [/k1.pem, /k2.pem]
+secret_stores:
+  files: {type: file, path: /sec}
+sources:
+  - {name: crm, connector: sqlite, path: /d/crm.db, sensitivity: pii}
+jobs:
+  policy_file: /etc/secure-agent/policy.yaml
+  workers: 4
+  heartbeat_interval_seconds: 5
+  cancel_grace_seconds: 3
+  clock_skew_seconds: 30
+  watchdog_seconds: 120
+  sandbox: {mode: strict, memory: 1GiB, cpu_seconds: 600, open_files: 64, file_size: 64MiB}
+)");
+    ASSERT_TRUE(config) << config.error().message;
+    EXPECT_EQ(config->hub.job_signing_keys,
+              (std::vector<std::string>{"/k0.pem", "/k1.pem", "/k2.pem"}));
+    EXPECT_EQ(config->sources[0].sensitivity, "pii");
+    EXPECT_EQ(config->jobs.policy_file, "/etc/secure-agent/policy.yaml");
+    EXPECT_EQ(config->jobs.workers, 4);
+    EXPECT_EQ(config->jobs.heartbeat_interval_seconds, 5);
+    EXPECT_EQ(config->jobs.cancel_grace_seconds, 3);
+    EXPECT_EQ(config->jobs.clock_skew_seconds, 30);
+    EXPECT_EQ(config->jobs.watchdog_seconds, 120);
+    EXPECT_TRUE(config->jobs.sandbox.strict);
+    EXPECT_EQ(config->jobs.sandbox.memory_bytes, 1ll << 30);
+    EXPECT_EQ(config->jobs.sandbox.cpu_seconds, 600);
+    EXPECT_EQ(config->jobs.sandbox.open_files, 64);
+    EXPECT_EQ(config->jobs.sandbox.file_size_bytes, 64ll << 20);
+
+    const auto error = [&](const std::string& extra) {
+        auto bad = parse_config(base + "  job_signing_public_key: /k.pem\n" + extra);
+        return bad ? std::string("parsed") : bad.error().message;
+    };
+    EXPECT_EQ(error("jobs:\n  workers: 0\n").rfind("jobs.workers: ", 0), 0u);
+    EXPECT_EQ(error("jobs:\n  sandbox: {mode: loose}\n"),
+              "jobs.sandbox.mode: must be strict or best_effort");
+    EXPECT_EQ(error("jobs:\n  sandbox: {memory: 1MiB}\n").rfind("jobs.sandbox.memory: ", 0), 0u);
+    EXPECT_EQ(error("jobs:\n  worker_executable: bin/w\n"),
+              "jobs.worker_executable: must be an absolute path");
+    EXPECT_EQ(error("jobs:\n  workerz: 2\n"), "jobs.workerz: unknown key");
+    EXPECT_EQ(error("sources:\n  - {name: a, connector: sqlite, path: /a, sensitivity: PII}\n"),
+              "sources[0].sensitivity: must match [a-z0-9_-]{1,32}");
+    auto no_key = parse_config(base);
+    ASSERT_FALSE(no_key);
+    EXPECT_EQ(no_key.error().message.rfind("hub.job_signing_public_key: missing required key", 0),
+              0u);
+}
+
 TEST(ConfigTest, NonMappingsAndEmptyInput) {
     EXPECT_EQ(error_of(""), "(root): config is empty");
     EXPECT_EQ(error_of("- a\n- b\n"), "(root): must be a mapping");
@@ -709,10 +787,10 @@ TEST_F(ConfigFilesTest, ReportsMissingOrBadFilesByKey) {
         0u);
     EXPECT_EQ(check(config_text(key, key, secrets)).rfind("hub.ca_file: ", 0), 0u);
     EXPECT_EQ(check(config_text(ca, (dir_ / "no-key.pem").string(), secrets))
-                  .rfind("hub.job_signing_public_key: ", 0),
+                  .rfind("hub.job_signing_keys: ", 0),
               0u);
     EXPECT_EQ(check(config_text(ca, (dir_ / "not-a-key.pem").string(), secrets))
-                  .rfind("hub.job_signing_public_key: ", 0),
+                  .rfind("hub.job_signing_keys: ", 0),
               0u);
     EXPECT_EQ(check(config_text(ca, key, (dir_ / "no-secrets").string()))
                   .rfind("secret_stores.files.path: no such directory", 0),

@@ -1,6 +1,9 @@
 #include "agent/config/yaml_reader.h"
 
+#include <algorithm>
 #include <charconv>
+#include <iterator>
+#include <utility>
 
 namespace sa::agent::config::yaml {
 
@@ -53,15 +56,31 @@ bool parse_bool(const YAML::Node& node, const std::string& path) {
 int64_t parse_byte_count(const YAML::Node& node, int64_t min, int64_t max,
                          const std::string& path) {
     const std::string what = "must be 0 (no limit) or an integer between " + std::to_string(min) +
-                             " and " + std::to_string(max);
+                             " and " + std::to_string(max) +
+                             " (bytes, or with a unit: KiB, MiB, GiB, TiB, kB, MB, GB, TB)";
     if (!node.IsScalar()) error_at(path, what);
     const std::string& text = node.Scalar();
     int64_t value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() ||
-        (value != 0 && (value < min || value > max))) {
-        error_at(path, what);
-    }
+    if (ec != std::errc() || value < 0) error_at(path, what);
+    const std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+    static const std::pair<std::string_view, int64_t> kUnits[] = {{"", 1},
+                                                                  {"B", 1},
+                                                                  {"KiB", 1ll << 10},
+                                                                  {"MiB", 1ll << 20},
+                                                                  {"GiB", 1ll << 30},
+                                                                  {"TiB", 1ll << 40},
+                                                                  {"kB", 1000},
+                                                                  {"KB", 1000},
+                                                                  {"MB", 1000'000},
+                                                                  {"GB", 1000'000'000},
+                                                                  {"TB", 1000'000'000'000}};
+    const auto found = std::find_if(std::begin(kUnits), std::end(kUnits),
+                                    [&](const auto& u) { return u.first == unit; });
+    if (found == std::end(kUnits)) error_at(path, what);
+    if (value > max / found->second) error_at(path, what);
+    value *= found->second;
+    if (value != 0 && (value < min || value > max)) error_at(path, what);
     return value;
 }
 

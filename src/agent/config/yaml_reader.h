@@ -82,8 +82,9 @@ class Map final {
 
 int parse_int(const YAML::Node& node, int min, int max, const std::string& path);
 bool parse_bool(const YAML::Node& node, const std::string& path);
-// A byte rate or size: 0 (no limit) or min..max; below min every connection
-// would crawl, which is a typo far more often than an intent.
+// A byte rate or size: 0 (no limit) or min..max, in bytes or with a binary
+// (KiB..TiB) or decimal (kB..TB) unit; below min every connection would
+// crawl, which is a typo far more often than an intent.
 int64_t parse_byte_count(const YAML::Node& node, int64_t min, int64_t max, const std::string& path);
 // {secret: "STORE/PATH#KEY"}; a literal is refused without being echoed.
 secrets::SecretRef parse_secret_field(const YAML::Node& node, const std::string& path);

@@ -61,6 +61,9 @@ class SqliteConnector final : public Connector {
     SqliteConnector(std::string path, Database db) : path_(std::move(path)), db_(std::move(db)) {}
 
     Result<ExtractSummary> extract(MetadataSink& sink) override;
+    Result<ConnectionInfo> test_connection() override;
+    Result<PreflightReport> preflight() override;
+    Result<std::vector<SchemaInfo>> list_schemas() override;
 
   private:
     struct Statements {
@@ -236,6 +239,104 @@ Result<ExtractSummary> SqliteConnector::extract(MetadataSink& sink) {
         summary.foreign_keys += static_cast<int64_t>(table.foreign_keys.size());
     }
     return summary;
+}
+
+Result<std::string> server_version(Database& db) {
+    auto st = db.prepare("SELECT sqlite_version()");
+    if (!st) return std::unexpected(st.error());
+    auto step = st->step();
+    if (!step) return std::unexpected(step.error());
+    if (*step != Statement::Step::row)
+        return fail(ErrorCode::internal, "sqlite_version() gave no row");
+    return st->text(0);
+}
+
+Result<ConnectionInfo> SqliteConnector::test_connection() {
+    auto version = server_version(db_);
+    if (!version) return std::unexpected(with_path(version.error()));
+    return ConnectionInfo{std::move(*version)};
+}
+
+Result<PreflightReport> SqliteConnector::preflight() {
+    PreflightReport report;
+    // The factory opened the file and read its header: "open" has passed.
+    report.checks.push_back({"open", true, "opened read-only"});
+    if (auto version = server_version(db_); version) report.server_version = std::move(*version);
+
+    auto schema = db_.prepare(kSchemaSql);
+    auto columns = db_.prepare(kColumnsSql);
+    if (!schema || !columns) {
+        const Error& e = !schema ? schema.error() : columns.error();
+        report.checks.push_back({"read_catalog", false, e.message});
+        return report;
+    }
+    std::vector<std::pair<std::string, std::string>> objects;  // kind, name
+    for (;;) {
+        auto step = schema->step();
+        if (!step) {
+            report.checks.push_back({"read_catalog", false, step.error().message});
+            return report;
+        }
+        if (*step == Statement::Step::done) break;
+        objects.emplace_back(schema->text(0), schema->text(1));
+    }
+    int64_t tables = 0;
+    for (const auto& object : objects) tables += object.first == "table" ? 1 : 0;
+    report.checks.push_back({"read_catalog", true,
+                             std::to_string(tables) + " tables, " +
+                                 std::to_string(static_cast<int64_t>(objects.size()) - tables) +
+                                 " views"});
+
+    // Describing an object is what extraction does for each of them; one
+    // that cannot be described (a virtual table whose module is missing, a
+    // view over a dropped table) is counted, not fatal.
+    int64_t readable = 0;
+    for (const auto& object : objects) {
+        columns->reset();
+        columns->bind(1, object.second);
+        bool ok = true;
+        for (;;) {
+            auto step = columns->step();
+            if (!step) {
+                ok = false;
+                break;
+            }
+            if (*step == Statement::Step::done) break;
+        }
+        readable += ok ? 1 : 0;
+    }
+    const auto total = static_cast<int64_t>(objects.size());
+    report.checks.push_back(
+        {"describe_objects", readable == total,
+         std::to_string(readable) + " of " + std::to_string(total) + " tables and views readable"});
+    return report;
+}
+
+Result<std::vector<SchemaInfo>> SqliteConnector::list_schemas() {
+    auto databases = db_.prepare("SELECT name FROM pragma_database_list ORDER BY seq");
+    if (!databases) return std::unexpected(with_path(databases.error()));
+    auto count = db_.prepare(
+        "SELECT count(*) FROM pragma_table_list WHERE schema = ?1 "
+        "AND type IN ('table','view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+    if (!count) return std::unexpected(with_path(count.error()));
+    std::vector<SchemaInfo> schemas;
+    for (;;) {
+        auto step = databases->step();
+        if (!step) return std::unexpected(with_path(step.error()));
+        if (*step == Statement::Step::done) break;
+        SchemaInfo info;
+        // An SQLite file is one database; its attached names are schemas,
+        // which is how extract() labels its tables ("main"."main").
+        info.database = "main";
+        info.schema = databases->text(0);
+        count->reset();
+        count->bind(1, info.schema);
+        auto counted = count->step();
+        if (!counted) return std::unexpected(with_path(counted.error()));
+        info.tables = *counted == Statement::Step::row ? count->integer(0) : 0;
+        schemas.push_back(std::move(info));
+    }
+    return schemas;
 }
 
 Status probe(Database& db) {

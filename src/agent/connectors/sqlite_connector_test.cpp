@@ -1,5 +1,7 @@
 #include "agent/connectors/sqlite_connector.h"
 
+#include "agent/connectors/factory.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,6 +9,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <sqlite3.h>
 
 #include "common/crypto/random.h"
 #include "common/sqlite/database.h"
@@ -409,6 +413,73 @@ TEST_F(SqliteConnectorTest, ThousandsOfTablesAreCounted) {
     EXPECT_EQ(summary->indexes, kTables);
     EXPECT_EQ(summary->foreign_keys, kTables - 1);
     EXPECT_EQ(sink.tables.size(), static_cast<size_t>(kTables + 1));
+}
+
+TEST_F(SqliteConnectorTest, TestConnectionReportsTheLibraryVersion) {
+    create(kShopSchema);
+    auto connector = make_sqlite_connector(path_);
+    ASSERT_TRUE(connector) << connector.error().describe();
+    auto info = (*connector)->test_connection();
+    ASSERT_TRUE(info) << info.error().describe();
+    EXPECT_EQ(info->server_version, sqlite3_libversion());
+}
+
+TEST_F(SqliteConnectorTest, PreflightChecksOpenCatalogAndObjects) {
+    create(kShopSchema);
+    auto connector = make_sqlite_connector(path_);
+    ASSERT_TRUE(connector) << connector.error().describe();
+    auto report = (*connector)->preflight();
+    ASSERT_TRUE(report) << report.error().describe();
+    EXPECT_EQ(report->server_version, sqlite3_libversion());
+    ASSERT_EQ(report->checks.size(), 3u);
+    EXPECT_EQ(report->checks[0].name, "open");
+    EXPECT_TRUE(report->checks[0].ok);
+    EXPECT_EQ(report->checks[1].name, "read_catalog");
+    EXPECT_TRUE(report->checks[1].ok);
+    EXPECT_EQ(report->checks[1].detail, "5 tables, 1 views");
+    EXPECT_EQ(report->checks[2].name, "describe_objects");
+    EXPECT_TRUE(report->checks[2].ok);
+    EXPECT_EQ(report->checks[2].detail, "6 of 6 tables and views readable");
+}
+
+TEST_F(SqliteConnectorTest, PreflightCountsObjectsThatCannotBeDescribed) {
+    create(
+        "CREATE TABLE t(a); CREATE VIEW v AS SELECT a FROM t; DROP TABLE t;"
+        "CREATE TABLE u(b);");
+    auto connector = make_sqlite_connector(path_);
+    ASSERT_TRUE(connector) << connector.error().describe();
+    auto report = (*connector)->preflight();
+    ASSERT_TRUE(report) << report.error().describe();
+    ASSERT_EQ(report->checks.size(), 3u);
+    EXPECT_FALSE(report->checks[2].ok);
+    EXPECT_EQ(report->checks[2].detail, "1 of 2 tables and views readable");
+}
+
+TEST_F(SqliteConnectorTest, ListSchemasCountsTablesAndViewsOfMain) {
+    create(kShopSchema);
+    auto connector = make_sqlite_connector(path_);
+    ASSERT_TRUE(connector) << connector.error().describe();
+    auto schemas = (*connector)->list_schemas();
+    ASSERT_TRUE(schemas) << schemas.error().describe();
+    ASSERT_EQ(schemas->size(), 1u);
+    EXPECT_EQ((*schemas)[0].database, "main");
+    EXPECT_EQ((*schemas)[0].schema, "main");
+    EXPECT_EQ((*schemas)[0].tables, 6);
+}
+
+TEST_F(SqliteConnectorTest, FactoryDispatchesOnTheConnectorName) {
+    create(kShopSchema);
+    auto connector =
+        make_connector(SourceParams{.name = "shop", .connector = "sqlite", .path = path_});
+    ASSERT_TRUE(connector) << connector.error().describe();
+    RecordingSink sink;
+    ASSERT_TRUE((*connector)->extract(sink));
+    EXPECT_EQ(sink.tables.size(), 6u);
+
+    auto unknown = make_connector(SourceParams{.name = "shop", .connector = "oracle"});
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(unknown.error().message.find("\"oracle\""), std::string::npos);
 }
 
 }  // namespace

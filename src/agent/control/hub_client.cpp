@@ -233,7 +233,7 @@ Result<json> HubClient::complete(const std::string& job_id, const Completion& co
     for (const auto& info : completion.chunks) {
         chunks.push_back({{"seq", info.seq}, {"sha256", info.sha256_hex}, {"size", info.size}});
     }
-    const json body{
+    const json base{
         {"lease_id", completion.lease_id},
         {"agent_id", options_.agent_id},
         {"chunks", std::move(chunks)},
@@ -244,6 +244,8 @@ Result<json> HubClient::complete(const std::string& job_id, const Completion& co
         {"started_at_ms", completion.started_at_ms},
         {"finished_at_ms", completion.finished_at_ms},
     };
+    json body = base;
+    if (completion.result) body["result"] = *completion.result;
     const std::string path = job_path(job_id) + protocol::kCompleteSuffix;
     auto response = post_json("complete", path, body, job_id);
     if (!response) return std::unexpected(response.error());
@@ -251,6 +253,41 @@ Result<json> HubClient::complete(const std::string& job_id, const Completion& co
     json doc = json::parse(response->body, nullptr, false);
     if (doc.is_discarded()) doc = json::object();
     return doc;
+}
+
+Result<HeartbeatReply> HubClient::heartbeat(const std::string& job_id, const std::string& lease_id,
+                                            const Progress& progress) {
+    const json body{{"lease_id", lease_id},
+                    {"agent_id", options_.agent_id},
+                    {"progress",
+                     {{"objects", progress.objects},
+                      {"bytes", progress.bytes},
+                      {"chunks", progress.chunks},
+                      {"phase", progress.phase}}}};
+    const std::string path = job_path(job_id) + protocol::kHeartbeatSuffix;
+    auto response = call("heartbeat", "POST", path, dump(body),
+                         {{"Content-Type", "application/json"}}, kHeartbeatTimeout, job_id);
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) {
+        Error e = hub_error("hub POST " + path, *response);
+        // The only 409 of this endpoint: callers look for the code, so it is
+        // named even when the body was lost on the way.
+        if (response->status == 409 && e.message.find("lease_lost") == std::string::npos) {
+            e.message += " (lease_lost)";
+        }
+        return std::unexpected(std::move(e));
+    }
+    const json doc = json::parse(response->body, nullptr, false);
+    if (!doc.is_object() || !doc.contains("lease_expires_at") ||
+        !doc["lease_expires_at"].is_number_integer() ||
+        (doc["lease_expires_at"].is_number_unsigned() &&
+         doc["lease_expires_at"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) ||
+        !doc.contains("cancel") || !doc["cancel"].is_boolean()) {
+        return sa::fail(
+            ErrorCode::invalid_argument,
+            "heartbeat response lacks an integer lease_expires_at and a boolean cancel");
+    }
+    return HeartbeatReply{doc["lease_expires_at"].get<int64_t>(), doc["cancel"].get<bool>()};
 }
 
 Status HubClient::fail(const std::string& job_id, const std::string& lease_id,

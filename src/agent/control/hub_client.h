@@ -1,6 +1,7 @@
 #pragma once
 // HubClient: the agent's side of the wire protocol (docs/protocol.md
-// sections 2-6): lease, chunk upload, completion and failure reports, ping.
+// sections 2-6): lease, chunk upload, heartbeat, completion and failure
+// reports, ping.
 //
 // Every call carries "Authorization: Bearer" from the TokenSource; a 401
 // from the hub invalidates the token and the call is retried once with a
@@ -34,6 +35,24 @@ struct Completion {
     connectors::ExtractSummary summary;
     int64_t started_at_ms = 0;
     int64_t finished_at_ms = 0;
+    // The JSON object an interactive operation (test_connection, preflight,
+    // list_schemas) delivers instead of chunks; sent when set. At most
+    // protocol::kMaxResultBytes serialized, or the hub answers 413.
+    std::optional<nlohmann::json> result;
+};
+
+// Progress carried by a heartbeat (protocol section 5a).
+struct Progress {
+    int64_t objects = 0;
+    int64_t bytes = 0;
+    int64_t chunks = 0;
+    std::string phase = "extracting";  // starting | extracting | uploading | finishing
+};
+
+// What the hub answers to a heartbeat.
+struct HeartbeatReply {
+    int64_t lease_expires_at = 0;  // Unix seconds: the extended lease
+    bool cancel = false;           // an operator asked to cancel the job
 };
 
 // What GET /v1/agent/ping tells (protocol section 6).
@@ -78,6 +97,16 @@ class HubClient final {
     // jittered backoff, honouring Retry-After.
     Status upload_chunk(const std::string& job_id, const std::string& lease_id,
                         const delivery::Chunk& chunk);
+
+    // POST /v1/jobs/{job_id}/heartbeat with the progress: extends the lease
+    // and tells whether the job was cancelled. One attempt (plus the usual
+    // retry after a 401), timeout kHeartbeatTimeout: the caller heartbeats
+    // again soon anyway. 409 (lease unknown, expired or not ours): conflict
+    // whose message contains "lease_lost". A 200 without an integer
+    // lease_expires_at and a boolean cancel: invalid_argument.
+    Result<HeartbeatReply> heartbeat(const std::string& job_id, const std::string& lease_id,
+                                     const Progress& progress);
+    static constexpr std::chrono::milliseconds kHeartbeatTimeout{15'000};
 
     // POST /v1/jobs/{job_id}/complete; returns the hub's response object.
     Result<nlohmann::json> complete(const std::string& job_id, const Completion& completion);

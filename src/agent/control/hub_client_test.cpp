@@ -346,6 +346,96 @@ TEST_F(HubClientTest, FailSendsProtocolBody) {
                                             {"message", "JWS signature does not verify"}}));
 }
 
+TEST_F(HubClientTest, CompleteSendsTheResultOfAnInteractiveOperation) {
+    auto hub = make();
+    transport_.reply(200, R"({"job_id":"J1","status":"succeeded"})");
+    Completion completion;
+    completion.lease_id = "L1";
+    completion.started_at_ms = 1000;
+    completion.finished_at_ms = 1500;
+    completion.result = json{{"ok", true}, {"server_version", "16.2"}};
+    auto result = hub.complete("J1", completion);
+    ASSERT_TRUE(result) << result.error().describe();
+    const json sent = json::parse(transport_.requests.at(0).body);
+    EXPECT_EQ(sent["result"], (json{{"ok", true}, {"server_version", "16.2"}}));
+    EXPECT_EQ(sent["chunks"], json::array());
+    EXPECT_EQ(sent["lease_id"], "L1");
+
+    // Without a result the body has no "result" member at all.
+    transport_.reply(200, "{}");
+    completion.result.reset();
+    ASSERT_TRUE(hub.complete("J1", completion));
+    EXPECT_FALSE(json::parse(transport_.requests.at(1).body).contains("result"));
+}
+
+TEST_F(HubClientTest, HeartbeatSendsProgressAndParsesTheReply) {
+    auto hub = make();
+    transport_.reply(200, R"({"job_id":"J/1","lease_expires_at":1764404400,"cancel":false})");
+    Progress progress{.objects = 12, .bytes = 3456, .chunks = 2, .phase = "uploading"};
+    auto reply = hub.heartbeat("J/1", "L1", progress);
+    ASSERT_TRUE(reply) << reply.error().describe();
+    EXPECT_EQ(reply->lease_expires_at, 1764404400);
+    EXPECT_FALSE(reply->cancel);
+    const Seen& seen = transport_.requests.at(0);
+    EXPECT_EQ(seen.method, "POST");
+    EXPECT_EQ(seen.url, "https://hub.test/v1/jobs/J%2F1/heartbeat");
+    EXPECT_EQ(seen.job_id, "J/1");
+    EXPECT_EQ(seen.timeout, std::chrono::seconds(15));
+    EXPECT_EQ(seen.headers.at("Content-Type"), "application/json");
+    EXPECT_EQ(json::parse(seen.body),
+              (json{{"lease_id", "L1"},
+                    {"agent_id", "edge-1"},
+                    {"progress",
+                     {{"objects", 12}, {"bytes", 3456}, {"chunks", 2}, {"phase", "uploading"}}}}));
+    EXPECT_EQ(observed_, (std::vector<std::pair<std::string, long>>{{"heartbeat", 200}}));
+
+    transport_.reply(200, R"({"job_id":"J/1","lease_expires_at":1764404500,"cancel":true})");
+    auto cancelled = hub.heartbeat("J/1", "L1", Progress{});
+    ASSERT_TRUE(cancelled) << cancelled.error().describe();
+    EXPECT_TRUE(cancelled->cancel);
+    EXPECT_EQ(json::parse(transport_.requests.at(1).body)["progress"]["phase"], "extracting");
+}
+
+TEST_F(HubClientTest, HeartbeatMapsLeaseLostAndMalformedReplies) {
+    auto hub = make();
+    transport_.reply(409, R"({"error":"lease_lost","error_description":"lease L1 expired at 5"})");
+    auto lost = hub.heartbeat("J1", "L1", Progress{});
+    ASSERT_FALSE(lost);
+    EXPECT_EQ(lost.error().code, ErrorCode::conflict);
+    EXPECT_NE(lost.error().message.find("lease_lost"), std::string::npos);
+    EXPECT_EQ(transport_.requests.size(), 1u);  // not retried
+    EXPECT_TRUE(sleeps_.empty());
+
+    // A 409 whose body got lost still names lease_lost.
+    transport_.reply(409, "");
+    auto bare = hub.heartbeat("J1", "L1", Progress{});
+    ASSERT_FALSE(bare);
+    EXPECT_EQ(bare.error().code, ErrorCode::conflict);
+    EXPECT_NE(bare.error().message.find("lease_lost"), std::string::npos);
+
+    // One retry after a 401, with a fresh token.
+    transport_.reply(401, R"({"error":"invalid_token"})");
+    transport_.reply(200, R"({"job_id":"J1","lease_expires_at":7,"cancel":false})");
+    auto again = hub.heartbeat("J1", "L1", Progress{});
+    ASSERT_TRUE(again) << again.error().describe();
+    EXPECT_EQ(again->lease_expires_at, 7);
+    EXPECT_EQ(tokens_.invalidations, 1);
+
+    transport_.unreachable();
+    auto down = hub.heartbeat("J1", "L1", Progress{});
+    ASSERT_FALSE(down);
+    EXPECT_EQ(down.error().code, ErrorCode::unavailable);
+
+    for (const char* body : {"nope", "{}", R"({"lease_expires_at":"soon","cancel":false})",
+                             R"({"lease_expires_at":1})", R"({"lease_expires_at":1,"cancel":"no"})",
+                             R"({"lease_expires_at":18446744073709551615,"cancel":false})"}) {
+        transport_.reply(200, body);
+        auto bad = hub.heartbeat("J1", "L1", Progress{});
+        ASSERT_FALSE(bad) << body;
+        EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument) << body;
+    }
+}
+
 TEST_F(HubClientTest, InvalidUtf8InMessagesDoesNotThrow) {
     auto hub = make();
     transport_.reply(200, "{}");

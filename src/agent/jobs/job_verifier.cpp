@@ -12,11 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-// Bounds the replay memory: a lease lives 600 s, so even a very busy agent
-// sees far fewer live jtis than this. Past it the entry closest to expiry is
-// dropped first, as it is the one whose replay window closes soonest.
-constexpr size_t kMaxRememberedJtis = 100'000;
-
 // Claims are signed by the hub, but a bound keeps a compromised or buggy
 // hub from making the agent hold megabytes per remembered jti.
 constexpr size_t kMaxClaimLength = 1024;
@@ -54,12 +49,54 @@ std::expected<std::string, Refusal> string_claim(const json& payload, const char
     return value;
 }
 
+// A kid from an unverified header, made safe to put in a message and a log:
+// bounded, and anything but printable ASCII replaced.
+std::string printable(std::string_view text) {
+    constexpr size_t kMax = 80;
+    std::string out;
+    for (size_t i = 0; i < text.size() && i < kMax; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+    }
+    if (text.size() > kMax) out += "...";
+    return out;
+}
+
 }  // namespace
 
-JobVerifier::JobVerifier(crypto::Ed25519PublicKey pinned_key, Options options)
-    : key_(std::move(pinned_key)), options_(std::move(options)) {}
+JobVerifier::JobVerifier(std::vector<crypto::Ed25519PublicKey> pinned_keys, Options options)
+    : keys_(std::move(pinned_keys)), options_(std::move(options)) {
+    key_ids_.reserve(keys_.size());
+    for (const auto& key : keys_) key_ids_.push_back(key.key_id());
+    if (options_.replay_file.empty()) store_.emplace(options_.leeway_seconds);
+}
+
+Result<JtiStore::LoadStats> JobVerifier::open_replay_store(int64_t now) {
+    std::lock_guard lock(mutex_);
+    if (store_ && !store_->broken()) return store_->load_stats();
+    auto store = JtiStore::open(options_.replay_file, now, options_.leeway_seconds);
+    if (!store) return std::unexpected(store.error());
+    store_.emplace(std::move(*store));
+    return store_->load_stats();
+}
+
+std::expected<void, Refusal> JobVerifier::ensure_store(int64_t now) {
+    // A store that failed a write is reopened: that repairs a cut-short line
+    // and rereads what did reach the disk.
+    if (store_ && !store_->broken()) return {};
+    store_.reset();
+    auto store = JtiStore::open(options_.replay_file, now, options_.leeway_seconds);
+    if (!store) {
+        return refuse(reason::kReplayStoreUnavailable,
+                      "cannot use the replay file, so the job's id cannot be remembered: " +
+                          store.error().message);
+    }
+    store_.emplace(std::move(*store));
+    return {};
+}
 
 std::expected<Job, Refusal> JobVerifier::verify(const LeaseEnvelope& envelope, int64_t now) {
+    std::lock_guard lock(mutex_);
     // An empty audience would make check_claims skip the aud check, letting
     // jobs meant for any app through: refuse everything instead.
     if (options_.audience.empty()) {
@@ -67,8 +104,39 @@ std::expected<Job, Refusal> JobVerifier::verify(const LeaseEnvelope& envelope, i
                       "the agent has no client id to match the job audience");
     }
 
-    // Signature first: nothing in an unverified payload is looked at.
-    auto jws = jose::verify(envelope.job_jws, key_);
+    // The header is read unverified only to pick the key: alg first (so a
+    // token with "none" is a bad signature whatever its kid), then kid.
+    auto unverified = jose::decode_unverified(envelope.job_jws);
+    if (!unverified) return refuse(reason::kMalformedJob, unverified.error().message);
+    const json& header = unverified->header;
+    if (!header.is_object()) return refuse(reason::kMalformedJob, "job header is not an object");
+    auto alg = header.find("alg");
+    if (alg == header.end() || !alg->is_string() || *alg != "EdDSA") {
+        return refuse(reason::kBadSignature, "job is not signed with EdDSA");
+    }
+    auto kid_it = header.find("kid");
+    const std::string kid =
+        kid_it != header.end() && kid_it->is_string() ? kid_it->get<std::string>() : "";
+    size_t key_index = key_ids_.size();
+    for (size_t i = 0; i < key_ids_.size(); ++i) {
+        if (!kid.empty() && key_ids_[i] == kid) {
+            key_index = i;
+            break;
+        }
+    }
+    if (key_index == key_ids_.size()) {
+        std::string pinned;
+        for (const auto& id : key_ids_) pinned += (pinned.empty() ? "" : ", ") + id;
+        return refuse(reason::kUnknownKey,
+                      (kid.empty() ? std::string("job is signed with no key id")
+                                   : "job is signed with key id " + printable(kid)) +
+                          ", which this agent does not pin (pinned: " +
+                          (pinned.empty() ? "none" : pinned) + ")");
+    }
+
+    // Signature with the selected key only: nothing in an unverified
+    // payload is looked at.
+    auto jws = jose::verify(envelope.job_jws, keys_[key_index]);
     if (!jws) {
         if (jws.error().code == ErrorCode::integrity) {
             return refuse(reason::kBadSignature, jws.error().message);
@@ -107,6 +175,7 @@ std::expected<Job, Refusal> JobVerifier::verify(const LeaseEnvelope& envelope, i
 
     Job job;
     job.lease_id = envelope.lease_id;
+    job.kid = kid;
     for (auto [name, field] :
          {std::pair{"job_id", &job.job_id}, std::pair{"app", &job.app},
           std::pair{"source", &job.source}, std::pair{"operation", &job.operation},
@@ -117,6 +186,17 @@ std::expected<Job, Refusal> JobVerifier::verify(const LeaseEnvelope& envelope, i
     }
     // check_claims has made sure exp is an integer.
     job.expires_at = claims.at("exp").get<int64_t>();
+    // The jti becomes one line of the replay file: no whitespace or control
+    // characters, or one jti could forge another's entry.
+    if (!JtiStore::valid_jti(job.jti)) {
+        return refuse(reason::kMalformedJob,
+                      "job claim \"jti\" contains whitespace or control characters");
+    }
+    if (auto it = claims.find("filters"); it != claims.end()) {
+        auto filters = filters_from_json(*it, "job filters");
+        if (!filters) return refuse(reason::kMalformedJob, filters.error().message);
+        job.filters = std::move(*filters);
+    }
 
     if (job.job_id != envelope.job_id) {
         // Neither id is secret; naming both makes a mix-up diagnosable.
@@ -125,31 +205,19 @@ std::expected<Job, Refusal> JobVerifier::verify(const LeaseEnvelope& envelope, i
                                                  envelope.job_id);
     }
 
-    forget_expired(now);
-    if (seen_jti_.contains(job.jti)) {
+    if (auto ready = ensure_store(now); !ready) return std::unexpected(ready.error());
+    store_->forget_expired(now);
+    if (store_->contains(job.jti)) {
         return refuse(reason::kReplayed, "job jti " + job.jti + " was already accepted once");
     }
     // Only a job that passed every check is remembered, so a refused job
-    // cannot poison the jti of a later, valid one.
-    remember(job.jti, job.expires_at);
+    // cannot poison the jti of a later, valid one. Durable before the job is
+    // returned: a crash after this point must not let it run twice.
+    if (auto st = store_->remember(job.jti, job.expires_at); !st) {
+        return refuse(reason::kReplayStoreUnavailable,
+                      "cannot remember the job's id, so it is not run: " + st.error().message);
+    }
     return job;
-}
-
-void JobVerifier::forget_expired(int64_t now) {
-    // An entry matters until the job itself would be refused as expired.
-    while (!jti_by_exp_.empty() && jti_by_exp_.begin()->first + options_.leeway_seconds < now) {
-        seen_jti_.erase(jti_by_exp_.begin()->second);
-        jti_by_exp_.erase(jti_by_exp_.begin());
-    }
-}
-
-void JobVerifier::remember(const std::string& jti, int64_t exp) {
-    while (seen_jti_.size() >= kMaxRememberedJtis && !jti_by_exp_.empty()) {
-        seen_jti_.erase(jti_by_exp_.begin()->second);
-        jti_by_exp_.erase(jti_by_exp_.begin());
-    }
-    seen_jti_.emplace(jti, exp);
-    jti_by_exp_.emplace(exp, jti);
 }
 
 }  // namespace sa::agent::jobs

@@ -1,16 +1,20 @@
 #pragma once
 // Verifies jobs leased from the hub before anything runs (docs/protocol.md §2).
-// SECURITY NOTE: the only trust anchor is the job-signing public key the
-// customer pinned in the agent config; nothing the hub sends can replace it.
+// SECURITY NOTE: the only trust anchors are the job-signing public keys the
+// customer pinned in the agent config; nothing the hub sends can replace or
+// add one. The JWS header "kid" only selects among the pinned keys.
 #include <cstdint>
 #include <expected>
-#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <optional>
 #include <string>
-#include <utility>
+#include <vector>
 
+#include "agent/jobs/filters.h"
+#include "agent/jobs/jti_store.h"
 #include "common/crypto/ed25519.h"
+#include "common/result.h"
 
 namespace sa::agent::jobs {
 
@@ -32,6 +36,8 @@ struct Job {
     std::string source;
     std::string operation;
     int64_t expires_at = 0;
+    std::string kid;        // the pinned key that verified the signature
+    ObjectFilters filters;  // the optional claim "filters"; empty: the job narrows nothing
 };
 
 // Why a job was not run; reason_code is one of docs/protocol.md §5
@@ -46,28 +52,45 @@ class JobVerifier final {
   public:
     struct Options {
         std::string audience;  // the agent's client id
+        // Clock skew tolerated on exp/nbf/iat. The config checks it is
+        // 0..300; the verifier takes it as given.
         int64_t leeway_seconds = 60;
+        // Where accepted jtis are remembered across restarts (see
+        // jti_store.h); empty: in memory only.
+        std::string replay_file;
     };
 
-    JobVerifier(crypto::Ed25519PublicKey pinned_key, Options options);
+    // pinned_keys: the job-signing keys the customer pinned (at least one;
+    // several while the hub rotates its key). With none, every job is
+    // refused as unknown_key. Does no I/O: the replay file is opened by
+    // open_replay_store() or on the first job that passes every other check.
+    JobVerifier(std::vector<crypto::Ed25519PublicKey> pinned_keys, Options options);
 
-    // Checks signature, typ, iss, aud, exp/nbf, required claims, that the
-    // signed job_id equals the envelope's, and that jti was not seen before
-    // (remembered until its exp). Not thread-safe: one verifier per loop.
-    // Reasons: bad_signature (signature or algorithm), wrong_type,
-    // wrong_audience, expired (exp or nbf/iat beyond the leeway), replayed,
-    // malformed_job (anything else, including a wrong iss). The operation and
-    // source are not checked here: the caller checks them against its config.
+    // Opens the replay file now (a no-op when open or memory only), so that
+    // the supervisor can report a problem at startup and log what was loaded.
+    // Errors: those of JtiStore::open.
+    Result<JtiStore::LoadStats> open_replay_store(int64_t now);
+
+    // Checks, in this order: the header alg (bad_signature), the header kid
+    // names a pinned key (unknown_key), the signature with that key only
+    // (bad_signature), typ (wrong_type), aud (wrong_audience), iss
+    // (malformed_job), exp/nbf/iat within the leeway (expired), the required
+    // claims, the optional "filters" claim and that the signed job_id equals
+    // the envelope's (malformed_job), and that jti was not accepted before
+    // (replayed), then remembers jti durably before returning the job
+    // (replay_store_unavailable if it cannot: the job is not run).
+    // Thread-safe: calls are serialised. The operation and source are not
+    // checked here: the caller checks them against its config and policy.
     std::expected<Job, Refusal> verify(const LeaseEnvelope& envelope, int64_t now);
 
   private:
-    void forget_expired(int64_t now);
-    void remember(const std::string& jti, int64_t exp);
+    std::expected<void, Refusal> ensure_store(int64_t now);
 
-    crypto::Ed25519PublicKey key_;
+    std::vector<crypto::Ed25519PublicKey> keys_;
+    std::vector<std::string> key_ids_;  // key_ids_[i] == keys_[i].key_id()
     Options options_;
-    std::map<std::string, int64_t> seen_jti_;               // jti -> exp, pruned on each call
-    std::set<std::pair<int64_t, std::string>> jti_by_exp_;  // same entries, oldest exp first
+    std::mutex mutex_;
+    std::optional<JtiStore> store_;  // guarded by mutex_; empty until opened
 };
 
 }  // namespace sa::agent::jobs

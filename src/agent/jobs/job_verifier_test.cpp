@@ -1,8 +1,16 @@
 #include "agent/jobs/job_verifier.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
 
 #include "common/crypto/encoding.h"
+#include "common/crypto/random.h"
 #include "common/jose/jws.h"
 #include "common/protocol/protocol.h"
 
@@ -12,6 +20,13 @@ namespace {
 using nlohmann::json;
 
 constexpr int64_t kNow = 1'764'403'200;
+
+size_t util_lines(const std::string& path) {
+    std::ifstream in(path);
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+}
 
 class JobVerifierTest : public ::testing::Test {
   protected:
@@ -28,7 +43,7 @@ class JobVerifierTest : public ::testing::Test {
                 {"operation", "extract_metadata"}};
     }
     std::string sign(const json& payload, const std::string& typ = protocol::kJobType) const {
-        return jose::sign(hub_key_, "job-key-1", typ, payload);
+        return jose::sign(hub_key_, hub_key_.public_key().key_id(), typ, payload);
     }
     static LeaseEnvelope envelope(std::string jws, std::string job_id = "job-1") {
         return {.lease_id = "lease-1",
@@ -38,7 +53,11 @@ class JobVerifierTest : public ::testing::Test {
     }
     // Asserts a refusal with the given reason whose message does not leak the token.
     void expect_refused(const LeaseEnvelope& env, const std::string& reason, int64_t now = kNow) {
-        auto job = verifier_.verify(env, now);
+        expect_refused_by(verifier_, env, reason, now);
+    }
+    static void expect_refused_by(JobVerifier& verifier, const LeaseEnvelope& env,
+                                  const std::string& reason, int64_t now = kNow) {
+        auto job = verifier.verify(env, now);
         ASSERT_FALSE(job) << "expected refusal " << reason;
         EXPECT_EQ(job.error().reason_code, reason) << job.error().message;
         EXPECT_FALSE(job.error().message.empty());
@@ -48,7 +67,7 @@ class JobVerifierTest : public ::testing::Test {
     }
 
     crypto::Ed25519PrivateKey hub_key_ = crypto::Ed25519PrivateKey::generate();
-    JobVerifier verifier_{hub_key_.public_key(), {.audience = "client-1", .leeway_seconds = 60}};
+    JobVerifier verifier_{{hub_key_.public_key()}, {.audience = "client-1", .leeway_seconds = 60}};
 };
 
 TEST_F(JobVerifierTest, GoodJobPassesAndFieldsAreFilled) {
@@ -61,6 +80,8 @@ TEST_F(JobVerifierTest, GoodJobPassesAndFieldsAreFilled) {
     EXPECT_EQ(job->source, "warehouse");
     EXPECT_EQ(job->operation, "extract_metadata");
     EXPECT_EQ(job->expires_at, kNow + 600);
+    EXPECT_EQ(job->kid, hub_key_.public_key().key_id());
+    EXPECT_TRUE(job->filters.empty());
 }
 
 TEST_F(JobVerifierTest, AudienceArrayContainingTheClientIsAccepted) {
@@ -79,8 +100,10 @@ TEST_F(JobVerifierTest, OperationIsLeftToTheCaller) {
 
 TEST_F(JobVerifierTest, SignedByAnotherKeyIsBadSignature) {
     auto other = crypto::Ed25519PrivateKey::generate();
-    expect_refused(envelope(jose::sign(other, "job-key-1", protocol::kJobType, claims())),
-                   "bad_signature");
+    // Claims the pinned key's id, but the signature is not that key's.
+    expect_refused(
+        envelope(jose::sign(other, hub_key_.public_key().key_id(), protocol::kJobType, claims())),
+        "bad_signature");
 }
 
 TEST_F(JobVerifierTest, TamperedPayloadIsBadSignature) {
@@ -116,7 +139,7 @@ TEST_F(JobVerifierTest, WrongAudience) {
 }
 
 TEST_F(JobVerifierTest, EmptyConfiguredAudienceRefusesEverything) {
-    JobVerifier verifier(hub_key_.public_key(), {.audience = ""});
+    JobVerifier verifier({hub_key_.public_key()}, {.audience = ""});
     auto job = verifier.verify(envelope(sign(claims())), kNow);
     ASSERT_FALSE(job);
     EXPECT_EQ(job.error().reason_code, "wrong_audience");
@@ -211,9 +234,184 @@ TEST_F(JobVerifierTest, GarbageIsMalformed) {
 }
 
 TEST_F(JobVerifierTest, NonObjectPayloadWithValidSignatureIsMalformed) {
-    std::string token = jose::sign_compact(
-        hub_key_, R"({"alg":"EdDSA","typ":"secure-agent-job+jwt"})", R"(["job-1"])");
+    json header = {
+        {"alg", "EdDSA"}, {"typ", "secure-agent-job+jwt"}, {"kid", hub_key_.public_key().key_id()}};
+    std::string token = jose::sign_compact(hub_key_, header.dump(), R"(["job-1"])");
     expect_refused(envelope(token), "malformed_job");
+}
+
+TEST_F(JobVerifierTest, UnknownOrMissingKidIsUnknownKey) {
+    auto job = verifier_.verify(
+        envelope(jose::sign(hub_key_, "retired-key", protocol::kJobType, claims())), kNow);
+    ASSERT_FALSE(job);
+    EXPECT_EQ(job.error().reason_code, "unknown_key");
+    EXPECT_EQ(job.error().message,
+              "job is signed with key id retired-key, which this agent does not pin (pinned: " +
+                  hub_key_.public_key().key_id() + ")");
+
+    json header = {{"alg", "EdDSA"}, {"typ", "secure-agent-job+jwt"}};
+    expect_refused(envelope(jose::sign_compact(hub_key_, header.dump(), claims().dump())),
+                   "unknown_key");
+    header["kid"] = 7;
+    expect_refused(envelope(jose::sign_compact(hub_key_, header.dump(), claims().dump())),
+                   "unknown_key");
+    // A hostile kid is bounded and made printable in the message.
+    job = verifier_.verify(
+        envelope(jose::sign(hub_key_, std::string(500, 'k') + "\n", protocol::kJobType, claims())),
+        kNow);
+    ASSERT_FALSE(job);
+    EXPECT_EQ(job.error().reason_code, "unknown_key");
+    EXPECT_LT(job.error().message.size(), 300u);
+    EXPECT_EQ(job.error().message.find('\n'), std::string::npos);
+}
+
+TEST_F(JobVerifierTest, NoPinnedKeyRefusesEverything) {
+    JobVerifier verifier({}, {.audience = "client-1"});
+    auto job = verifier.verify(envelope(sign(claims())), kNow);
+    ASSERT_FALSE(job);
+    EXPECT_EQ(job.error().reason_code, "unknown_key");
+    EXPECT_NE(job.error().message.find("(pinned: none)"), std::string::npos);
+}
+
+TEST_F(JobVerifierTest, EachOfTwoPinnedKeysIsAccepted) {
+    // Key rotation: the new key is pinned beside the old one.
+    auto new_key = crypto::Ed25519PrivateKey::generate();
+    JobVerifier verifier({hub_key_.public_key(), new_key.public_key()}, {.audience = "client-1"});
+    auto old_job = verifier.verify(envelope(sign(claims("lease-a"))), kNow);
+    ASSERT_TRUE(old_job) << old_job.error().message;
+    EXPECT_EQ(old_job->kid, hub_key_.public_key().key_id());
+    auto new_job = verifier.verify(envelope(jose::sign(new_key, new_key.public_key().key_id(),
+                                                       protocol::kJobType, claims("lease-b"))),
+                                   kNow);
+    ASSERT_TRUE(new_job) << new_job.error().message;
+    EXPECT_EQ(new_job->kid, new_key.public_key().key_id());
+    // The kid selects the key: the new key's signature under the old kid fails.
+    auto crossed = verifier.verify(envelope(jose::sign(new_key, hub_key_.public_key().key_id(),
+                                                       protocol::kJobType, claims("lease-c"))),
+                                   kNow);
+    ASSERT_FALSE(crossed);
+    EXPECT_EQ(crossed.error().reason_code, "bad_signature");
+    // The same jti under the other key is still a replay.
+    auto again = verifier.verify(envelope(jose::sign(new_key, new_key.public_key().key_id(),
+                                                     protocol::kJobType, claims("lease-a"))),
+                                 kNow);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().reason_code, "replayed");
+}
+
+TEST_F(JobVerifierTest, JtiWithWhitespaceOrControlCharsIsMalformed) {
+    for (std::string jti : {"lease 1", "lease\n1", "lease\t1", "lease\x01"}) {
+        SCOPED_TRACE(jti);
+        expect_refused(envelope(sign(claims(jti))), "malformed_job");
+    }
+    EXPECT_TRUE(verifier_.verify(envelope(sign(claims("lease-\xc3\xa9"))), kNow));
+}
+
+TEST_F(JobVerifierTest, FiltersClaimIsParsed) {
+    json c = claims();
+    c["filters"] = {{"schemas", {{"include", {"sales_.*"}}}}, {"tables", {{"exclude", {"tmp"}}}}};
+    auto job = verifier_.verify(envelope(sign(c)), kNow);
+    ASSERT_TRUE(job) << job.error().message;
+    EXPECT_EQ(job->filters.schemas.include, std::vector<std::string>{"sales_.*"});
+    EXPECT_EQ(job->filters.tables.exclude, std::vector<std::string>{"tmp"});
+}
+
+TEST_F(JobVerifierTest, BadFiltersClaimIsMalformedAndNamesTheField) {
+    json c = claims();
+    c["filters"] = {{"schemas", {{"include", {"ok", "(unclosed"}}}}};
+    auto job = verifier_.verify(envelope(sign(c)), kNow);
+    ASSERT_FALSE(job);
+    EXPECT_EQ(job.error().reason_code, "malformed_job");
+    EXPECT_EQ(job.error().message.rfind("job filters.schemas.include[1]: ", 0), 0u)
+        << job.error().message;
+    c["filters"] = "everything";
+    expect_refused(envelope(sign(c)), "malformed_job");
+    // A refused job does not consume its jti.
+    EXPECT_TRUE(verifier_.verify(envelope(sign(claims())), kNow));
+}
+
+class ReplayFileTest : public JobVerifierTest {
+  protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() / ("sa-jobs-" + crypto::random_token(8));
+        std::filesystem::create_directories(dir_);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    JobVerifier::Options options() const {
+        return {.audience = "client-1",
+                .leeway_seconds = 60,
+                .replay_file = (dir_ / "jobs" / "replay.log").string()};
+    }
+    std::filesystem::path dir_;
+};
+
+TEST_F(ReplayFileTest, ReplayIsRefusedAfterARestart) {
+    std::string token = sign(claims("lease-r"));
+    {
+        JobVerifier first({hub_key_.public_key()}, options());
+        auto job = first.verify(envelope(token), kNow);
+        ASSERT_TRUE(job) << job.error().message;
+    }
+    // The file exists, is private and holds the entry.
+    struct stat st {};
+    ASSERT_EQ(::stat(options().replay_file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    JobVerifier second({hub_key_.public_key()}, options());
+    auto stats = second.open_replay_store(kNow + 10);
+    ASSERT_TRUE(stats) << stats.error().message;
+    EXPECT_EQ(stats->loaded, 1u);
+    auto again = second.verify(envelope(token), kNow + 10);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().reason_code, "replayed");
+    EXPECT_TRUE(second.verify(envelope(sign(claims("lease-s"))), kNow + 10));
+}
+
+TEST_F(ReplayFileTest, UnusableReplayFileFailsClosed) {
+    // The replay file's directory is a regular file: nothing can be opened.
+    std::ofstream(dir_ / "jobs") << "not a directory";
+    JobVerifier verifier({hub_key_.public_key()}, options());
+    EXPECT_FALSE(verifier.open_replay_store(kNow));
+    expect_refused_by(verifier, envelope(sign(claims())), "replay_store_unavailable");
+    // Once the problem is fixed the verifier recovers without a restart.
+    std::filesystem::remove(dir_ / "jobs");
+    EXPECT_TRUE(verifier.verify(envelope(sign(claims())), kNow));
+}
+
+TEST_F(ReplayFileTest, ConcurrentVerifyAcceptsEachJtiExactlyOnce) {
+    JobVerifier verifier({hub_key_.public_key()}, options());
+    constexpr int kThreads = 4;
+    constexpr int kPerThread = 10;
+    // Tokens are signed up front so the threads race on verify() only.
+    std::vector<std::vector<std::string>> distinct(kThreads);
+    for (int t = 0; t < kThreads; ++t) {
+        for (int i = 0; i < kPerThread; ++i) {
+            distinct[t].push_back(
+                sign(claims("lease-" + std::to_string(t) + "-" + std::to_string(i))));
+        }
+    }
+    const std::string shared = sign(claims("lease-shared"));
+    std::atomic<int> distinct_ok{0}, shared_ok{0}, shared_replayed{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kPerThread; ++i) {
+                if (verifier.verify(envelope(distinct[t][i]), kNow)) ++distinct_ok;
+                auto s = verifier.verify(envelope(shared), kNow);
+                if (s) {
+                    ++shared_ok;
+                } else if (s.error().reason_code == "replayed") {
+                    ++shared_replayed;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(distinct_ok.load(), kThreads * kPerThread);
+    EXPECT_EQ(shared_ok.load(), 1);
+    EXPECT_EQ(shared_replayed.load(), kThreads * kPerThread - 1);
+    auto lines = util_lines(options().replay_file);
+    EXPECT_EQ(lines, static_cast<size_t>(kThreads * kPerThread + 1));
 }
 
 }  // namespace

@@ -62,7 +62,8 @@ std::vector<Readiness::Condition> Readiness::failing_conditions() const {
 
 Result<std::unique_ptr<HealthServer>> HealthServer::start(Options options, const Registry& registry,
                                                           const Readiness& readiness,
-                                                          const Logger& logger) {
+                                                          const Logger& logger,
+                                                          const Liveness* liveness) {
     if (!config::is_loopback_literal(options.host)) {
         return fail(ErrorCode::permission_denied,
                     "health endpoint must bind a loopback address, not " + options.host);
@@ -96,6 +97,14 @@ Result<std::unique_ptr<HealthServer>> HealthServer::start(Options options, const
             }
         }
         res.status = ready ? 200 : 503;
+        res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        "application/json");
+    });
+    server.Get("/livez", [liveness](const httplib::Request&, httplib::Response& res) {
+        const Liveness::Verdict verdict = liveness ? liveness->check() : Liveness::Verdict{};
+        nlohmann::json body{{"live", verdict.live}};
+        if (!verdict.live) body["reason"] = verdict.reason;
+        res.status = verdict.live ? 200 : 503;
         res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         "application/json");
     });

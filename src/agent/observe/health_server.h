@@ -1,7 +1,8 @@
 #pragma once
 // The loopback health endpoint: GET /healthz (200 "ok" while the process
 // runs), GET /readyz (200 when ready, else 503 with a JSON reason) and
-// GET /metrics (Prometheus text format 0.0.4).
+// GET /metrics (Prometheus text format 0.0.4), GET /livez (200 while every
+// control slot moves, else 503 with the stuck slot: see liveness.h).
 // SECURITY NOTE: this is the agent's only listening socket; it binds only a
 // loopback IP literal (checked in config and again here) and serves nothing
 // that changes state.
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/observe/liveness.h"
 #include "agent/observe/logger.h"
 #include "agent/observe/metrics.h"
 #include "common/result.h"
@@ -70,13 +72,15 @@ class HealthServer final {
         std::string state_dir;
     };
 
-    // Binds and starts serving on its own thread. registry, readiness and
-    // logger must outlive the server. Errors: permission_denied for a
+    // Binds and starts serving on its own thread. registry, readiness,
+    // logger and liveness (optional: without it /livez is always 200) must
+    // outlive the server. Errors: permission_denied for a
     // non-loopback host, unavailable when the port cannot be bound, io when
     // the URL file cannot be written.
     static Result<std::unique_ptr<HealthServer>> start(Options options, const Registry& registry,
                                                        const Readiness& readiness,
-                                                       const Logger& logger);
+                                                       const Logger& logger,
+                                                       const Liveness* liveness = nullptr);
     ~HealthServer();
     HealthServer(const HealthServer&) = delete;
     HealthServer& operator=(const HealthServer&) = delete;

@@ -152,6 +152,48 @@ TEST_F(HealthServerTest, ReadyzNamesTheFailingCondition) {
     EXPECT_FALSE(nlohmann::json::parse(ok->body).contains("conditions"));
 }
 
+TEST_F(HealthServerTest, LivezTurnsRedWhenASlotStopsMoving) {
+    auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+    Liveness liveness(std::chrono::seconds(60), [&now] { return now; });
+    const size_t loop = liveness.add("control slot 0");
+    const size_t other = liveness.add("control slot 1");
+    auto server =
+        HealthServer::start({"127.0.0.1", 0, ""}, registry_, readiness_, logger_, &liveness);
+    ASSERT_TRUE(server) << server.error().describe();
+    httplib::Client client("127.0.0.1", (*server)->port());
+
+    auto live = client.Get("/livez");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+    EXPECT_EQ(nlohmann::json::parse(live->body)["live"], true);
+
+    // Slot 1 keeps beating; slot 0 is stuck (e.g. in a call that never returns).
+    now += std::chrono::seconds(50);
+    liveness.beat(other);
+    now += std::chrono::seconds(20);
+    liveness.beat(other);
+    auto stuck = client.Get("/livez");
+    ASSERT_TRUE(stuck);
+    EXPECT_EQ(stuck->status, 503);
+    const auto body = nlohmann::json::parse(stuck->body);
+    EXPECT_EQ(body["live"], false);
+    EXPECT_EQ(body["reason"], "control slot 0 has not moved for 70 s (limit 60 s)");
+
+    liveness.beat(loop);
+    auto again = client.Get("/livez");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->status, 200);
+}
+
+TEST_F(HealthServerTest, LivezWithoutAWatchdogIsAlwaysLive) {
+    auto server = HealthServer::start({"127.0.0.1", 0, ""}, registry_, readiness_, logger_);
+    ASSERT_TRUE(server) << server.error().describe();
+    httplib::Client client("127.0.0.1", (*server)->port());
+    auto live = client.Get("/livez");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+}
+
 TEST_F(HealthServerTest, RefusesNonLoopbackAddresses) {
     for (const char* host : {"0.0.0.0", "::", "192.168.1.1", "localhost"}) {
         auto server = HealthServer::start({host, 0, ""}, registry_, readiness_, logger_);

@@ -24,9 +24,30 @@ inline constexpr const char* kJobsPrefix = "/v1/jobs/";
 inline constexpr const char* kChunksSuffix = "/chunks/";
 inline constexpr const char* kCompleteSuffix = "/complete";
 inline constexpr const char* kFailSuffix = "/fail";
+// POST "/v1/jobs/" + job_id + kHeartbeatSuffix: extends the lease, carries progress (section 5a).
+inline constexpr const char* kHeartbeatSuffix = "/heartbeat";
 inline constexpr const char* kLeaseHeader = "X-Lease-Id";
 inline constexpr const char* kDigestHeader = "Content-Digest";
 
 inline constexpr const char* kOperationExtractMetadata = "extract_metadata";
+// The interactive operations deliver a JSON result with the completion, never chunks.
+inline constexpr const char* kOperationTestConnection = "test_connection";
+inline constexpr const char* kOperationPreflight = "preflight";
+inline constexpr const char* kOperationListSchemas = "list_schemas";
+
+// Job filters (claim "filters"): at most this many patterns per list, each at most
+// kMaxFilterPatternBytes, ECMAScript regular expressions matched against whole names.
+inline constexpr unsigned long kMaxFilterPatterns = 64;
+inline constexpr unsigned long kMaxFilterPatternBytes = 256;
+// Largest completion "result" (serialized JSON) of an interactive operation.
+inline constexpr unsigned long kMaxResultBytes = 64ul * 1024;
+// Heartbeat progress phases.
+inline constexpr const char* kPhaseStarting = "starting";
+inline constexpr const char* kPhaseExtracting = "extracting";
+inline constexpr const char* kPhaseUploading = "uploading";
+inline constexpr const char* kPhaseFinishing = "finishing";
+// Bounds of `agent-hub serve --lease-seconds` (default kLeaseLifetimeSeconds).
+inline constexpr int kMinLeaseSeconds = 10;
+inline constexpr int kMaxLeaseSeconds = 3600;
 
 }  // namespace sa::protocol

@@ -61,6 +61,13 @@ int run(int argc, char** argv) {
                      "their client secret about this often")
         ->check(CLI::Range(5, 3600))
         ->capture_default_str();
+    int lease_seconds = 600;
+    serve
+        ->add_option("--lease-seconds", lease_seconds,
+                     "how long a lease lasts and how far each heartbeat extends it; the signed "
+                     "job's exp is the first lease expiry")
+        ->check(CLI::Range(10, 3600))
+        ->capture_default_str();
     serve->callback(with_data([&](const std::string& dir) {
         auto address = server::parse_listen_address(listen);
         if (!address) {
@@ -72,6 +79,7 @@ int run(int argc, char** argv) {
         options.listen = *address;
         options.extra_sans = sans;
         options.access_token_lifetime_seconds = token_lifetime;
+        options.lease_seconds = lease_seconds;
         return server::serve(options, std::cout, std::cerr);
     }));
 
@@ -130,19 +138,42 @@ int run(int argc, char** argv) {
     // job
     auto* job_cmd = app.add_subcommand("job", "create and inspect jobs");
     job_cmd->require_subcommand(1);
-    auto* job_create_cmd = job_cmd->add_subcommand("create", "queue a job and print its id");
-    std::string job_app;
-    std::string job_source;
-    std::string job_operation;
-    job_create_cmd->add_option("--app", job_app, "app whose agents run the job")->required();
-    job_create_cmd->add_option("--source", job_source, "logical source name, as the agent names it")
+    auto* job_create_cmd = job_cmd->add_subcommand(
+        "create",
+        "queue a job and print its id; with --wait, wait for it to end and print it (exit 0 "
+        "succeeded, 1 failed/refused/cancelled, 2 still running at the timeout)");
+    JobSpec spec;
+    job_create_cmd->add_option("--app", spec.app, "app whose agents run the job")->required();
+    job_create_cmd
+        ->add_option("--source", spec.source, "logical source name, as the agent names it")
         ->required();
-    job_create_cmd->add_option("--operation", job_operation, "operation (extract_metadata)")
-        ->required();
+    job_create_cmd
+        ->add_option("--operation", spec.operation,
+                     "extract_metadata, test_connection, preflight or list_schemas")
+        ->capture_default_str();
+    const char* pattern_help =
+        " (ECMAScript regex matched against the whole name; repeatable, at most 64, 256 bytes "
+        "each; the agent's policy still applies)";
+    job_create_cmd->add_option("--include-schema", spec.filters.schemas.include,
+                               std::string("extract only schemas matching") + pattern_help);
+    job_create_cmd->add_option("--exclude-schema", spec.filters.schemas.exclude,
+                               std::string("skip schemas matching") + pattern_help);
+    job_create_cmd->add_option("--include-table", spec.filters.tables.include,
+                               std::string("extract only tables matching") + pattern_help);
+    job_create_cmd->add_option("--exclude-table", spec.filters.tables.exclude,
+                               std::string("skip tables matching") + pattern_help);
+    WaitOptions wait;
+    int wait_timeout = 60;
+    job_create_cmd->add_flag("--wait", wait.wait,
+                             "wait until the job ends, then print it as `job show` does");
+    job_create_cmd->add_option("--wait-timeout", wait_timeout, "seconds to wait with --wait")
+        ->check(CLI::Range(1, 24 * 3600))
+        ->capture_default_str();
     add_data(job_create_cmd);
     add_json(job_create_cmd);
     job_create_cmd->callback(with_data([&](const std::string& dir) {
-        return job_create(dir, job_app, job_source, job_operation, as_json, io);
+        wait.timeout = std::chrono::seconds(wait_timeout);
+        return job_create(dir, spec, wait, as_json, io);
     }));
     auto* job_show_cmd = job_cmd->add_subcommand("show", "show one job");
     std::string job_id;
@@ -151,16 +182,46 @@ int run(int argc, char** argv) {
     add_json(job_show_cmd);
     job_show_cmd->callback(
         with_data([&](const std::string& dir) { return job_show(dir, job_id, as_json, io); }));
+    auto* job_cancel_cmd = job_cmd->add_subcommand(
+        "cancel",
+        "cancel a job: a queued job is cancelled at once; a leased one when its agent confirms "
+        "(after its next heartbeat) or its lease expires");
+    job_cancel_cmd->add_option("ID", job_id, "job id")->required();
+    add_data(job_cancel_cmd);
+    add_json(job_cancel_cmd);
+    job_cancel_cmd->callback(
+        with_data([&](const std::string& dir) { return job_cancel(dir, job_id, as_json, io); }));
     auto* job_list_cmd = job_cmd->add_subcommand("list", "list recent jobs, newest first");
     std::optional<std::string> list_app;
     std::optional<std::string> list_status;
     job_list_cmd->add_option("--app", list_app, "only this app");
     job_list_cmd->add_option("--status", list_status, "only this status")
-        ->check(CLI::IsMember({"queued", "leased", "succeeded", "failed", "refused"}));
+        ->check(CLI::IsMember({"queued", "leased", "succeeded", "failed", "refused", "cancelled"}));
     add_data(job_list_cmd);
     add_json(job_list_cmd);
     job_list_cmd->callback(with_data(
         [&](const std::string& dir) { return job_list(dir, list_app, list_status, as_json, io); }));
+
+    // pki
+    auto* pki_cmd = app.add_subcommand("pki", "manage the hub's key material");
+    pki_cmd->require_subcommand(1);
+    auto* rotate_job_key_cmd = pki_cmd->add_subcommand(
+        "rotate-job-key",
+        "replace the job-signing key with the one prepared by --prepare (or a new one); the "
+        "previous public key is kept as job-signing.previous.pub.pem. Agents must pin the new "
+        "key (hub.job_signing_keys) BEFORE this: a running serve signs with it from its next "
+        "lease.");
+    bool prepare_only = false;
+    rotate_job_key_cmd->add_flag(
+        "--prepare", prepare_only,
+        "only create the next key (job-signing.next.pub.pem) for customers to pin; do not use "
+        "it yet");
+    add_data(rotate_job_key_cmd);
+    add_json(rotate_job_key_cmd);
+    rotate_job_key_cmd->callback(with_data([&](const std::string& dir) {
+        return prepare_only ? pki_prepare_job_key(dir, as_json, io)
+                            : pki_rotate_job_key(dir, as_json, io);
+    }));
 
     // catalog
     auto* catalog_cmd = app.add_subcommand("catalog", "browse delivered metadata");

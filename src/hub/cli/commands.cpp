@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
 #include "common/util/files.h"
@@ -13,6 +14,7 @@
 #include "hub/identity/app_registry.h"
 #include "hub/ingest/catalog.h"
 #include "hub/jobs/job_queue.h"
+#include "hub/pki/pki.h"
 #include "hub/store/layout.h"
 #include "hub/store/store.h"
 
@@ -244,35 +246,46 @@ int app_revoke(const std::string& data_dir, const std::string& name, bool as_jso
 
 int job_create(const std::string& data_dir, const std::string& app, const std::string& source,
                const std::string& operation, bool as_json, Io io) {
-    auto store = open_existing(data_dir);
-    if (!store) return failed(io, "job create", store.error());
-    jobs::JobQueue queue(**store, system_clock());
-    auto job = queue.create(app, source, operation);
-    if (!job) return failed(io, "job create", job.error());
-    if (as_json) {
-        io.out << dump(json{{"job_id", job->id}}) << "\n";
-    } else {
-        io.out << job->id << "\n";
-    }
-    io.out.flush();
-    return 0;
+    return job_create(data_dir, JobSpec{app, source, operation, {}}, WaitOptions{}, as_json, io);
 }
 
-int job_show(const std::string& data_dir, const std::string& id, bool as_json, Io io) {
-    auto store = open_existing(data_dir);
-    if (!store) return failed(io, "job show", store.error());
-    jobs::JobQueue queue(**store, system_clock());
-    auto job = queue.get(id);
-    if (!job) return failed(io, "job show", job.error());
-    if (as_json) {
-        io.out << dump(jobs::to_json(*job)) << "\n";
-        return 0;
+namespace {
+
+std::string patterns_text(const std::vector<std::string>& patterns) {
+    std::string out;
+    for (const auto& p : patterns) {
+        if (!out.empty()) out += ", ";
+        out += dump(json(p));  // quoted, so spaces and commas stay readable
     }
-    const jobs::Job& j = *job;
+    return "[" + out + "]";
+}
+
+std::string filters_text(const jobs::Filters& f) {
+    if (f.empty()) return "-";
+    std::string out;
+    auto group = [&](const char* name, const jobs::PatternList& list) {
+        if (list.empty()) return;
+        if (!out.empty()) out += "; ";
+        out += name;
+        if (!list.include.empty()) out += " include " + patterns_text(list.include);
+        if (!list.exclude.empty()) out += " exclude " + patterns_text(list.exclude);
+    };
+    group("schemas", f.schemas);
+    group("tables", f.tables);
+    return out;
+}
+
+void print_job(const jobs::Job& j, bool as_json, Io io) {
+    if (as_json) {
+        io.out << dump(jobs::to_json(j)) << "\n";
+        io.out.flush();
+        return;
+    }
     io.out << "id: " << j.id << "\n"
            << "app: " << j.app << "\n"
            << "source: " << j.source << "\n"
            << "operation: " << j.operation << "\n"
+           << "filters: " << filters_text(j.filters) << "\n"
            << "status: " << j.status << "\n"
            << "reason_code: " << j.reason_code.value_or("-") << "\n"
            << "message: " << j.message.value_or("-") << "\n"
@@ -284,11 +297,147 @@ int job_show(const std::string& data_dir, const std::string& id, bool as_json, I
     } else {
         io.out << "summary: -\n";
     }
-    io.out << "created_at: " << when(j.created_at_ms) << "\n"
+    io.out << "cancel_requested: ";
+    if (j.cancel_requested_at_ms) {
+        io.out << "yes, at " << util::rfc3339_millis(*j.cancel_requested_at_ms) << " by "
+               << j.cancel_requested_by.value_or("unknown") << "\n";
+    } else {
+        io.out << "no\n";
+    }
+    if (j.progress) {
+        io.out << "progress: " << j.progress->phase << ", " << j.progress->objects << " objects, "
+               << j.progress->bytes << " bytes, " << j.progress->chunks << " chunks\n";
+    } else {
+        io.out << "progress: -\n";
+    }
+    io.out << "last_heartbeat: " << when(j.heartbeat_at_ms) << "\n"
+           << "created_at: " << when(j.created_at_ms) << "\n"
            << "leased_at: " << when(j.leased_at_ms) << "\n"
+           << "lease_expires_at: "
+           << (j.status == jobs::status::kLeased ? when(j.lease_expires_at_ms) : "-") << "\n"
            << "started_at: " << when(j.started_at_ms) << "\n"
            << "finished_at: " << when(j.finished_at_ms) << "\n"
-           << "completed_at: " << when(j.completed_at_ms) << "\n";
+           << "completed_at: " << when(j.completed_at_ms) << "\n"
+           << "result: " << (j.result ? dump(*j.result, 2) : std::string("-")) << "\n";
+    io.out.flush();
+}
+
+}  // namespace
+
+int job_create(const std::string& data_dir, const JobSpec& spec, const WaitOptions& wait,
+               bool as_json, Io io) {
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "job create", store.error());
+    jobs::JobQueue queue(**store, system_clock());
+    auto job = queue.create(spec.app, spec.source, spec.operation, spec.filters);
+    if (!job) return failed(io, "job create", job.error());
+    if (!wait.wait) {
+        if (as_json) {
+            io.out << dump(json{{"job_id", job->id}}) << "\n";
+        } else {
+            io.out << job->id << "\n";
+        }
+        io.out.flush();
+        return 0;
+    }
+    io.err << "agent-hub job create: waiting for job " << job->id << " (timeout "
+           << wait.timeout.count() / 1000.0 << " s)\n";
+    io.err.flush();
+    // Polling the database is enough at this rate and works whether or not
+    // `serve` runs in this process; settle() ends a cancelled job whose lease
+    // ran out even when no agent polls any more.
+    const auto deadline = std::chrono::steady_clock::now() + wait.timeout;
+    for (;;) {
+        if (auto s = queue.settle(job->id); !s) return failed(io, "job create", s.error());
+        auto now_job = queue.get(job->id);
+        if (!now_job) return failed(io, "job create", now_job.error());
+        if (jobs::is_terminal(now_job->status)) {
+            print_job(*now_job, as_json, io);
+            return now_job->status == jobs::status::kSucceeded ? 0 : 1;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            print_job(*now_job, as_json, io);
+            io.err << "agent-hub job create: timed out after " << wait.timeout.count() / 1000.0
+                   << " s: job " << now_job->id << " is still " << now_job->status << "\n";
+            return 2;
+        }
+        std::this_thread::sleep_for(wait.poll);
+    }
+}
+
+int job_show(const std::string& data_dir, const std::string& id, bool as_json, Io io) {
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "job show", store.error());
+    jobs::JobQueue queue(**store, system_clock());
+    auto job = queue.get(id);
+    if (!job) return failed(io, "job show", job.error());
+    print_job(*job, as_json, io);
+    return 0;
+}
+
+int job_cancel(const std::string& data_dir, const std::string& id, bool as_json, Io io) {
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "job cancel", store.error());
+    jobs::JobQueue queue(**store, system_clock());
+    auto outcome = queue.cancel(id, current_operator());
+    if (!outcome) return failed(io, "job cancel", outcome.error());
+    const jobs::Job& j = outcome->job;
+    if (as_json) {
+        io.out << dump(json{{"job_id", j.id},
+                            {"status", j.status},
+                            {"cancel_requested", true},
+                            {"ended", outcome->ended}})
+               << "\n";
+    } else if (outcome->ended) {
+        io.out << "job " << j.id << " cancelled\n";
+    } else {
+        io.out << "cancel requested for job " << j.id << " (leased by agent "
+               << j.agent_id.value_or("-")
+               << "): the agent learns it from its next heartbeat; the job ends cancelled when "
+                  "the agent confirms or its lease expires";
+        if (j.lease_expires_at_ms)
+            io.out << " (" << util::rfc3339_millis(*j.lease_expires_at_ms) << ")";
+        io.out << "\n";
+    }
+    io.out.flush();
+    return 0;
+}
+
+int pki_prepare_job_key(const std::string& data_dir, bool as_json, Io io) {
+    auto prepared = pki::prepare_job_key(data_dir);
+    if (!prepared) return failed(io, "pki rotate-job-key --prepare", prepared.error());
+    if (as_json) {
+        io.out << dump(json{{"next_kid", prepared->kid}, {"public_key", prepared->public_key_path}})
+               << "\n";
+    } else {
+        io.out << "next job-signing key id: " << prepared->kid << "\n"
+               << "its public key: " << prepared->public_key_path << "\n"
+               << "Have every agent pin it beside the current key (hub.job_signing_keys), then "
+                  "run `agent-hub pki rotate-job-key` to sign with it.\n";
+    }
+    io.out.flush();
+    return 0;
+}
+
+int pki_rotate_job_key(const std::string& data_dir, bool as_json, Io io) {
+    auto rotated = pki::rotate_job_key(data_dir);
+    if (!rotated) return failed(io, "pki rotate-job-key", rotated.error());
+    if (as_json) {
+        io.out << dump(json{{"previous_kid", rotated->previous_kid},
+                            {"kid", rotated->new_kid},
+                            {"public_key", rotated->public_key_path},
+                            {"previous_public_key", rotated->previous_public_key_path}})
+               << "\n";
+    } else {
+        io.out << "previous job-signing key id: " << rotated->previous_kid
+               << " (public key kept in " << rotated->previous_public_key_path << ")\n"
+               << "new job-signing key id: " << rotated->new_kid << "\n"
+               << "new public key (agents pin it in hub.job_signing_keys): "
+               << rotated->public_key_path << "\n"
+               << "A running `agent-hub serve` signs jobs with the new key from its next lease; "
+                  "agents that do not pin it refuse those jobs (unknown_key).\n";
+    }
+    io.out.flush();
     return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "common/crypto/password_hash.h"
 #include "common/result.h"
+#include "hub/jobs/job_queue.h"
 
 namespace sa::hub::cli {
 
@@ -42,7 +43,40 @@ int app_revoke(const std::string& data_dir, const std::string& name, bool json, 
 std::string current_operator();
 int job_create(const std::string& data_dir, const std::string& app, const std::string& source,
                const std::string& operation, bool json, Io io);
+
+struct JobSpec {
+    std::string app;
+    std::string source;
+    std::string operation = "extract_metadata";
+    jobs::Filters filters;  // checked by JobQueue::create; errors name the flag
+};
+
+struct WaitOptions {
+    bool wait = false;
+    std::chrono::milliseconds timeout{60'000};
+    std::chrono::milliseconds poll{100};  // how often the store is read
+};
+
+// Queues a job and prints its id. With wait.wait it then polls the store
+// until the job ends and prints it as job_show does; exit code 0 succeeded,
+// 1 failed/refused/cancelled (or the job could not be created), 2 when the
+// timeout passed first (the message on err says the job is still STATUS).
+int job_create(const std::string& data_dir, const JobSpec& spec, const WaitOptions& wait, bool json,
+               Io io);
+// Shows operation, filters, status, reason, progress and last heartbeat,
+// cancel request and result (docs/protocol.md).
 int job_show(const std::string& data_dir, const std::string& id, bool json, Io io);
+// queued -> cancelled at once; leased -> cancel requested (the agent learns it
+// from its next heartbeat); an ended job is an error (exit 1).
+int job_cancel(const std::string& data_dir, const std::string& id, bool json, Io io);
+
+// Rotation step 1: creates (or shows) the next job-signing key, not used yet,
+// and prints its key id and public key path for customers to pin.
+int pki_prepare_job_key(const std::string& data_dir, bool json, Io io);
+// Rotation step 2: makes the prepared key (or a new one) the job-signing key
+// (the previous public key is kept beside it) and prints both key ids and the
+// new public key's path.
+int pki_rotate_job_key(const std::string& data_dir, bool json, Io io);
 int job_list(const std::string& data_dir, const std::optional<std::string>& app,
              const std::optional<std::string>& status, bool json, Io io);
 int catalog_tables(const std::string& data_dir, const std::optional<std::string>& source,

@@ -7,9 +7,15 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
+#include "common/crypto/ed25519.h"
 #include "common/util/files.h"
+#include "hub/ingest/ingest.h"
+#include "hub/jobs/job_queue.h"
+#include "hub/pki/pki.h"
 #include "hub/store/layout.h"
+#include "hub/store/store.h"
 #include "hub/testing/test_support.h"
 
 namespace sa::hub::cli {
@@ -125,6 +131,206 @@ TEST_F(CommandsTest, JobCreateAndShow) {
     EXPECT_EQ(job_create(dir(), "crm", "inventory", "drop", false, bad_op.io()), 1);
     Captured bad_source;
     EXPECT_EQ(job_create(dir(), "crm", "../etc", "extract_metadata", false, bad_source.io()), 1);
+}
+
+// Plays the agent from another connection: leases the next job of app and
+// ends it with end(queue, ingest, leased job). Gives up after 10 s.
+template <class F>
+std::thread agent_thread(const std::string& data_dir, const std::string& app, F end) {
+    return std::thread([data_dir, app, end] {
+        clock::SystemClock clock;
+        auto store = store::Store::open(store::Layout::of(data_dir).database);
+        ASSERT_TRUE(store.has_value());
+        jobs::JobQueue queue(**store, clock);
+        ingest::Ingest ingest(**store, clock);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < deadline) {
+            auto lease = queue.try_lease(app, "edge-1");
+            ASSERT_TRUE(lease.has_value());
+            if (*lease) {
+                end(queue, ingest, (*lease)->job);
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        ADD_FAILURE() << "no job to lease";
+    });
+}
+
+TEST_F(CommandsTest, JobCreateWaitPrintsTheResultOfAnInteractiveJob) {
+    Captured setup;
+    ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+    auto agent =
+        agent_thread(dir(), "crm", [](jobs::JobQueue&, ingest::Ingest& ingest, const jobs::Job& j) {
+            ingest::Completion c{*j.lease_id, "edge-1", {}, 1, 2};
+            c.result = json{{"ok", true}, {"server_version", "16.2"}};
+            auto done = ingest.complete(j.app, j.id, c);
+            EXPECT_TRUE(done.has_value()) << done.error().description;
+        });
+    Captured waited;
+    JobSpec spec{"crm", "inventory", "test_connection", {}};
+    int code =
+        job_create(dir(), spec, WaitOptions{true, std::chrono::seconds(10)}, false, waited.io());
+    agent.join();
+    EXPECT_EQ(code, 0) << waited.err.str();
+    std::string text = waited.out.str();
+    EXPECT_NE(text.find("operation: test_connection\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("status: succeeded\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\"server_version\": \"16.2\""), std::string::npos) << text;
+    EXPECT_NE(waited.err.str().find("waiting for job"), std::string::npos);
+}
+
+TEST_F(CommandsTest, JobCreateWaitExitsOneWhenTheJobFailsAndTwoOnTimeout) {
+    Captured setup;
+    ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+    auto agent =
+        agent_thread(dir(), "crm", [](jobs::JobQueue& queue, ingest::Ingest&, const jobs::Job& j) {
+            auto done = queue.fail(
+                j.app, j.id,
+                jobs::FailReport{*j.lease_id, "edge-1", "refused", "operation_not_allowed",
+                                 "policy allows extract_metadata only"});
+            EXPECT_TRUE(done.has_value());
+        });
+    Captured refused;
+    int code = job_create(dir(), JobSpec{"crm", "inventory", "preflight", {}},
+                          WaitOptions{true, std::chrono::seconds(10)}, true, refused.io());
+    agent.join();
+    EXPECT_EQ(code, 1) << refused.err.str();
+    auto shown = json::parse(refused.out.str());
+    EXPECT_EQ(shown["status"], "refused");
+    EXPECT_EQ(shown["reason_code"], "operation_not_allowed");
+    EXPECT_EQ(shown["message"], "policy allows extract_metadata only");
+
+    Captured slow;
+    code =
+        job_create(dir(), JobSpec{"crm", "inventory", "list_schemas", {}},
+                   WaitOptions{true, std::chrono::milliseconds(300), std::chrono::milliseconds(50)},
+                   false, slow.io());
+    EXPECT_EQ(code, 2);
+    EXPECT_NE(slow.err.str().find("timed out after 0.3 s"), std::string::npos) << slow.err.str();
+    EXPECT_NE(slow.err.str().find("is still queued"), std::string::npos) << slow.err.str();
+    EXPECT_NE(slow.out.str().find("status: queued\n"), std::string::npos);
+}
+
+TEST_F(CommandsTest, JobCreateRefusesBadFiltersNamingTheFlag) {
+    Captured setup;
+    ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+    JobSpec spec{"crm", "inventory", "extract_metadata", {}};
+    spec.filters.tables.exclude = {"tmp_.*", "[unclosed"};
+    Captured bad;
+    EXPECT_EQ(job_create(dir(), spec, WaitOptions{}, false, bad.io()), 1);
+    EXPECT_NE(bad.err.str().find("--exclude-table pattern 2 '[unclosed'"), std::string::npos)
+        << bad.err.str();
+    EXPECT_TRUE(bad.out.str().empty());
+
+    spec.filters.tables.exclude = {"tmp_.*"};
+    spec.filters.schemas.include = {"public", "sales"};
+    Captured ok;
+    ASSERT_EQ(job_create(dir(), spec, WaitOptions{}, false, ok.io()), 0) << ok.err.str();
+    std::string id = ok.out.str();
+    id.pop_back();
+    Captured shown;
+    ASSERT_EQ(job_show(dir(), id, false, shown.io()), 0);
+    EXPECT_NE(
+        shown.out.str().find(
+            "filters: schemas include [\"public\", \"sales\"]; tables exclude [\"tmp_.*\"]\n"),
+        std::string::npos)
+        << shown.out.str();
+    Captured as_json;
+    ASSERT_EQ(job_show(dir(), id, true, as_json.io()), 0);
+    EXPECT_EQ(json::parse(as_json.out.str())["filters"],
+              (json{{"schemas", {{"include", {"public", "sales"}}}},
+                    {"tables", {{"exclude", {"tmp_.*"}}}}}));
+}
+
+TEST_F(CommandsTest, JobCancelEndsQueuedJobsAndRequestsLeasedOnes) {
+    Captured setup;
+    ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+    Captured first;
+    ASSERT_EQ(job_create(dir(), "crm", "inventory", "extract_metadata", false, first.io()), 0);
+    std::string queued = first.out.str();
+    queued.pop_back();
+    Captured cancelled;
+    ASSERT_EQ(job_cancel(dir(), queued, false, cancelled.io()), 0) << cancelled.err.str();
+    EXPECT_EQ(cancelled.out.str(), "job " + queued + " cancelled\n");
+    Captured again;
+    EXPECT_EQ(job_cancel(dir(), queued, false, again.io()), 1);
+    EXPECT_EQ(again.err.str(),
+              "agent-hub job cancel: job " + queued + " has already ended (status cancelled)\n");
+
+    Captured second;
+    ASSERT_EQ(job_create(dir(), "crm", "inventory", "extract_metadata", false, second.io()), 0);
+    std::string leased = second.out.str();
+    leased.pop_back();
+    {
+        clock::SystemClock clock;
+        auto store = store::Store::open(store::Layout::of(dir()).database);
+        ASSERT_TRUE(store.has_value());
+        jobs::JobQueue queue(**store, clock);
+        auto lease = queue.try_lease("crm", "edge-7");
+        ASSERT_TRUE(lease && *lease);
+        ASSERT_EQ((*lease)->job.id, leased);
+    }
+    Captured requested;
+    ASSERT_EQ(job_cancel(dir(), leased, true, requested.io()), 0) << requested.err.str();
+    EXPECT_EQ(json::parse(requested.out.str()), (json{{"job_id", leased},
+                                                      {"status", "leased"},
+                                                      {"cancel_requested", true},
+                                                      {"ended", false}}));
+    Captured shown;
+    ASSERT_EQ(job_show(dir(), leased, false, shown.io()), 0);
+    EXPECT_NE(shown.out.str().find("cancel_requested: yes, at "), std::string::npos);
+    EXPECT_NE(shown.out.str().find("status: leased\n"), std::string::npos);
+    Captured missing;
+    EXPECT_EQ(job_cancel(dir(), "no-such-job", false, missing.io()), 1);
+}
+
+TEST_F(CommandsTest, PkiRotateJobKeyPrintsBothKeyIds) {
+    ASSERT_TRUE(pki::ensure(dir(), {}).has_value());
+    const store::Layout l = store::Layout::of(dir());
+    auto before = crypto::Ed25519PublicKey::from_pem_file(l.job_public);
+    ASSERT_TRUE(before.has_value());
+    Captured rotated;
+    ASSERT_EQ(pki_rotate_job_key(dir(), true, rotated.io()), 0) << rotated.err.str();
+    auto out = json::parse(rotated.out.str());
+    auto after = crypto::Ed25519PublicKey::from_pem_file(l.job_public);
+    ASSERT_TRUE(after.has_value());
+    EXPECT_EQ(out["previous_kid"], before->key_id());
+    EXPECT_EQ(out["kid"], after->key_id());
+    EXPECT_EQ(out["public_key"], l.job_public);
+    EXPECT_EQ(out["previous_public_key"], l.job_previous_public);
+    EXPECT_EQ(util::read_file(l.job_previous_public).value(), before->pem());
+
+    Captured human;
+    ASSERT_EQ(pki_rotate_job_key(dir(), false, human.io()), 0);
+    EXPECT_NE(human.out.str().find("previous job-signing key id: " + after->key_id()),
+              std::string::npos)
+        << human.out.str();
+    EXPECT_NE(human.out.str().find("hub.job_signing_keys"), std::string::npos);
+
+    // Two steps: prepare (customers pin it), then rotate to exactly that key.
+    Captured prepared;
+    ASSERT_EQ(pki_prepare_job_key(dir(), true, prepared.io()), 0) << prepared.err.str();
+    std::string next_kid = json::parse(prepared.out.str())["next_kid"];
+    EXPECT_EQ(json::parse(prepared.out.str())["public_key"], l.job_next_public);
+    auto pinned = crypto::Ed25519PublicKey::from_pem_file(l.job_next_public);
+    ASSERT_TRUE(pinned.has_value());
+    EXPECT_EQ(pinned->key_id(), next_kid);
+    Captured prepared_again;  // idempotent
+    ASSERT_EQ(pki_prepare_job_key(dir(), true, prepared_again.io()), 0);
+    EXPECT_EQ(json::parse(prepared_again.out.str())["next_kid"], next_kid);
+    auto still = crypto::Ed25519PublicKey::from_pem_file(l.job_public);
+    ASSERT_TRUE(still.has_value());
+    EXPECT_NE(still->key_id(), next_kid);  // not in use yet
+    Captured switched;
+    ASSERT_EQ(pki_rotate_job_key(dir(), true, switched.io()), 0);
+    EXPECT_EQ(json::parse(switched.out.str())["kid"], next_kid);
+    EXPECT_FALSE(util::read_file(l.job_next_key).has_value());
+    EXPECT_FALSE(util::read_file(l.job_next_public).has_value());
+
+    Captured nothing;
+    EXPECT_EQ(pki_rotate_job_key(tmp.file("empty"), false, nothing.io()), 1);
+    EXPECT_NE(nothing.err.str().find("no job-signing key"), std::string::npos);
 }
 
 TEST_F(CommandsTest, CommandsOtherThanAppCreateNeedAnExistingDatabase) {

@@ -159,8 +159,11 @@ wire::WireResult<ChunkReceipt> Ingest::put_chunk(const std::string& app, const s
     return store_.with([&](sqlite::Database& db) -> wire::WireResult<ChunkReceipt> {
         auto tx = sqlite::Transaction::begin(db);
         if (!tx) return wire::internal_failure(tx.error());
-        if (auto lease = jobs::check_lease(db, app, job_id, lease_id, now); !lease) {
-            return std::unexpected(lease.error());
+        auto lease = jobs::check_lease(db, app, job_id, lease_id, now);
+        if (!lease) return std::unexpected(lease.error());
+        if (jobs::is_interactive(lease->operation)) {
+            return wire_fail(code::kInvalidRequest, "job " + job_id + " is a " + lease->operation +
+                                                        " job: it takes no chunks");
         }
         auto existing = store::prepare(db, "SELECT sha256 FROM chunks WHERE job_id = ? AND seq = ?",
                                        job_id, seq);
@@ -231,16 +234,27 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
     // Phase 1, under the store lock: the lease and the uploaded chunks.
     int64_t now = clock_.now_ms();
     std::string source;
+    std::string operation;
     auto loaded =
         store_.with([&](sqlite::Database& db) -> wire::WireResult<std::vector<StoredChunk>> {
             auto lease = jobs::check_lease(db, app, job_id, completion.lease_id, now);
             if (!lease) return std::unexpected(lease.error());
             source = lease->source;
+            operation = lease->operation;
+            if (jobs::is_interactive(operation)) return std::vector<StoredChunk>();
             auto chunks = load_chunks(db, job_id, true);
             if (!chunks) return wire::internal_failure(chunks.error());
             return std::move(*chunks);
         });
     if (!loaded) return std::unexpected(loaded.error());
+    if (jobs::is_interactive(operation)) {
+        return complete_interactive(app, job_id, completion, operation);
+    }
+    if (completion.result) {
+        return wire_fail(code::kInvalidRequest,
+                         "result is only for test_connection, preflight and list_schemas; an "
+                         "extract_metadata job delivers chunks");
+    }
 
     // Phase 2, without the lock: checks and parsing of untrusted bytes.
     if (auto problem = check_manifest(listed, *loaded)) {
@@ -292,10 +306,54 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
             return wire::internal_failure(s.error());
         }
         if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
-        return CompletionResult{job_id, data.summary};
+        return CompletionResult{job_id, operation, data.summary};
     });
     if (late_problem) fail_job(app, job_id, completion, *late_problem);
     return done;
+}
+
+wire::WireResult<CompletionResult> Ingest::complete_interactive(const std::string& app,
+                                                                const std::string& job_id,
+                                                                const Completion& completion,
+                                                                const std::string& operation) {
+    // Request problems leave the job as it is: the agent may still report
+    // /fail (e.g. limit_exceeded), or the lease runs out.
+    if (!completion.chunks.empty()) {
+        return wire_fail(code::kInvalidRequest,
+                         "a " + operation + " job delivers no chunks: chunks must be empty");
+    }
+    if (!completion.result) {
+        return wire_fail(code::kInvalidRequest, "result is required for a " + operation + " job");
+    }
+    if (!completion.result->is_object()) {
+        return wire_fail(code::kInvalidRequest, "result must be a JSON object");
+    }
+    std::string result =
+        completion.result->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (result.size() > protocol::kMaxResultBytes) {
+        return wire_fail(code::kTooLarge, "result is " + std::to_string(result.size()) +
+                                              " bytes serialized; at most " +
+                                              std::to_string(protocol::kMaxResultBytes));
+    }
+    int64_t now = clock_.now_ms();
+    return store_.with([&](sqlite::Database& db) -> wire::WireResult<CompletionResult> {
+        auto tx = sqlite::Transaction::begin(db);
+        if (!tx) return wire::internal_failure(tx.error());
+        auto lease = jobs::check_lease(db, app, job_id, completion.lease_id, now);
+        if (!lease) return std::unexpected(lease.error());
+        if (auto s = store::execute(
+                db,
+                "UPDATE jobs SET status = 'succeeded', reason_code = NULL, message = NULL, "
+                "agent_id = ?, started_at_ms = ?, finished_at_ms = ?, completed_at_ms = ?, "
+                "result = ? WHERE id = ?",
+                completion.agent_id, completion.started_at_ms, completion.finished_at_ms, now,
+                result, job_id);
+            !s) {
+            return wire::internal_failure(s.error());
+        }
+        if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
+        return CompletionResult{job_id, operation, jobs::Summary{}};
+    });
 }
 
 }  // namespace sa::hub::ingest

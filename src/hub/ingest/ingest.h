@@ -6,6 +6,10 @@
 //   - a chunk is stored only if its body matches its Content-Digest;
 //     re-sending the same (seq, digest) is a no-op, a different digest for a
 //     stored seq is a conflict;
+//   - the interactive operations (test_connection, preflight, list_schemas)
+//     take no chunks: their completion carries a JSON object "result" (at most
+//     protocol::kMaxResultBytes serialized), stored with the job; the catalog
+//     is never touched. extract_metadata completions must not carry one;
 //   - completion requires exactly the listed chunks (same digests and sizes,
 //     re-hashed), every chunk must parse, and then the catalog of
 //     (app, source) is replaced and the job marked succeeded in ONE
@@ -14,6 +18,7 @@
 // Chunks are untrusted input: parsing errors become bad_chunk, never crashes.
 // Thread safety: safe to share between threads.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,10 +50,13 @@ struct Completion {
     std::vector<ChunkRef> chunks;
     std::optional<int64_t> started_at_ms;
     std::optional<int64_t> finished_at_ms;
+    // Required for the interactive operations, forbidden for extract_metadata.
+    std::optional<nlohmann::json> result;
 };
 
 struct CompletionResult {
     std::string job_id;
+    std::string operation;
     jobs::Summary summary;  // counted by the hub from the delivered tables
 };
 
@@ -60,18 +68,26 @@ class Ingest final {
 
     // digest_header is the Content-Digest field value, nullopt when absent.
     // Errors: invalid_digest, digest_mismatch, chunk_conflict, lease_lost,
-    // request_too_large, invalid_request (seq out of range).
+    // request_too_large, invalid_request (seq out of range; a job of an
+    // interactive operation, which takes no chunks).
     wire::WireResult<ChunkReceipt> put_chunk(const std::string& app, const std::string& job_id,
                                              const std::string& lease_id, int64_t seq,
                                              std::optional<std::string_view> digest_header,
                                              std::string_view body);
 
-    // Errors: lease_lost (job untouched), invalid_request (malformed list,
-    // job untouched), missing_chunk, digest_mismatch, bad_chunk (job failed).
+    // Errors: lease_lost (job untouched), invalid_request (malformed list; a
+    // result missing, not an object or not allowed for the operation; chunks
+    // listed for an interactive operation: job untouched), request_too_large
+    // (result over protocol::kMaxResultBytes, job untouched), missing_chunk,
+    // digest_mismatch, bad_chunk (job failed).
     wire::WireResult<CompletionResult> complete(const std::string& app, const std::string& job_id,
                                                 const Completion& completion);
 
   private:
+    wire::WireResult<CompletionResult> complete_interactive(const std::string& app,
+                                                            const std::string& job_id,
+                                                            const Completion& completion,
+                                                            const std::string& operation);
     // Marks the job failed with the delivery problem, if the lease still holds.
     void fail_job(const std::string& app, const std::string& job_id, const Completion& completion,
                   const wire::WireError& why);

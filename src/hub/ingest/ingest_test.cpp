@@ -328,5 +328,81 @@ TEST_F(IngestTest, EmptyDeliveryClearsTheSource) {
     EXPECT_TRUE(catalog->tables(CatalogFilter{.source = "inv"})->empty());
 }
 
+TEST_F(IngestTest, InteractiveOperationCompletesWithAResultAndLeavesTheCatalog) {
+    deliver("inv", {sample_table("orders", 2)});
+    const int64_t tables_before = count("SELECT count(*) FROM catalog_tables");
+    auto job = queue->create("app-a", "inv", "test_connection");
+    ASSERT_TRUE(job.has_value());
+    auto lease = queue->try_lease("app-a", "edge-1");
+    ASSERT_TRUE(lease && *lease);
+    const std::string lease_id = *(*lease)->job.lease_id;
+
+    // It takes no chunks, neither uploaded nor listed, and needs a result.
+    auto chunk = put(job->id, lease_id, 0, chunk_of({sample_table("x", 1)}));
+    ASSERT_FALSE(chunk.has_value());
+    EXPECT_EQ(chunk.error().code, "invalid_request");
+    Completion c{lease_id, "edge-1", {}, 10, 20};
+    auto no_result = ingest->complete("app-a", job->id, c);
+    ASSERT_FALSE(no_result.has_value());
+    EXPECT_EQ(no_result.error().code, "invalid_request");
+    c.result = nlohmann::json::array({1, 2});
+    EXPECT_EQ(ingest->complete("app-a", job->id, c).error().code, "invalid_request");
+    c.result = nlohmann::json{{"ok", true}};
+    c.chunks = {ref(0, "x\n")};
+    EXPECT_EQ(ingest->complete("app-a", job->id, c).error().code, "invalid_request");
+    EXPECT_EQ(queue->get(job->id)->status, "leased");  // request problems leave the job
+
+    c.chunks.clear();
+    c.result = nlohmann::json{{"ok", true}, {"latency_ms", 12}, {"server_version", "3.45.1"}};
+    auto done = ingest->complete("app-a", job->id, c);
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    EXPECT_EQ(done->operation, "test_connection");
+    auto after = queue->get(job->id);
+    ASSERT_TRUE(after.has_value());
+    EXPECT_EQ(after->status, "succeeded");
+    EXPECT_EQ(after->result, *c.result);
+    EXPECT_FALSE(after->summary.has_value());
+    EXPECT_EQ(after->started_at_ms, 10);
+    EXPECT_EQ(jobs::to_json(*after)["result"]["server_version"], "3.45.1");
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables"), tables_before);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE name = 'orders'"), 1);
+    // Completing twice is a lost lease.
+    EXPECT_EQ(ingest->complete("app-a", job->id, c).error().code, "lease_lost");
+}
+
+TEST_F(IngestTest, OversizedResultIsRefusedAndTheJobLeftForTheAgentToFail) {
+    auto job = queue->create("app-a", "inv", "list_schemas");
+    auto lease = queue->try_lease("app-a", "edge-1");
+    ASSERT_TRUE(job && lease && *lease);
+    const std::string lease_id = *(*lease)->job.lease_id;
+    Completion c{lease_id, "edge-1", {}, 1, 2};
+    // {"schemas":"aaa..."}: 14 bytes around the string.
+    c.result = nlohmann::json{{"schemas", std::string(protocol::kMaxResultBytes - 13, 'a')}};
+    auto big = ingest->complete("app-a", job->id, c);
+    ASSERT_FALSE(big.has_value());
+    EXPECT_EQ(big.error().code, "request_too_large");
+    EXPECT_EQ(queue->get(job->id)->status, "leased");
+
+    c.result = nlohmann::json{{"schemas", std::string(protocol::kMaxResultBytes - 14, 'a')}};
+    ASSERT_EQ(c.result->dump().size(), protocol::kMaxResultBytes);
+    auto fits = ingest->complete("app-a", job->id, c);
+    ASSERT_TRUE(fits.has_value()) << fits.error().description;
+}
+
+TEST_F(IngestTest, ResultIsRefusedForExtractMetadata) {
+    auto [job, lease] = leased_job("inv");
+    std::string body = chunk_of({sample_table("orders", 2)});
+    ASSERT_TRUE(put(job, lease, 0, body).has_value());
+    Completion c{lease, "edge-1", {ref(0, body)}, 1, 2};
+    c.result = nlohmann::json{{"ok", true}};
+    auto refused = ingest->complete("app-a", job, c);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "invalid_request");
+    EXPECT_EQ(queue->get(job)->status, "leased");
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables"), 0);
+    c.result.reset();
+    EXPECT_TRUE(ingest->complete("app-a", job, c).has_value());
+}
+
 }  // namespace
 }  // namespace sa::hub::ingest

@@ -19,8 +19,13 @@ Result<std::optional<Lease>> Dispatcher::lease(const std::string& app, const std
         if (!leased) return std::unexpected(leased.error());
         if (*leased) {
             const LeasedJob& l = **leased;
-            return Lease{*l.job.lease_id, l.job.id, *l.job.lease_expires_at_ms / 1000,
-                         signer_.sign(l), l.job};
+            SignedJob signed_job = signer_.sign_job(l);
+            return Lease{*l.job.lease_id,
+                         l.job.id,
+                         *l.job.lease_expires_at_ms / 1000,
+                         std::move(signed_job.jws),
+                         std::move(signed_job.kid),
+                         l.job};
         }
         auto now = Clock::now();
         if (now >= deadline || notifier_.is_shut_down()) return std::nullopt;

@@ -20,6 +20,7 @@ struct Lease {
     std::string job_id;
     int64_t lease_expires_at = 0;  // Unix seconds
     std::string job;               // the signed job (JWS compact)
+    std::string kid;               // of the key that signed it, for the log
     Job details;                   // for the log
 };
 

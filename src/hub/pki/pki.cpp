@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/crypto/openssl_ptr.h"
@@ -398,6 +399,63 @@ Result<Material> ensure(const std::string& dir, const std::vector<std::string>& 
     if (!job_key) return std::unexpected(job_key.error());
     return Material{std::move(layout), std::move(*token_key), std::move(*job_key),
                     std::move(created)};
+}
+
+Result<PreparedJobKey> prepare_job_key(const std::string& dir) {
+    store::Layout l = store::Layout::of(dir);
+    if (!file_exists(l.job_key)) {
+        return fail(ErrorCode::not_found, "no job-signing key in " + dir +
+                                              " (start `agent-hub serve --data " + dir +
+                                              "` once to create the key material)");
+    }
+    std::vector<std::string> written;
+    // ensure_signing_key creates the next key when missing and re-derives
+    // its public half, exactly as for the live keys.
+    auto next = ensure_signing_key(l.job_next_key, l.job_next_public, written);
+    if (!next) return std::unexpected(next.error());
+    return PreparedJobKey{next->public_key().key_id(), l.job_next_public};
+}
+
+Result<JobKeyRotation> rotate_job_key(const std::string& dir) {
+    store::Layout l = store::Layout::of(dir);
+    if (!file_exists(l.job_key)) {
+        return fail(ErrorCode::not_found, "no job-signing key in " + dir +
+                                              " (start `agent-hub serve --data " + dir +
+                                              "` once to create the key material)");
+    }
+    auto old_key = crypto::Ed25519PrivateKey::from_pem_file(l.job_key);
+    if (!old_key) return fail(ErrorCode::integrity, l.job_key + ": " + old_key.error().message);
+    auto old_public = old_key->public_key();
+    crypto::Ed25519PrivateKey new_key = crypto::Ed25519PrivateKey::generate();
+    const bool prepared = file_exists(l.job_next_key);
+    if (prepared) {
+        auto next = crypto::Ed25519PrivateKey::from_pem_file(l.job_next_key);
+        if (!next) return fail(ErrorCode::integrity, l.job_next_key + ": " + next.error().message);
+        new_key = std::move(*next);
+    }
+    auto new_pem = private_key_pem(new_key.native());
+    if (!new_pem) return std::unexpected(new_pem.error());
+    std::vector<std::string> written;
+    // Order matters for a crash in between: the previous public key first
+    // (nothing depends on it), then the private key (from which `serve`
+    // signs, and from which the next start re-derives job-signing.pub.pem).
+    if (auto s = write_pem(l.job_previous_public, old_public.pem(), 0644, written); !s) {
+        return std::unexpected(s.error());
+    }
+    if (auto s = write_pem(l.job_key, *new_pem, 0600, written); !s) {
+        return std::unexpected(s.error());
+    }
+    auto new_public = new_key.public_key();
+    if (auto s = write_pem(l.job_public, new_public.pem(), 0644, written); !s) {
+        return std::unexpected(s.error());
+    }
+    // The prepared key is live now; a leftover would be "prepared" again.
+    if (prepared) {
+        std::remove(l.job_next_key.c_str());
+        std::remove(l.job_next_public.c_str());
+    }
+    return JobKeyRotation{old_public.key_id(), new_public.key_id(), l.job_public,
+                          l.job_previous_public};
 }
 
 Status verify_server_certificate(const std::string& ca_pem, const std::string& cert_pem) {

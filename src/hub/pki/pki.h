@@ -35,6 +35,35 @@ struct Material {
 // pair is missing or the files do not parse.
 Result<Material> ensure(const std::string& dir, const std::vector<std::string>& extra_sans);
 
+struct JobKeyRotation {
+    std::string previous_kid;
+    std::string new_kid;
+    std::string public_key_path;           // job-signing.pub.pem, now the new key
+    std::string previous_public_key_path;  // job-signing.previous.pub.pem
+};
+
+struct PreparedJobKey {
+    std::string kid;
+    std::string public_key_path;  // job-signing.next.pub.pem: what customers pin now
+};
+
+// Step 1 of a rotation: creates the next job-signing key
+// (job-signing.next.key, 0600, and job-signing.next.pub.pem) without using
+// it, so customers can pin it first. Idempotent: an existing next key is
+// kept and returned. Errors: not_found when dir has no job-signing key yet,
+// integrity when the next key does not parse, io.
+Result<PreparedJobKey> prepare_job_key(const std::string& dir);
+
+// Step 2: makes the prepared next key (or, when none was prepared, a new
+// one) the job-signing key. The old public key is kept as
+// job-signing.previous.pub.pem (replacing an older one), then the new
+// private key (0600) and public key are written atomically and the next-key
+// files removed. A running `serve` signs with the new key from its next
+// lease (JobSigner::watching). Agents must pin the new public key BEFORE
+// this runs (docs/protocol.md section 7). Errors: not_found when dir has no
+// job-signing key yet, integrity when a key does not parse, io.
+Result<JobKeyRotation> rotate_job_key(const std::string& dir);
+
 // Checks that the certificate in cert_pem chains to the CA in ca_pem
 // (X509_verify_cert with the serverAuth purpose). For tests and diagnostics.
 Status verify_server_certificate(const std::string& ca_pem, const std::string& cert_pem);

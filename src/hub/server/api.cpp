@@ -343,7 +343,8 @@ ApiResponse Api::lease(const std::optional<std::string>& authorization, std::str
                                             {"lease_expires_at", l.lease_expires_at},
                                             {"job", l.job}});
     r.detail = "job " + l.job_id + " leased to agent " + *agent_id + " (attempt " +
-               std::to_string(l.details.attempts) + ")";
+               std::to_string(l.details.attempts) + ", " + l.details.operation + ", kid " + l.kid +
+               ")";
     return finish(std::move(r));
 }
 
@@ -443,8 +444,20 @@ ApiResponse Api::complete(const std::optional<std::string>& authorization,
             return finish(error(code::kInvalidRequest, where + ".sha256 must be a hex string"));
         c.chunks.push_back(ingest::ChunkRef{**seq, *sha, **size});
     }
+    if (auto result = req->find("result"); result != req->end() && !result->is_null()) {
+        if (!result->is_object()) {
+            return finish(error(code::kInvalidRequest, "result must be a JSON object"));
+        }
+        c.result = *result;
+    }
     auto done = s_.ingest.complete(who.app, job_id, c);
     if (!done) return finish(error(done.error().code, done.error().description));
+    if (jobs::is_interactive(done->operation)) {
+        ApiResponse r =
+            json_response(200, json{{"job_id", job_id}, {"status", jobs::status::kSucceeded}});
+        r.detail = "job " + job_id + " (" + done->operation + ") succeeded with a result";
+        return finish(std::move(r));
+    }
     ApiResponse r = json_response(200, json{{"job_id", job_id},
                                             {"status", jobs::status::kSucceeded},
                                             {"tables", done->summary.tables},
@@ -453,6 +466,57 @@ ApiResponse Api::complete(const std::optional<std::string>& authorization,
     r.detail = "job " + job_id + " succeeded: " + std::to_string(done->summary.tables) +
                " tables, " + std::to_string(done->summary.views) + " views, " +
                std::to_string(done->summary.columns) + " columns";
+    return finish(std::move(r));
+}
+
+ApiResponse Api::heartbeat(const std::optional<std::string>& authorization,
+                           const std::string& job_id, std::string_view body) {
+    auto caller = authenticate(authorization);
+    if (!caller) return caller.error();
+    const auto& who = caller->principal;
+    auto finish = [&](ApiResponse r) {
+        r.client_id = who.client_id;
+        return r;
+    };
+    auto req = parse_object(body);
+    if (!req) return finish(req.error());
+    auto lease = lease_report_of(*req);
+    if (!lease) return finish(lease.error());
+    jobs::HeartbeatReport report{lease->lease_id, lease->agent_id, std::nullopt};
+    if (auto p = req->find("progress"); p != req->end() && !p->is_null()) {
+        if (!p->is_object())
+            return finish(error(code::kInvalidRequest, "progress must be an object"));
+        jobs::Progress progress;
+        const std::pair<const char*, int64_t*> fields[] = {{"objects", &progress.objects},
+                                                           {"bytes", &progress.bytes},
+                                                           {"chunks", &progress.chunks}};
+        for (const auto& [name, slot] : fields) {
+            auto value = optional_integer(*p, name);
+            if (!value || !*value || **value < 0) {
+                return finish(error(code::kInvalidRequest, std::string("progress.") + name +
+                                                               " is required: an integer >= 0"));
+            }
+            *slot = **value;
+        }
+        auto phase = required_string(*p, "phase", 32);
+        if (!phase || !jobs::is_progress_phase(*phase)) {
+            return finish(error(code::kInvalidRequest,
+                                "progress.phase is required: starting, extracting, uploading or "
+                                "finishing"));
+        }
+        progress.phase = *phase;
+        report.progress = std::move(progress);
+    }
+    auto beat = s_.queue.heartbeat(who.app, job_id, report);
+    if (!beat) return finish(error(beat.error().code, beat.error().description));
+    ApiResponse r = json_response(200, json{{"job_id", job_id},
+                                            {"lease_expires_at", beat->lease_expires_at_ms / 1000},
+                                            {"cancel", beat->cancel}});
+    r.detail = "job " + job_id + " heartbeat from agent " + report.agent_id +
+               (report.progress ? " (" + report.progress->phase + ", " +
+                                      std::to_string(report.progress->objects) + " objects)"
+                                : std::string()) +
+               (beat->cancel ? ": cancel requested" : "");
     return finish(std::move(r));
 }
 

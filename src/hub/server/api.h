@@ -68,6 +68,10 @@ class Api final {
     // POST /v1/jobs/{job_id}/complete
     ApiResponse complete(const std::optional<std::string>& authorization, const std::string& job_id,
                          std::string_view body);
+    // POST /v1/jobs/{job_id}/heartbeat: extends the lease, records progress,
+    // answers {"job_id", "lease_expires_at", "cancel"}.
+    ApiResponse heartbeat(const std::optional<std::string>& authorization,
+                          const std::string& job_id, std::string_view body);
     // POST /v1/jobs/{job_id}/fail
     ApiResponse fail(const std::optional<std::string>& authorization, const std::string& job_id,
                      std::string_view body);

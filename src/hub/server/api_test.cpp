@@ -309,6 +309,89 @@ TEST_F(ApiTest, FailureReportsEndTheJob) {
     EXPECT_EQ(j->message->size(), 1000u);
 }
 
+TEST_F(ApiTest, HeartbeatExtendsTheLeaseAndAnswersCancel) {
+    std::string token = bearer();
+    auto job = queue->create("app-a", "inv", "extract_metadata");
+    auto leased = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":0})");
+    ASSERT_EQ(leased.status, 200);
+    std::string lease_id = json::parse(leased.body)["lease_id"];
+    json beat = {
+        {"lease_id", lease_id},
+        {"agent_id", "edge-1"},
+        {"progress", {{"objects", 3}, {"bytes", 900}, {"chunks", 0}, {"phase", "starting"}}}};
+
+    clock.advance_ms(120'000);
+    auto r = api->heartbeat(token, job->id, beat.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body),
+              (json{{"job_id", job->id},
+                    {"lease_expires_at", clock.now_seconds() + protocol::kLeaseLifetimeSeconds},
+                    {"cancel", false}}));
+    EXPECT_EQ(r.client_id, client_id);
+    EXPECT_EQ(queue->get(job->id)->progress->phase, "starting");
+
+    // Progress is optional, but when present it is complete and sane.
+    json bare = {{"lease_id", lease_id}, {"agent_id", "edge-1"}};
+    EXPECT_EQ(api->heartbeat(token, job->id, bare.dump()).status, 200);
+    for (const json& bad_progress :
+         {json("x"), json{{"objects", 1}, {"bytes", 1}, {"chunks", 1}},
+          json{{"objects", -1}, {"bytes", 1}, {"chunks", 1}, {"phase", "starting"}},
+          json{{"objects", 1}, {"bytes", 1.5}, {"chunks", 1}, {"phase", "starting"}},
+          json{{"objects", 1}, {"bytes", 1}, {"chunks", 1}, {"phase", "sleeping"}}}) {
+        json bad = bare;
+        bad["progress"] = bad_progress;
+        auto refused = api->heartbeat(token, job->id, bad.dump());
+        EXPECT_EQ(refused.status, 400) << bad_progress.dump();
+        EXPECT_EQ(json::parse(refused.body)["error"], "invalid_request");
+    }
+    EXPECT_EQ(api->heartbeat(token, job->id, R"({"agent_id":"edge-1"})").status, 400);
+    EXPECT_EQ(api->heartbeat(std::nullopt, job->id, bare.dump()).status, 401);
+
+    ASSERT_TRUE(queue->cancel(job->id, "op").has_value());
+    auto told = api->heartbeat(token, job->id, bare.dump());
+    ASSERT_EQ(told.status, 200);
+    EXPECT_EQ(json::parse(told.body)["cancel"], true);
+    json report = {{"lease_id", lease_id},
+                   {"agent_id", "edge-1"},
+                   {"outcome", "failed"},
+                   {"reason_code", "cancelled"},
+                   {"message", "stopped"}};
+    auto ended = api->fail(token, job->id, report.dump());
+    ASSERT_EQ(ended.status, 200) << ended.body;
+    EXPECT_EQ(json::parse(ended.body)["status"], "cancelled");
+
+    auto lost = api->heartbeat(token, job->id, bare.dump());
+    EXPECT_EQ(lost.status, 409);
+    EXPECT_EQ(json::parse(lost.body)["error"], "lease_lost");
+}
+
+TEST_F(ApiTest, InteractiveCompletionCarriesAResult) {
+    std::string token = bearer();
+    auto job = queue->create("app-a", "inv", "preflight");
+    auto leased = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":0})");
+    ASSERT_EQ(leased.status, 200);
+    std::string lease_id = json::parse(leased.body)["lease_id"];
+    json completion = {{"lease_id", lease_id},
+                       {"agent_id", "edge-1"},
+                       {"chunks", json::array()},
+                       {"result", "not an object"}};
+    EXPECT_EQ(api->complete(token, job->id, completion.dump()).status, 400);
+    completion["result"] = {{"ok", false}, {"checks", {{{"name", "catalog"}, {"ok", false}}}}};
+    auto done = api->complete(token, job->id, completion.dump());
+    ASSERT_EQ(done.status, 200) << done.body;
+    EXPECT_EQ(json::parse(done.body), (json{{"job_id", job->id}, {"status", "succeeded"}}));
+    EXPECT_EQ(queue->get(job->id)->result, completion["result"]);
+
+    auto big_job = queue->create("app-a", "inv", "list_schemas");
+    auto big_lease = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":0})");
+    ASSERT_EQ(big_lease.status, 200);
+    completion["lease_id"] = json::parse(big_lease.body)["lease_id"];
+    completion["result"] = {{"schemas", std::string(protocol::kMaxResultBytes, 's')}};
+    auto too_big = api->complete(token, big_job->id, completion.dump());
+    EXPECT_EQ(too_big.status, 413);
+    EXPECT_EQ(json::parse(too_big.body)["error"], "request_too_large");
+}
+
 TEST_F(ApiTest, LongPollReturnsWhenAJobArrives) {
     std::string token = bearer();
     std::thread creator([&] {

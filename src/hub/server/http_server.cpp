@@ -97,6 +97,10 @@ struct HttpServer::Impl {
                                                                       httplib::Response& res) {
             respond(res, api.complete(header(req, "Authorization"), req.matches[1], req.body));
         });
+        s.Post(R"(/v1/jobs/([A-Za-z0-9_.-]{1,128})/heartbeat)", [this](const httplib::Request& req,
+                                                                       httplib::Response& res) {
+            respond(res, api.heartbeat(header(req, "Authorization"), req.matches[1], req.body));
+        });
         s.Post(R"(/v1/jobs/([A-Za-z0-9_.-]{1,128})/fail)",
                [this](const httplib::Request& req, httplib::Response& res) {
                    respond(res, api.fail(header(req, "Authorization"), req.matches[1], req.body));

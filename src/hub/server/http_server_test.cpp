@@ -13,11 +13,13 @@
 #include <thread>
 
 #include "common/crypto/digest.h"
+#include "common/jose/jws.h"
 #include "common/protocol/content_digest.h"
 #include "common/util/files.h"
 #include "common/util/time.h"
 #include "hub/identity/app_registry.h"
 #include "hub/jobs/job_queue.h"
+#include "hub/pki/pki.h"
 #include "hub/server/serve.h"
 #include "hub/testing/test_support.h"
 
@@ -223,6 +225,17 @@ TEST_F(HttpServerTest, AgentFlowOverHttpsWithJobFromAnotherConnection) {
     ASSERT_TRUE(put);
     EXPECT_EQ(put->status, 201) << put->body;
 
+    json beat = {
+        {"lease_id", lease_id},
+        {"agent_id", "edge-1"},
+        {"progress", {{"objects", 1}, {"bytes", 10}, {"chunks", 1}, {"phase", "uploading"}}}};
+    auto heartbeat = c->Post(("/v1/jobs/" + job->id + "/heartbeat").c_str(), auth, beat.dump(),
+                             "application/json");
+    ASSERT_TRUE(heartbeat);
+    ASSERT_EQ(heartbeat->status, 200) << heartbeat->body;
+    EXPECT_EQ(json::parse(heartbeat->body)["cancel"], false);
+    EXPECT_EQ(cli_queue.get(job->id)->progress->phase, "uploading");
+
     // Over the 8 MiB limit: 413 before any handler runs.
     std::string huge(8 * 1024 * 1024 + 1, 'x');
     auto too_big = c->Put(("/v1/jobs/" + job->id + "/chunks/1").c_str(), put_headers, huge,
@@ -267,6 +280,46 @@ TEST_F(HttpServerTest, AgentFlowOverHttpsWithJobFromAnotherConnection) {
         }
     }
     EXPECT_TRUE(saw_lease);
+}
+
+TEST_F(HttpServerTest, RotatedJobKeySignsTheNextLeaseWithoutARestart) {
+    std::string bearer = token();
+    httplib::Headers auth = {{"Authorization", "Bearer " + bearer}};
+    jobs::JobQueue cli_queue(*cli_store, clock);
+    auto lease_kid = [&] {
+        EXPECT_TRUE(cli_queue.create("app-a", "inv", "test_connection").has_value());
+        auto r = client()->Post("/v1/agent/lease", auth,
+                                R"({"agent_id":"edge-1","wait_seconds":0})", "application/json");
+        EXPECT_TRUE(r && r->status == 200);
+        if (!r || r->status != 200) return std::string();
+        auto jws = jose::decode_unverified(json::parse(r->body)["job"].get<std::string>());
+        EXPECT_TRUE(jws.has_value());
+        return jws ? jws->header["kid"].get<std::string>() : std::string();
+    };
+    auto before = crypto::Ed25519PublicKey::from_pem_file(hub->layout().job_public);
+    ASSERT_TRUE(before.has_value());
+    EXPECT_EQ(lease_kid(), before->key_id());
+    auto rotated = pki::rotate_job_key(hub->layout().dir);
+    ASSERT_TRUE(rotated.has_value()) << rotated.error().describe();
+    EXPECT_EQ(lease_kid(), rotated->new_kid);
+}
+
+TEST(HubStart, RefusesALeaseLifetimeOutOfRange) {
+    testing::TempDir tmp;
+    std::ostringstream sink;
+    JsonLog log{sink};
+    clock::SystemClock clock;
+    for (int seconds : {9, 3601}) {
+        HubOptions options;
+        options.data_dir = tmp.file("data");
+        options.listen = ListenAddress{"127.0.0.1", 0};
+        options.scrypt = testing::fast_scrypt();
+        options.lease_seconds = seconds;
+        auto h = Hub::start(options, log, clock);
+        ASSERT_FALSE(h.has_value()) << seconds;
+        EXPECT_EQ(h.error().code, ErrorCode::invalid_argument);
+        EXPECT_NE(h.error().message.find("--lease-seconds must be 10..3600"), std::string::npos);
+    }
 }
 
 TEST_F(HttpServerTest, StopEndsWaitingLongPollsPromptly) {

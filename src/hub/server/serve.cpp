@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "build_info.h"
+#include "common/protocol/protocol.h"
 #include "common/util/files.h"
 #include "hub/identity/app_registry.h"
 #include "hub/identity/token_service.h"
@@ -106,8 +107,19 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubOptions& options, JsonLog& log,
     impl->apps = std::make_unique<identity::AppRegistry>(*impl->store, clock, options.scrypt);
     impl->tokens = std::make_unique<identity::TokenService>(std::move(material->token_key), clock,
                                                             options.access_token_lifetime_seconds);
-    impl->queue = std::make_unique<jobs::JobQueue>(*impl->store, clock, impl->notifier.get());
-    impl->signer = std::make_unique<jobs::JobSigner>(std::move(material->job_key));
+    if (options.lease_seconds < protocol::kMinLeaseSeconds ||
+        options.lease_seconds > protocol::kMaxLeaseSeconds) {
+        return fail(ErrorCode::invalid_argument,
+                    "--lease-seconds must be " + std::to_string(protocol::kMinLeaseSeconds) + ".." +
+                        std::to_string(protocol::kMaxLeaseSeconds));
+    }
+    impl->queue = std::make_unique<jobs::JobQueue>(*impl->store, clock, impl->notifier.get(),
+                                                   std::chrono::seconds(options.lease_seconds));
+    // The signer follows job-signing.key, so `pki rotate-job-key` takes
+    // effect without a restart.
+    auto signer = jobs::JobSigner::watching(l.job_key);
+    if (!signer) return std::unexpected(signer.error());
+    impl->signer = std::move(*signer);
     impl->dispatcher =
         std::make_unique<jobs::Dispatcher>(*impl->queue, *impl->signer, *impl->notifier);
     impl->ingest = std::make_unique<ingest::Ingest>(*impl->store, clock);
@@ -139,7 +151,8 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubOptions& options, JsonLog& log,
                {"data_dir", l.dir},
                {"token_key_id", impl->tokens->key_id()},
                {"access_token_lifetime_seconds", impl->tokens->lifetime_seconds()},
-               {"job_key_id", impl->signer->key_id()}});
+               {"job_key_id", impl->signer->key_id()},
+               {"lease_seconds", options.lease_seconds}});
     return std::unique_ptr<Hub>(new Hub(std::move(impl)));
 }
 

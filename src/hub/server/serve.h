@@ -42,6 +42,9 @@ struct HubOptions {
     crypto::ScryptParams scrypt;
     // expires_in of issued access tokens (identity::kMin/kMaxAccessTokenLifetime).
     int access_token_lifetime_seconds = 900;
+    // How long a lease lasts and how far each heartbeat extends it
+    // (protocol::kMinLeaseSeconds..kMaxLeaseSeconds).
+    int lease_seconds = 600;
     size_t threads = 64;
     std::chrono::milliseconds watch_interval{20};
 };

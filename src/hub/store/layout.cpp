@@ -14,6 +14,9 @@ Layout Layout::of(const std::string& dir) {
         .token_public = in("token-signing.pub.pem"),
         .job_key = in("job-signing.key"),
         .job_public = in("job-signing.pub.pem"),
+        .job_previous_public = in("job-signing.previous.pub.pem"),
+        .job_next_key = in("job-signing.next.key"),
+        .job_next_public = in("job-signing.next.pub.pem"),
         .database = in("hub.db"),
         .listen_url = in("listen-url"),
     };

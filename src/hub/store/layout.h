@@ -15,8 +15,14 @@ struct Layout {
     std::string token_public;  // token-signing.pub.pem
     std::string job_key;       // job-signing.key (0600)
     std::string job_public;    // job-signing.pub.pem: what customers pin
-    std::string database;      // hub.db
-    std::string listen_url;    // listen-url: written by `serve` once bound
+    // job-signing.previous.pub.pem: the key the last rotation replaced
+    std::string job_previous_public;
+    // job-signing.next.key (0600) / job-signing.next.pub.pem: a key prepared
+    // for the next rotation, handed to customers to pin before it is used
+    std::string job_next_key;
+    std::string job_next_public;
+    std::string database;    // hub.db
+    std::string listen_url;  // listen-url: written by `serve` once bound
 
     static Layout of(const std::string& dir);
 };

@@ -118,6 +118,57 @@ CREATE TABLE IF NOT EXISTS app_events (
 CREATE INDEX IF NOT EXISTS app_events_by_app ON app_events(app, n);
 )sql";
 
+// Version 3 (issue #6): operations with filters, heartbeats with progress,
+// cancellation and interactive results. SQLite cannot change a CHECK
+// constraint in place, so jobs is rebuilt (the documented 12-step procedure:
+// foreign keys are off while it runs, see migrate()); every existing row and
+// its queue order (n) are kept.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE jobs_v3 (
+    n                   INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order
+    id                  TEXT NOT NULL UNIQUE,
+    app                 TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    source              TEXT NOT NULL,
+    operation           TEXT NOT NULL,
+    status              TEXT NOT NULL
+        CHECK (status IN ('queued', 'leased', 'succeeded', 'failed', 'refused', 'cancelled')),
+    reason_code         TEXT,
+    message             TEXT,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    agent_id            TEXT,
+    lease_id            TEXT,
+    lease_expires_at_ms INTEGER,
+    created_at_ms       INTEGER NOT NULL,
+    leased_at_ms        INTEGER,
+    started_at_ms       INTEGER,
+    finished_at_ms      INTEGER,
+    completed_at_ms     INTEGER,
+    summary_tables      INTEGER,
+    summary_views       INTEGER,
+    summary_columns     INTEGER,
+    filters             TEXT,                 -- JSON, the claim "filters"; NULL: none
+    cancel_requested_at_ms INTEGER,
+    cancel_requested_by TEXT,                 -- the operator's OS user
+    heartbeat_at_ms     INTEGER,              -- last heartbeat of the current lease
+    progress_objects    INTEGER,
+    progress_bytes      INTEGER,
+    progress_chunks     INTEGER,
+    progress_phase      TEXT,
+    result              TEXT                  -- JSON result of an interactive operation
+);
+INSERT INTO jobs_v3(n, id, app, source, operation, status, reason_code, message, attempts,
+                    agent_id, lease_id, lease_expires_at_ms, created_at_ms, leased_at_ms,
+                    started_at_ms, finished_at_ms, completed_at_ms, summary_tables,
+                    summary_views, summary_columns)
+    SELECT n, id, app, source, operation, status, reason_code, message, attempts, agent_id,
+           lease_id, lease_expires_at_ms, created_at_ms, leased_at_ms, started_at_ms,
+           finished_at_ms, completed_at_ms, summary_tables, summary_views, summary_columns
+    FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v3 RENAME TO jobs;
+CREATE INDEX IF NOT EXISTS jobs_by_app_status ON jobs(app, status, n);
+)sql";
+
 Status create_file_private(const std::string& path) {
     // SQLite creates files with the process umask; the database holds secret
     // hashes and customer metadata, so it is created 0600 up front (SQLite
@@ -133,11 +184,15 @@ Status create_file_private(const std::string& path) {
 Status migrate(sqlite::Database& db) {
     auto tx = sqlite::Transaction::begin(db);
     if (!tx) return std::unexpected(tx.error());
-    auto st = db.prepare("PRAGMA user_version");
-    if (!st) return std::unexpected(st.error());
-    auto step = st->step();
-    if (!step) return std::unexpected(step.error());
-    int64_t version = *step == sqlite::Statement::Step::row ? st->integer(0) : 0;
+    int64_t version = 0;
+    {
+        // Finalized before migrating: DROP TABLE fails while a statement is open.
+        auto st = db.prepare("PRAGMA user_version");
+        if (!st) return std::unexpected(st.error());
+        auto step = st->step();
+        if (!step) return std::unexpected(step.error());
+        if (*step == sqlite::Statement::Step::row) version = st->integer(0);
+    }
     if (version > kSchemaVersion) {
         return fail(ErrorCode::conflict, "the database has schema version " +
                                              std::to_string(version) +
@@ -151,6 +206,22 @@ Status migrate(sqlite::Database& db) {
     if (version < 2) {
         if (auto s = db.exec(kSchemaV2); !s) return s;
         if (auto s = db.exec("PRAGMA user_version = 2"); !s) return s;
+    }
+    if (version < 3) {
+        if (auto s = db.exec(kSchemaV3); !s) return s;
+        // The rebuilt table must satisfy every reference (chunks -> jobs).
+        {
+            auto check = db.prepare("PRAGMA foreign_key_check");
+            if (!check) return std::unexpected(check.error());
+            auto row = check->step();
+            if (!row) return std::unexpected(row.error());
+            if (*row == sqlite::Statement::Step::row) {
+                return fail(ErrorCode::integrity,
+                            "schema migration to version 3 left a dangling reference in table " +
+                                check->text(0));
+            }
+        }
+        if (auto s = db.exec("PRAGMA user_version = 3"); !s) return s;
     }
     return tx->commit();
 }
@@ -173,10 +244,14 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, Create creat
     // processes. synchronous=NORMAL is durable across process crashes in WAL.
     if (auto s = db->exec("PRAGMA busy_timeout = 10000"); !s) return std::unexpected(s.error());
     if (auto s = db->exec("PRAGMA journal_mode = WAL"); !s) return std::unexpected(s.error());
-    if (auto s = db->exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"); !s) {
+    // Foreign keys stay off while migrating: rebuilding a table (version 3)
+    // drops the old one, which would otherwise cascade into its children.
+    // PRAGMA foreign_keys cannot change inside a transaction, hence here.
+    if (auto s = db->exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF"); !s) {
         return std::unexpected(s.error());
     }
     if (auto s = migrate(*db); !s) return std::unexpected(s.error());
+    if (auto s = db->exec("PRAGMA foreign_keys = ON"); !s) return std::unexpected(s.error());
     return std::unique_ptr<Store>(new Store(path, std::move(*db)));
 }
 

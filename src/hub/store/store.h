@@ -19,7 +19,7 @@
 
 namespace sa::hub::store {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 class Store final {
   public:

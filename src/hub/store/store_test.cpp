@@ -25,6 +25,24 @@ std::string pragma(Store& store, const char* name) {
     });
 }
 
+// The jobs and chunks tables as schema versions 1 and 2 created them.
+constexpr const char* kJobsV1 = R"sql(
+CREATE TABLE jobs (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE, source TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'leased', 'succeeded', 'failed', 'refused')),
+    reason_code TEXT, message TEXT, attempts INTEGER NOT NULL DEFAULT 0, agent_id TEXT,
+    lease_id TEXT, lease_expires_at_ms INTEGER, created_at_ms INTEGER NOT NULL,
+    leased_at_ms INTEGER, started_at_ms INTEGER, finished_at_ms INTEGER, completed_at_ms INTEGER,
+    summary_tables INTEGER, summary_views INTEGER, summary_columns INTEGER);
+CREATE INDEX jobs_by_app_status ON jobs(app, status, n);
+CREATE TABLE chunks (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL,
+    received_at_ms INTEGER NOT NULL, PRIMARY KEY (job_id, seq));
+)sql";
+
 TEST(Store, CreatesPrivateWalDatabaseWithSchema) {
     testing::TempDir tmp;
     auto store = Store::open(tmp.file("hub.db"));
@@ -71,10 +89,11 @@ TEST(Store, MigratesVersionOneDatabaseKeepingApps) {
                              "INSERT INTO apps VALUES ('old', 'cid_old', 'scrypt$h', 7);"
                              "PRAGMA user_version = 1")
                         .has_value());
+        ASSERT_TRUE(db->exec(kJobsV1).has_value());
     }
     auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
     ASSERT_TRUE(store.has_value()) << store.error().describe();
-    EXPECT_EQ(pragma(**store, "user_version"), "2");
+    EXPECT_EQ(pragma(**store, "user_version"), std::to_string(kSchemaVersion));
     auto row = (*store)->with([](sqlite::Database& db) {
         auto q = db.prepare(
             "SELECT client_id, secret_hash, previous_secret_hash, revoked_at_ms FROM apps "
@@ -90,6 +109,85 @@ TEST(Store, MigratesVersionOneDatabaseKeepingApps) {
                        "VALUES ('old', 'rotated', 1, 'op')");
     });
     EXPECT_TRUE(history.has_value()) << history.error().describe();
+}
+
+TEST(Store, MigratesVersionTwoDatabaseKeepingJobsAndChunks) {
+    testing::TempDir tmp;
+    {
+        // A version-2 database with a finished job, a leased job holding an
+        // uploaded chunk, and a queued job, as the previous release left it.
+        auto db =
+            sqlite::Database::open(tmp.file("hub.db"), sqlite::Database::Mode::read_write_create);
+        ASSERT_TRUE(db.has_value());
+        ASSERT_TRUE(db->exec("PRAGMA foreign_keys = ON;"
+                             "CREATE TABLE apps (name TEXT PRIMARY KEY, client_id TEXT NOT NULL "
+                             "UNIQUE, secret_hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL);"
+                             "INSERT INTO apps VALUES ('old', 'cid_old', 'scrypt$h', 7);")
+                        .has_value());
+        ASSERT_TRUE(db->exec(kJobsV1).has_value());
+        ASSERT_TRUE(
+            db->exec("INSERT INTO jobs(n, id, app, source, operation, status, reason_code, "
+                     "attempts, created_at_ms, summary_tables, summary_views, summary_columns) "
+                     "VALUES (5, 'j-done', 'old', 'inv', 'extract_metadata', 'succeeded', NULL, "
+                     "1, 100, 3, 1, 9);"
+                     "INSERT INTO jobs(n, id, app, source, operation, status, attempts, lease_id, "
+                     "lease_expires_at_ms, created_at_ms) VALUES (6, 'j-leased', 'old', 'inv', "
+                     "'extract_metadata', 'leased', 1, 'L1', 999, 200);"
+                     "INSERT INTO jobs(n, id, app, source, operation, status, created_at_ms) "
+                     "VALUES (7, 'j-queued', 'old', 'crm', 'extract_metadata', 'queued', 300);"
+                     "INSERT INTO chunks VALUES ('j-leased', 0, 'ab', 2, x'0a0a', 250);"
+                     "PRAGMA user_version = 2")
+                .has_value());
+    }
+    auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
+    ASSERT_TRUE(store.has_value()) << store.error().describe();
+    EXPECT_EQ(pragma(**store, "user_version"), "3");
+    EXPECT_EQ(pragma(**store, "foreign_keys"), "1");
+    auto rows = (*store)->with([](sqlite::Database& db) {
+        std::vector<std::string> out;
+        auto q = db.prepare(
+            "SELECT n || ' ' || id || ' ' || status || ' ' || coalesce(lease_id, '-') || ' ' || "
+            "coalesce(summary_columns, '-') || ' ' || coalesce(filters, '-') FROM jobs ORDER BY n");
+        EXPECT_TRUE(q.has_value());
+        while (*q->step() == sqlite::Statement::Step::row) out.push_back(q->text(0));
+        return out;
+    });
+    EXPECT_EQ(rows,
+              (std::vector<std::string>{"5 j-done succeeded - 9 -", "6 j-leased leased L1 - -",
+                                        "7 j-queued queued - - -"}));
+    auto chunk_count = (*store)->with([](sqlite::Database& db) {
+        auto q = db.prepare("SELECT count(*) FROM chunks WHERE job_id = 'j-leased'");
+        (void)q->step();
+        return q->integer(0);
+    });
+    EXPECT_EQ(chunk_count, 1);  // not cascaded away by the rebuild
+    // The new state and columns work, queue order continues, and the
+    // chunks -> jobs reference still cascades.
+    auto changed = (*store)->with([](sqlite::Database& db) -> Status {
+        if (auto s = execute(db,
+                             "UPDATE jobs SET status = 'cancelled', cancel_requested_at_ms = 1, "
+                             "progress_phase = 'extracting', result = '{}' WHERE id = 'j-queued'");
+            !s)
+            return s;
+        if (auto s = execute(db,
+                             "INSERT INTO jobs(id, app, source, operation, status, created_at_ms) "
+                             "VALUES ('j-new', 'old', 'inv', 'preflight', 'queued', 400)");
+            !s)
+            return s;
+        return execute(db, "DELETE FROM jobs WHERE id = 'j-leased'");
+    });
+    ASSERT_TRUE(changed.has_value()) << changed.error().describe();
+    auto after = (*store)->with([](sqlite::Database& db) {
+        auto q = db.prepare(
+            "SELECT (SELECT n FROM jobs WHERE id = 'j-new'), (SELECT count(*) FROM chunks)");
+        (void)q->step();
+        return std::make_pair(q->integer(0), q->integer(1));
+    });
+    EXPECT_EQ(after, std::make_pair(int64_t{8}, int64_t{0}));
+    auto bad_status = (*store)->with([](sqlite::Database& db) {
+        return execute(db, "UPDATE jobs SET status = 'exploded' WHERE id = 'j-done'");
+    });
+    EXPECT_FALSE(bad_status.has_value());  // the CHECK constraint survived the rebuild
 }
 
 TEST(Store, RefusesNewerSchema) {
