@@ -158,6 +158,9 @@ jq -s -e 'any(.[]; .type == "job.verified" and .fields.policy_rule == "catalog")
   <<<"$records" >/dev/null || fail "policy decision not audited with its rule"
 jq -s -e 'any(.[]; .type == "job.sandboxed" and any(.fields.applied[]; .layer == "seccomp"))' \
   <<<"$records" >/dev/null || fail "worker sandbox not audited"
+jq -s -e 'any(.[]; .type == "job.started" and .fields.source == "ledger"
+              and .fields.sensitivity == "finance")' <<<"$records" >/dev/null ||
+  fail "the source's sensitivity is not audited"
 jq -s -e 'any(.[]; .type == "policy.loaded" and (.fields.sha256 | length) == 64)' \
   <<<"$records" >/dev/null || fail "policy load not audited"
 

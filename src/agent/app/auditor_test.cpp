@@ -219,6 +219,7 @@ TEST_F(AuditedLoopTest, SuccessfulJobLeavesTheCustodyChainInOrder) {
     EXPECT_EQ(recs[2].fields["kid"], key_.public_key().key_id());
     EXPECT_EQ(recs[2].fields["lease_id"], "L1");
     EXPECT_EQ(recs[4].fields["source"], "demo");
+    EXPECT_EQ(recs[4].fields["sensitivity"], "default");
     EXPECT_EQ(recs[3].fields["policy_rule"], "default");
     EXPECT_TRUE(recs[5].fields["applied"].is_array());
     EXPECT_EQ(recs[6].fields["sha256"], crypto::sha256_hex(hub_.uploads[0].body));

@@ -34,6 +34,7 @@
 #include "agent/observe/health_server.h"
 #include "agent/observe/liveness.h"
 #include "agent/observe/logger.h"
+#include "agent/sandbox/probe.h"
 #include "agent/secrets/hardening.h"
 #include "agent/secrets/secret_stores.h"
 #include "build_info.h"
@@ -212,6 +213,26 @@ int run_agent(const std::string& config_path) {
                                       {"rules", policy->rules.size()},
                                       {"max_concurrent_jobs", policy->max_concurrent_jobs}});
 
+    // The sandbox this host gives each job's worker, tried for real in a
+    // child: strict mode refuses to start without every layer rather than
+    // refusing every job later.
+    auto sandbox_layers = sandbox::probe(worker_sandbox_spec(config));
+    if (!sandbox_layers) return startup_failed("probe worker sandbox", sandbox_layers.error());
+    if (const std::string missing = sandbox::describe_missing(*sandbox_layers); !missing.empty()) {
+        if (config.jobs.sandbox.strict) {
+            logger.error(
+                "startup failed",
+                {{"step", "probe worker sandbox"},
+                 {"error", "jobs.sandbox.mode is strict but this host lacks: " + missing}});
+            return kExitConfig;
+        }
+        logger.warn("job workers will run without some sandbox layers (best_effort)",
+                    {{"missing", missing}});
+    } else {
+        logger.info("job worker sandbox: every layer available",
+                    {{"landlock_abi", sandbox::landlock_abi_version()}});
+    }
+
     // 4. State directory.
     if (auto made = create_state_dir(config.agent.state_dir, logger); !made) {
         return startup_failed("create state directory", made.error());
@@ -220,6 +241,9 @@ int run_agent(const std::string& config_path) {
     // 5. Metrics and the loopback health endpoint.
     observe::Registry registry;
     observe::AgentMetrics metrics(registry, build::kVersion);
+    for (const auto& layer : sandbox_layers->layers) {
+        metrics.sandbox_layer(sandbox::layer_name(layer.layer), layer.applied);
+    }
     observe::Readiness readiness;
     observe::Liveness liveness(std::chrono::seconds(
         config.jobs.watchdog_seconds > 0 ? config.jobs.watchdog_seconds : kDefaultWatchdogSeconds));

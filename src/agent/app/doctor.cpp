@@ -14,6 +14,7 @@
 
 #include "agent/app/commands.h"
 #include "agent/app/egress_wiring.h"
+#include "agent/app/job_runner.h"
 #include "agent/app/secret_store_wiring.h"
 #include "agent/auth/clock.h"
 #include "agent/auth/token_client.h"
@@ -22,6 +23,8 @@
 #include "agent/egress/http_client.h"
 #include "agent/egress/proxy.h"
 #include "agent/egress/stream_client.h"
+#include "agent/jobs/policy.h"
+#include "agent/sandbox/probe.h"
 #include "agent/secrets/secret_stores.h"
 #include "build_info.h"
 #include "common/protocol/protocol.h"
@@ -727,6 +730,35 @@ int run_doctor(const std::string& config_path, std::ostream& out, DoctorOptions 
                   (proxy != nullptr ? "proxy " + proxy->where() + " from " + proxy_source
                                     : std::string("no proxy: direct connections")) +
                   ")");
+
+    // The job policy and the worker sandbox, before any connection (the
+    // sandbox probe forks: best done while this process has one thread).
+    if (!config.jobs.policy_file) {
+        report.ok("policy", "jobs.policy_file",
+                  "none: the built-in policy allows every operation on every configured source");
+    } else if (auto job_policy = jobs::load_policy_file(*config.jobs.policy_file); !job_policy) {
+        report.fail("policy", "jobs.policy_file", job_policy.error().message,
+                    "fix the policy file (docs/jobs.md, \"The policy file\"); the agent does not "
+                    "start with it");
+    } else {
+        report.ok("policy", "jobs.policy_file",
+                  *config.jobs.policy_file + ": " + std::to_string(job_policy->rules.size()) +
+                      " rules, sha256 " + job_policy->sha256_hex.substr(0, 12));
+    }
+    if (auto layers = sandbox::probe(worker_sandbox_spec(config)); !layers) {
+        report.fail("sandbox", "jobs.sandbox", layers.error().message,
+                    "job workers cannot be sandboxed on this host");
+    } else if (const std::string missing = sandbox::describe_missing(*layers); missing.empty()) {
+        report.ok("sandbox", "jobs.sandbox",
+                  "every layer available (Landlock ABI " +
+                      std::to_string(sandbox::landlock_abi_version()) + ")");
+    } else if (config.jobs.sandbox.strict) {
+        report.fail("sandbox", "jobs.sandbox", "mode strict, but this host lacks: " + missing,
+                    "run on a kernel with Landlock (5.13+; TCP rules need 6.7+) and seccomp, or "
+                    "set jobs.sandbox.mode: best_effort to run jobs without the missing layers");
+    } else {
+        report.ok("sandbox", "jobs.sandbox", "best_effort: job workers run without " + missing);
+    }
 
     Doctor doctor(config, stores, policy, proxy, proxy_source, options, report);
 

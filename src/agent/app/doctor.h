@@ -4,6 +4,9 @@
 // egress policy, CA files, pins and proxy the agent itself would use:
 //
 //   config   load_config + check_files, the secret stores and the egress policy
+//   policy   the job policy file (jobs.policy_file) loads
+//   sandbox  which sandbox layers a job worker gets on this host (tried in a
+//            child); a missing layer fails only in strict mode
 //   for each destination (hub.url, then audit.tsa.url and each syslog target
 //   of audit.siem, then any DoctorOptions::extra_urls):
 //     dns    the egress policy's decision and the checked addresses

@@ -1,5 +1,7 @@
 #include "agent/app/doctor.h"
 
+#include "agent/sandbox/sandbox.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -204,7 +206,8 @@ TEST_F(DoctorTest, GoodConfigPassesEveryCheck) {
     EXPECT_EQ(run(), kExitOk) << output_;
     EXPECT_FALSE(has("[FAIL]")) << output_;
     EXPECT_FALSE(has("[skip]")) << output_;
-    for (const char* check : {"config", "dns", "tcp", "tls", "token", "hub-api", "source"}) {
+    for (const char* check :
+         {"config", "policy", "sandbox", "dns", "tcp", "tls", "token", "hub-api", "source"}) {
         EXPECT_TRUE(has(std::string("[ ok ] ") + check)) << check << "\n" << output_;
     }
     EXPECT_TRUE(has("127.0.0.1 -> 127.0.0.1 (allowed by hub.url)")) << output_;
@@ -220,6 +223,26 @@ TEST_F(DoctorTest, JsonIsAnArrayOfChecks) {
     ASSERT_GE(doc.size(), 7u);
     EXPECT_EQ(doc[0]["check"], "config");
     for (const auto& item : doc) EXPECT_EQ(item["status"], "ok") << item.dump();
+}
+
+TEST_F(DoctorTest, ABadJobPolicyFileFails) {
+    std::ofstream(dir_ / "policy.yaml") << "version: 1\nrules:\n  - name: a\n    sources: [crm]\n"
+                                           "    operations: [drop_everything]\n";
+    fs::permissions(dir_ / "policy.yaml", fs::perms::owner_read | fs::perms::owner_write);
+    extra_yaml_ = "jobs:\n  policy_file: " + (dir_ / "policy.yaml").string() + "\n";
+    EXPECT_EQ(run(), kExitFailure) << output_;
+    EXPECT_TRUE(has("[FAIL] policy")) << output_;
+    EXPECT_TRUE(has("rules[0].operations[0]")) << output_;
+    // The rest is still checked.
+    EXPECT_TRUE(has("[ ok ] hub-api")) << output_;
+}
+
+TEST_F(DoctorTest, ReportsTheWorkerSandboxLayers) {
+    EXPECT_EQ(run(), kExitOk) << output_;
+    const bool all = sandbox::landlock_abi_version() >= 4;
+    EXPECT_TRUE(has(all ? "[ ok ] sandbox    every layer available"
+                        : "[ ok ] sandbox    best_effort: job workers run without"))
+        << output_;
 }
 
 TEST_F(DoctorTest, DestinationNotInAllowlist) {

@@ -87,6 +87,17 @@ class SpoolDir final {
 
 }  // namespace
 
+sandbox::Spec worker_sandbox_spec(const config::Config& config) {
+    sandbox::Spec spec;
+    const auto& settings = config.jobs.sandbox;
+    spec.limits.address_space_bytes = static_cast<uint64_t>(settings.memory_bytes);
+    spec.limits.cpu_seconds = static_cast<uint64_t>(settings.cpu_seconds);
+    spec.limits.open_files = static_cast<uint64_t>(settings.open_files);
+    spec.limits.file_size_bytes = static_cast<uint64_t>(settings.file_size_bytes);
+    spec.strict = settings.strict;
+    return spec;
+}
+
 // What the supervisor knows about the running worker and the lease.
 struct JobRunner::Running {
     std::optional<worker::WorkerSession> session;
@@ -251,12 +262,8 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
     worker_job.filters = decision.filters;
     worker_job.limits = {decision.limits.max_objects, decision.limits.max_bytes};
     worker_job.spool_dir = spool.path();
-    const auto& sandbox = config_.jobs.sandbox;
-    worker_job.sandbox.strict = sandbox.strict;
-    worker_job.sandbox.limits.address_space_bytes = static_cast<uint64_t>(sandbox.memory_bytes);
-    worker_job.sandbox.limits.cpu_seconds = static_cast<uint64_t>(sandbox.cpu_seconds);
-    worker_job.sandbox.limits.open_files = static_cast<uint64_t>(sandbox.open_files);
-    worker_job.sandbox.limits.file_size_bytes = static_cast<uint64_t>(sandbox.file_size_bytes);
+    const sandbox::Spec sandbox_spec = worker_sandbox_spec(config_);
+    worker_job.sandbox = {sandbox_spec.limits, sandbox_spec.strict};
 
     Running running;
     running.rule = decision.rule;

@@ -40,8 +40,14 @@
 #include "agent/jobs/policy.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/logger.h"
+#include "agent/sandbox/sandbox.h"
 
 namespace sa::agent::app {
+
+// The sandbox a job's worker applies (jobs.sandbox), without the job's own
+// paths and ports: also what startup and `doctor` probe to learn which
+// layers this host gives.
+sandbox::Spec worker_sandbox_spec(const config::Config& config);
 
 struct JobOutcome {
     std::string outcome;      // "succeeded" | "failed" | "refused" | "cancelled" | "aborted"

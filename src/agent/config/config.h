@@ -85,7 +85,7 @@ struct JobsSection {
     int cancel_grace_seconds = 10;        // SIGTERM -> SIGKILL (1..300)
     int clock_skew_seconds = 60;          // leeway for a job's exp/nbf (0..300)
     // An agent whose control loop has not moved for this long is not live
-    // (/livez 503): stuck, not crashed. 0: the default from the poll timing.
+    // (/livez 503): stuck, not crashed. 10..3600; 0 (not set): 300 s.
     int watchdog_seconds = 0;
     // The worker program; absent: this agent binary ("secure-agent worker").
     std::optional<std::string> worker_executable;

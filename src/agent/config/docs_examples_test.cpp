@@ -1,5 +1,6 @@
-// Every config example of docs/secrets.md is parsed by the real config
-// parser, so the operator's guide cannot drift from the code.
+// Every config example of docs/secrets.md, and every YAML example of
+// docs/jobs.md (policy files and agent config), is parsed by the real
+// parser, so the operator's guides cannot drift from the code.
 //
 // A ```yaml block that contains "secret_stores:" is a config example, unless
 // the nearest non-blank line before its fence is "<!-- not-a-config -->"
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "agent/config/config.h"
+#include "agent/jobs/policy.h"
 #include "common/util/files.h"
 
 namespace sa::agent::config {
@@ -67,9 +69,10 @@ std::vector<std::string_view> lines_of(std::string_view text) {
     return lines;
 }
 
-// The config examples of a Markdown text (see the file comment). A fence
-// indented inside a list item has that indentation removed from its lines.
-std::vector<Block> config_blocks(std::string_view markdown) {
+// The unmarked ```yaml blocks of a Markdown text (see the file comment). A
+// fence indented inside a list item has that indentation removed from its
+// lines.
+std::vector<Block> yaml_blocks(std::string_view markdown) {
     const auto lines = lines_of(markdown);
     std::vector<Block> blocks;
     for (size_t i = 0; i < lines.size(); ++i) {
@@ -90,11 +93,20 @@ std::vector<Block> config_blocks(std::string_view markdown) {
             size_t before = i;
             while (before > 0 && trim(lines[before - 1]).empty()) --before;
             const bool marked = before > 0 && trim(lines[before - 1]) == kNotAConfig;
-            if (!marked && text.find("secret_stores:") != std::string::npos) {
-                blocks.push_back({static_cast<int>(i + 1), std::move(text)});
-            }
+            if (!marked) blocks.push_back({static_cast<int>(i + 1), std::move(text)});
         }
         i = end;  // past the closing fence
+    }
+    return blocks;
+}
+
+// The config examples of the secrets guide: blocks with "secret_stores:".
+std::vector<Block> config_blocks(std::string_view markdown) {
+    std::vector<Block> blocks;
+    for (auto& block : yaml_blocks(markdown)) {
+        if (block.text.find("secret_stores:") != std::string::npos) {
+            blocks.push_back(std::move(block));
+        }
     }
     return blocks;
 }
@@ -222,6 +234,97 @@ TEST(DocsExamplesTest, TheSecretsGuideHasATestedExampleOfEveryStoreType) {
     for (const auto& type : secret_store_types()) {
         EXPECT_TRUE(types.contains(type)) << "no tested example of store type " << type;
     }
+}
+
+std::string jobs_doc() {
+    auto text = util::read_file(SA_JOBS_DOC);
+    EXPECT_TRUE(text) << SA_JOBS_DOC << ": " << text.error().describe();
+    return text ? *text : std::string();
+}
+
+// docs/jobs.md holds two kinds of YAML: policy files (the first line that is
+// not blank or a comment starts with "version:") and agent config, either
+// whole (a top-level "agent:") or a fragment merged into kBase like the
+// secrets guide's examples.
+enum class JobsBlockKind { policy, whole_config, config_fragment };
+
+JobsBlockKind kind_of(const std::string& text) {
+    for (const auto line : lines_of(text)) {
+        const std::string_view t = trim(line);
+        if (t.empty() || t.starts_with('#')) continue;
+        if (t.starts_with("version:")) return JobsBlockKind::policy;
+        break;
+    }
+    for (const auto line : lines_of(text)) {
+        if (line.starts_with("agent:")) return JobsBlockKind::whole_config;
+    }
+    return JobsBlockKind::config_fragment;
+}
+
+Status check_jobs_block(const std::string& text) {
+    switch (kind_of(text)) {
+        case JobsBlockKind::policy: {
+            auto policy = jobs::parse_policy(text, "policy.yaml");
+            if (!policy) return std::unexpected(policy.error());
+            return {};
+        }
+        case JobsBlockKind::whole_config: {
+            try {
+                check_no_duplicates(YAML::Load(text), "");
+            } catch (const YAML::Exception& e) {
+                return fail(ErrorCode::invalid_argument, std::string("YAML: ") + e.what());
+            } catch (const std::runtime_error& e) {
+                return fail(ErrorCode::invalid_argument, e.what());
+            }
+            auto config = parse_config(text);
+            if (!config) return std::unexpected(config.error());
+            return {};
+        }
+        case JobsBlockKind::config_fragment: {
+            auto config = check_block(text);
+            if (!config) return std::unexpected(config.error());
+            return {};
+        }
+    }
+    return fail(ErrorCode::internal, "unreachable");
+}
+
+TEST(DocsExamplesTest, EveryYamlExampleOfTheJobsGuideParses) {
+    const auto blocks = yaml_blocks(jobs_doc());
+    int policies = 0;
+    int configs = 0;
+    for (const auto& block : blocks) {
+        (kind_of(block.text) == JobsBlockKind::policy ? policies : configs) += 1;
+        auto checked = check_jobs_block(block.text);
+        EXPECT_TRUE(checked) << "docs/jobs.md, example at line " << block.line << ": "
+                             << (checked ? "" : checked.error().message) << "\n"
+                             << block.text;
+    }
+    // A broken extraction must not pass by checking nothing.
+    EXPECT_GE(policies, 3);
+    EXPECT_GE(configs, 2);
+}
+
+TEST(DocsExamplesTest, JobsGuideBlocksAreClassifiedAndAWrongOneFails) {
+    EXPECT_EQ(kind_of("# a policy\nversion: 1\nrules: []\n"), JobsBlockKind::policy);
+    EXPECT_EQ(kind_of("agent:\n  state_dir: /s\n"), JobsBlockKind::whole_config);
+    EXPECT_EQ(kind_of("jobs:\n  workers: 2\n"), JobsBlockKind::config_fragment);
+
+    EXPECT_TRUE(check_jobs_block("version: 1\nrules: []\n"));
+    EXPECT_TRUE(check_jobs_block("jobs:\n  workers: 4\n  sandbox: {mode: strict}\n"));
+    // A wrong policy key, a wrong jobs key and a value out of range all fail
+    // with the parser's message.
+    auto policy = check_jobs_block(
+        "version: 1\nrules:\n  - {name: a, sources: [\"*\"], "
+        "operations: [extract_metadata], colour: red}\n");
+    ASSERT_FALSE(policy);
+    EXPECT_EQ(policy.error().message, "policy.yaml: rules[0].colour: unknown key");
+    auto fragment = check_jobs_block("jobs:\n  worker: 2\n");
+    ASSERT_FALSE(fragment);
+    EXPECT_EQ(fragment.error().message, "jobs.worker: unknown key");
+    EXPECT_FALSE(check_jobs_block("jobs:\n  workers: 65\n"));
+    // A whole config is parsed alone: without hub: it fails.
+    EXPECT_FALSE(check_jobs_block("agent:\n  id: a\n  state_dir: /s\n"));
 }
 
 TEST(DocsExamplesTest, ExtractsUnmarkedYamlBlocksWithSecretStoresOnly) {

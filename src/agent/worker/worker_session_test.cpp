@@ -470,6 +470,15 @@ TEST_F(WorkerSessionTest, WorkerSeesOnlyDescriptorsZeroToThree) {
     EXPECT_EQ((*out.finished->result)["fds"], json::array({0, 1, 2, 3}));
 }
 
+TEST_F(WorkerSessionTest, AWorkerCrashLeavesNoCoreDump) {
+    // Not dumpable and a core limit of 0: a crashing worker's memory (its
+    // credential) never reaches a core file or a ptrace-style reader.
+    Outcome out = run(job("extract_metadata", "dump-1"));
+    ASSERT_TRUE(out.finished);
+    EXPECT_EQ((*out.finished->result)["dumpable"], 0);
+    EXPECT_EQ((*out.finished->result)["core_limit"], 0);
+}
+
 TEST_F(WorkerSessionTest, EnvironmentHoldsOnlyLang) {
     Outcome out = run(job("extract_metadata", "env-1"));
     ASSERT_TRUE(out.finished);

@@ -7,6 +7,7 @@
 //   slow-*               progress every 200 ms forever (SIGTERM ends it)
 //   fds-*                result {"fds":[...]}: the descriptors open at exec time
 //   env-*                result {"env":[...]}: the environment
+//   dump-*               result {"dumpable":N,"core_limit":N}: could a crash leave a core?
 //   forge-*              a chunk frame naming "../../etc/passwd"
 //   impostor-*           a job frame (only the supervisor may send one)
 //   escape-<what>-*      attempt <what>, result {"attempt","blocked","errno"}:
@@ -20,7 +21,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -144,6 +147,12 @@ std::optional<int> fault(const std::vector<int>& fds, const WorkerJob& job, Chan
         }
     }
     if (name.starts_with("fds-")) return send_result(channel, {{"fds", fds}});
+    if (name.starts_with("dump-")) {
+        rlimit core{};
+        ::getrlimit(RLIMIT_CORE, &core);
+        return send_result(channel, {{"dumpable", ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)},
+                                     {"core_limit", core.rlim_cur}});
+    }
     if (name.starts_with("env-")) {
         json env = json::array();
         for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
