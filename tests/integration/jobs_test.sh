@@ -102,6 +102,11 @@ for ((i = 0; i < 100; i++)); do
 done
 [ "$(job_field "$slow" '.last_heartbeat_at_ms // empty')" != "" ] || fail "no heartbeat: $(hub_job_json "$slow")"
 
+# --- Several jobs queued at once all finish, each in its own worker.
+batch=()
+for i in 1 2 3 4; do batch+=("$(hub_job_create jobs-app inventory)"); done
+for id in "${batch[@]}"; do expect_end "$id" succeeded ""; done
+
 # --- Cancel: the hub says so in the next heartbeat; the worker is stopped.
 "$HUB_BIN" job cancel "$slow" --data "$HUB_DATA" >/dev/null || fail "job cancel failed"
 expect_end "$slow" cancelled cancelled

@@ -421,11 +421,12 @@ void JobRunner::heartbeat(const jobs::Job& job, Running& running) {
         running.next_heartbeat = now + kHeartbeatRetry;
         return;
     }
-    logger_.error("lease lost: aborting the job", fields);
     running.abort_reason = jobs::reason::kLeaseLost;
     running.abort_message = reply.error().code == ErrorCode::conflict
                                 ? "the hub says the lease is no longer this agent's"
                                 : "the lease could not be renewed before it expired";
+    fields["detail"] = running.abort_message;
+    logger_.error("lease lost: aborting the job", fields);
     running.abort_error = reply.error();
     running.exited =
         running.session->terminate(std::chrono::duration_cast<milliseconds>(options_.cancel_grace));

@@ -350,6 +350,23 @@ TEST_F(JobRunnerTest, ALostLeaseAbortsTheJobWithoutReportingIt) {
     EXPECT_TRUE(hub_.completions.empty());
 }
 
+TEST_F(JobRunnerTest, ALeaseThatCannotBeRenewedBeforeItExpiresAbortsTheJob) {
+    heartbeat_ = std::chrono::seconds(1);
+    make_runner();
+    hub_.heartbeat_status = 503;  // the hub is unreachable: no renewal, no verdict
+    const auto start = std::chrono::steady_clock::now();
+    auto outcome =
+        runner_->run(jobs::LeaseEnvelope{"L1", "J1", util::unix_seconds() + 8,
+                                         testing::sign_job(key_, "cid_1", "J1", "L1", "slow-1")});
+    EXPECT_EQ(outcome.outcome, "aborted");
+    EXPECT_EQ(outcome.reason_code, "lease_lost");
+    // Given up before the lease ran out (a safety margin), after retrying.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+    EXPECT_GE(hub_.heartbeats.size(), 2u);
+    EXPECT_TRUE(hub_.failures.empty());
+    EXPECT_NE(logs().find("could not be renewed"), std::string::npos) << logs();
+}
+
 TEST_F(JobRunnerTest, AJobLongerThanItsLimitTimesOut) {
     policy_text_ = R"(version: 1
 rules:

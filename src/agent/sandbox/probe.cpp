@@ -1,5 +1,7 @@
 #include "agent/sandbox/probe.h"
 
+#include "agent/sandbox/sandbox_internal.h"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,7 +90,9 @@ Result<Report> probe(const Spec& spec) {
         ::close(fds[0]);
         Spec trial = spec;
         trial.strict = false;
-        auto report = apply(trial);
+        detail::Environment env = detail::detect_environment();
+        env.leak_check_first = false;
+        auto report = detail::apply_with(trial, env);
         write_all(fds[1], report ? encode(*report) : "error " + report.error().message + "\n");
         ::_exit(report ? 0 : 1);
     }

@@ -139,7 +139,7 @@ Result<Report> apply_with(const Spec& spec, const Environment& env) {
     // stops the world with clone and ptrace, all of which the sandbox
     // forbids. Run the check now, while they are allowed; it then skips the
     // one at exit. Leaks made after this point go unreported in that build.
-    __lsan_do_leak_check();
+    if (env.leak_check_first) __lsan_do_leak_check();
 #endif
 
     Report report;

@@ -14,6 +14,10 @@ namespace sa::agent::sandbox::detail {
 struct Environment {
     int landlock_abi = 0;            // 0: no Landlock
     bool seccomp_available = false;  // seccomp filter mode compiled in
+    // Sanitizer builds: run LeakSanitizer's check before the drop (see
+    // apply_with). Off for the probe's forked child: a copy of a
+    // multi-threaded process only sees false leaks, and it leaves by _exit.
+    bool leak_check_first = true;
 };
 
 Environment detect_environment();
