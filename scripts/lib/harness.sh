@@ -7,6 +7,7 @@
 # Secrets (client secrets) go only into files with mode 0600, never to output.
 
 HARNESS_PIDS=()
+HARNESS_CLEANUP=()
 
 harness_log() { echo "[harness] $*" >&2; }
 
@@ -16,7 +17,11 @@ harness_die() {
 }
 
 harness_cleanup() {
-  local pid
+  local pid cmd
+  for cmd in "${HARNESS_CLEANUP[@]:-}"; do
+    [ -n "$cmd" ] && eval "$cmd" >/dev/null 2>&1 || true
+  done
+  HARNESS_CLEANUP=()
   for pid in "${HARNESS_PIDS[@]:-}"; do
     [ -n "$pid" ] || continue
     if kill -0 "$pid" 2>/dev/null; then
@@ -315,4 +320,35 @@ hub_app_revoke() {
 # one a line (read while the agent runs).
 agent_audit_types() {
   cat "$1"/audit/segment-*.jsonl 2>/dev/null | jq -r .type
+}
+
+# ---- A throwaway PostgreSQL 15 server (issue #7).
+
+# pg_start DIR: initdb + start on 127.0.0.1 with a free port, password
+# (scram-sha-256) auth over TCP, trust on its private socket only. Sets
+# PG_PORT and PG_DIR; stopped at exit. Needs root (runs as postgres).
+pg_start() {
+  local dir=$1 bin=/usr/lib/postgresql/15/bin
+  [ -x "$bin/initdb" ] || harness_die "PostgreSQL 15 is not installed"
+  mkdir -p "$dir" && chown postgres: "$dir"
+  # The postgres user must be able to reach DIR (the parent stays unreadable).
+  chmod o+x "$(dirname "$dir")"
+  # A port nothing listens on (PostgreSQL cannot take port 0).
+  while :; do
+    PG_PORT=$(shuf -i 20000-60999 -n 1)
+    ss -Hltn "sport = :$PG_PORT" | grep -q . || break
+  done
+  PG_DIR=$dir
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C --no-sync \
+    --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; harness_die "initdb failed"; }
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-k $dir -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1 ||
+    { cat "$dir/server.log" >&2; harness_die "PostgreSQL did not start"; }
+  HARNESS_CLEANUP+=("runuser -u postgres -- $bin/pg_ctl -D $dir/data -m immediate -w stop")
+}
+
+# pg_sql DATABASE SQL: runs SQL as the superuser over the private socket.
+pg_sql() {
+  runuser -u postgres -- psql -h "$PG_DIR" -p "$PG_PORT" -d "$1" -v ON_ERROR_STOP=1 -qAt -c "$2"
 }

@@ -9,11 +9,21 @@
 set -euo pipefail
 src=$1/src/agent
 pattern='\bcurl_easy_(init|perform)\b|\bcurl_multi_|(^|[^_[:alnum:]:.>])(::)?connect[[:space:]]*\(|\bgetaddrinfo[[:space:]]*\(|httplib::(SSL)?Client\b|\bPQconnect|\bmysql_real_connect\b'
+# A database driver connects from inside the job worker, but only to the
+# address the supervisor checked against the egress policy: the PostgreSQL
+# connector may call PQconnectdbParams, and must pass that address as
+# hostaddr (so libpq never resolves a name); checked below.
 hits=$(grep -rnE "$pattern" "$src" --include='*.cpp' --include='*.h' |
-  grep -v "^$src/egress/" | grep -v '_test\.cpp:' | grep -v '/testing/' || true)
+  grep -v "^$src/egress/" | grep -v '_test\.cpp:' | grep -v '/testing/' |
+  grep -vE "^$src/connectors/postgres_connector\.cpp:[0-9]+:.*\bPQconnectdbParams\(" || true)
 if [ -n "$hits" ]; then
   echo "direct network calls outside src/agent/egress:" >&2
   echo "$hits" >&2
+  exit 1
+fi
+if grep -q 'PQconnectdbParams' "$src/connectors/postgres_connector.cpp" &&
+  ! grep -q '"hostaddr"' "$src/connectors/postgres_connector.cpp"; then
+  echo "postgres_connector.cpp connects without hostaddr (the egress-checked address)" >&2
   exit 1
 fi
 # The check itself must be able to fail: it has to see the egress layer's own calls.

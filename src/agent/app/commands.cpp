@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -18,6 +17,7 @@
 #include "agent/app/egress_wiring.h"
 #include "agent/app/health_probe.h"
 #include "agent/app/job_runner.h"
+#include "agent/app/job_wiring.h"
 #include "agent/app/run_loop.h"
 #include "agent/app/secret_store_wiring.h"
 #include "agent/app/signals.h"
@@ -29,12 +29,10 @@
 #include "agent/egress/rate_limit.h"
 #include "agent/identity/agent_key.h"
 #include "agent/jobs/job_verifier.h"
-#include "agent/jobs/policy.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/health_server.h"
 #include "agent/observe/liveness.h"
 #include "agent/observe/logger.h"
-#include "agent/sandbox/probe.h"
 #include "agent/secrets/hardening.h"
 #include "agent/secrets/secret_stores.h"
 #include "build_info.h"
@@ -43,7 +41,6 @@
 #include "common/crypto/encoding.h"
 #include "common/protocol/protocol.h"
 #include "common/util/files.h"
-#include "common/util/time.h"
 
 namespace sa::agent::app {
 namespace {
@@ -91,16 +88,6 @@ Status create_state_dir(const std::string& dir, const observe::Logger& logger) {
 // A control slot that has not moved for this long is stuck: longer than a
 // long poll plus the slowest chunk upload with its retries.
 constexpr int kDefaultWatchdogSeconds = 300;
-
-// The program each job's worker runs: jobs.worker_executable, else this
-// very binary (`secure-agent worker`).
-Result<std::string> job_worker_executable(const config::Config& config) {
-    if (config.jobs.worker_executable) return *config.jobs.worker_executable;
-    std::error_code ec;
-    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (ec) return fail(ErrorCode::io, "cannot resolve /proc/self/exe: " + ec.message());
-    return self.string();
-}
 
 }  // namespace
 
@@ -184,54 +171,17 @@ int run_agent(const std::string& config_path) {
                                           {"hub_url", config.hub.url},
                                           {"sources", source_names(config)}});
 
-    // 3. The pinned job-signing keys (the only trust anchors for jobs) and
-    // the customer's job policy: both local files the hub cannot change.
-    std::vector<crypto::Ed25519PublicKey> job_keys;
-    for (const auto& file : config.hub.job_signing_keys) {
-        auto job_key = crypto::Ed25519PublicKey::from_pem_file(file);
-        if (!job_key) {
-            std::cerr << "config error: hub.job_signing_keys: " << file << ": "
-                      << job_key.error().message << "\n";
-            return kExitConfig;
-        }
-        logger.info("pinned job-signing key loaded", {{"key_id", job_key->key_id()}});
-        job_keys.push_back(std::move(*job_key));
-    }
-    auto policy = config.jobs.policy_file ? jobs::load_policy_file(*config.jobs.policy_file)
-                                          : Result<jobs::Policy>(jobs::default_policy());
-    if (!policy) {
-        std::cerr << "config error: jobs.policy_file: " << policy.error().message << "\n";
+    // 3. What the customer set up for jobs: the pinned job-signing keys (the
+    // only trust anchors for jobs), the policy, and the worker sandbox this
+    // host gives (strict mode refuses to start without every layer).
+    auto trust = load_job_trust(config, logger);
+    if (!trust && trust.error().code == ErrorCode::invalid_argument) {
+        std::cerr << "config error: " << trust.error().message << "\n";
+        logger.error("startup failed",
+                     {{"step", "load job trust"}, {"error", trust.error().describe()}});
         return kExitConfig;
     }
-    if (!config.jobs.policy_file) {
-        logger.warn(
-            "no jobs.policy_file: the built-in policy allows every operation on every configured "
-            "source");
-    }
-    logger.info("job policy loaded", {{"policy", policy->source_name},
-                                      {"sha256", policy->sha256_hex},
-                                      {"rules", policy->rules.size()},
-                                      {"max_concurrent_jobs", policy->max_concurrent_jobs}});
-
-    // The sandbox this host gives each job's worker, tried for real in a
-    // child: strict mode refuses to start without every layer rather than
-    // refusing every job later.
-    auto sandbox_layers = sandbox::probe(worker_sandbox_spec(config));
-    if (!sandbox_layers) return startup_failed("probe worker sandbox", sandbox_layers.error());
-    if (const std::string missing = sandbox::describe_missing(*sandbox_layers); !missing.empty()) {
-        if (config.jobs.sandbox.strict) {
-            logger.error(
-                "startup failed",
-                {{"step", "probe worker sandbox"},
-                 {"error", "jobs.sandbox.mode is strict but this host lacks: " + missing}});
-            return kExitConfig;
-        }
-        logger.warn("job workers will run without some sandbox layers (best_effort)",
-                    {{"missing", missing}});
-    } else {
-        logger.info("job worker sandbox: every layer available",
-                    {{"landlock_abi", sandbox::landlock_abi_version()}});
-    }
+    if (!trust) return startup_failed("load job trust", trust.error());
 
     // 4. State directory.
     if (auto made = create_state_dir(config.agent.state_dir, logger); !made) {
@@ -241,7 +191,7 @@ int run_agent(const std::string& config_path) {
     // 5. Metrics and the loopback health endpoint.
     observe::Registry registry;
     observe::AgentMetrics metrics(registry, build::kVersion);
-    for (const auto& layer : sandbox_layers->layers) {
+    for (const auto& layer : trust->sandbox.layers) {
         metrics.sandbox_layer(sandbox::layer_name(layer.layer), layer.applied);
     }
     observe::Readiness readiness;
@@ -402,25 +352,11 @@ int run_agent(const std::string& config_path) {
             }
             return !stop_requested().load();
         }};
-    jobs::JobVerifier verifier(std::move(job_keys),
-                               {.audience = config.hub.client_id,
-                                .leeway_seconds = config.jobs.clock_skew_seconds,
-                                .replay_file = config.agent.state_dir + "/jobs/replay.log"});
-    if (auto made = util::make_dirs(config.agent.state_dir + "/jobs", 0700); !made) {
-        return startup_failed("create job state directory", made.error());
-    }
-    if (auto replay = verifier.open_replay_store(util::unix_seconds()); !replay) {
-        return startup_failed("open job replay store", replay.error());
-    }
-    const std::string spool_root = config.agent.state_dir + "/spool";
-    if (auto made = util::make_dirs(spool_root, 0700); !made) {
-        return startup_failed("create spool directory", made.error());
-    }
-    auto worker_executable = job_worker_executable(config);
-    if (!worker_executable) return startup_failed("find job worker", worker_executable.error());
-    (void)auditor.record_durable("policy.loaded", {{"policy", policy->source_name},
-                                                   {"sha256", policy->sha256_hex},
-                                                   {"rules", policy->rules.size()}});
+    auto verifier = make_job_verifier(config, std::move(trust->keys));
+    if (!verifier) return startup_failed("open job replay store", verifier.error());
+    (void)auditor.record_durable("policy.loaded", {{"policy", trust->policy.source_name},
+                                                   {"sha256", trust->policy.sha256_hex},
+                                                   {"rules", trust->policy.rules.size()}});
     // Connection health probes of the token endpoint and the hub, on their
     // own thread with their own clients; failures turn /readyz red.
     HealthProber prober({.interval = std::chrono::seconds(config.health.probe_interval_seconds),
@@ -436,59 +372,25 @@ int run_agent(const std::string& config_path) {
     prober.start();
 
     // 8. The control slots, until SIGTERM/SIGINT: one long-polling loop per
-    // job that may run at once, each with its own hub client, running each
-    // job in its own sandboxed worker process. A watchdog turns /livez red
-    // when a slot stops moving.
-    const int slots = std::min(config.jobs.workers, policy->max_concurrent_jobs);
-    if (slots < config.jobs.workers) {
-        logger.warn("the job policy allows fewer concurrent jobs than jobs.workers",
-                    {{"workers", config.jobs.workers},
-                     {"max_concurrent_jobs", policy->max_concurrent_jobs}});
-    }
-    struct ControlSlot {
-        std::optional<egress::HttpClient> http;
-        std::unique_ptr<control::HubClient> hub;
-        std::unique_ptr<JobRunner> runner;
-        std::unique_ptr<RunLoop> loop;
-    };
-    std::vector<ControlSlot> control_slots(static_cast<size_t>(slots));
-    for (int i = 0; i < slots; ++i) {
-        ControlSlot& slot = control_slots[static_cast<size_t>(i)];
-        const size_t beat_slot = liveness.add("control slot " + std::to_string(i));
-        const auto beat = [&liveness, beat_slot] { liveness.beat(beat_slot); };
-        // Its own HTTP client: the token client's is used from every slot
-        // (under its refresh lock), a slot's only from its own thread.
-        auto slot_http = egress::HttpClient::create(http_options);
-        if (!slot_http) return startup_failed("create HTTP client", slot_http.error());
-        slot.http.emplace(std::move(*slot_http));
-        slot.hub = std::make_unique<control::HubClient>(*slot.http, tokens, hub_options);
-        slot.runner = std::make_unique<JobRunner>(
-            config, verifier, *policy, *slot.hub, logger, metrics,
-            JobRunner::Options{
-                .worker_executable = *worker_executable,
-                .spool_root = spool_root,
-                .heartbeat_interval = std::chrono::seconds(config.jobs.heartbeat_interval_seconds),
-                .cancel_grace = std::chrono::seconds(config.jobs.cancel_grace_seconds),
-                .beat = beat,
-                .stop = &stop_requested()},
-            &auditor);
-        slot.loop = std::make_unique<RunLoop>(
-            RunLoop::Options{.poll_wait_seconds = config.hub.poll_wait_seconds,
-                             .auditor = &auditor,
-                             .beat = beat},
-            tokens, *slot.hub, *slot.runner, readiness, metrics, logger, stop_requested());
-    }
-    logger.info("control slots started",
-                {{"slots", slots},
-                 {"worker", *worker_executable},
-                 {"sandbox", config.jobs.sandbox.strict ? "strict" : "best_effort"}});
-    {
-        std::vector<std::jthread> threads;
-        for (size_t i = 1; i < control_slots.size(); ++i) {
-            threads.emplace_back([&slot = control_slots[i]] { slot.loop->run(); });
-        }
-        control_slots[0].loop->run();
-    }               // joins the other slots (they stop on the same flag)
+    // job that may run at once, each job in its own sandboxed worker process.
+    // A watchdog turns /livez red when a slot stops moving.
+    auto slots = ControlSlots::create({.config = config,
+                                       .policy = trust->policy,
+                                       .verifier = **verifier,
+                                       .tokens = tokens,
+                                       .http = http_options,
+                                       .hub = hub_options,
+                                       .logger = logger,
+                                       .metrics = metrics,
+                                       .readiness = readiness,
+                                       .liveness = liveness,
+                                       .auditor = auditor,
+                                       .stop = stop_requested(),
+                                       .egress = egress_policy,
+                                       .secrets = secret_stores,
+                                       .on_connection = network_log.callback()});
+    if (!slots) return startup_failed("start control slots", slots.error());
+    (*slots)->run();
     prober.stop();  // before the last record and the audit log's close
 
     // 9. Orderly shutdown: the last record, then the final checkpoint.

@@ -601,6 +601,30 @@ class Doctor final {
     // connector's own login check). sqlite is a local file.
     void check_source(const config::SourceConfig& source, const std::string& key) {
         const std::string label = key + " " + source.name;
+        if (!source.host.empty()) {
+            // A database: the supervisor checks its connection against the
+            // egress policy before each job, exactly like this. The login and
+            // catalog checks run inside the sandboxed worker: the hub's
+            // preflight operation.
+            const std::string where = source.host + ":" + std::to_string(source.port);
+            auto destination = policy_.check(source.host, source.port);
+            if (!destination) {
+                report_.fail(
+                    "source", label,
+                    source.name + " (" + source.connector + "): " + destination.error().message,
+                    "allow " + where +
+                        " with an egress.allow entry (with cidrs for a name that "
+                        "resolves to a private address)");
+                return;
+            }
+            report_.ok("source", label,
+                       source.name + " (" + source.connector + "): " + where + " -> " +
+                           destination->addresses.front().text() + " allowed by " +
+                           (destination->rule != nullptr ? destination->rule->origin : "policy") +
+                           "; for login and catalog access run `agent-hub job create --operation "
+                           "preflight --wait`");
+            return;
+        }
         if (source.connector != "sqlite") {
             report_.skip("source", label,
                          "no preflight for connector \"" + source.connector + "\" yet");

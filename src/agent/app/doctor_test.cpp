@@ -245,6 +245,21 @@ TEST_F(DoctorTest, ReportsTheWorkerSandboxLayers) {
         << output_;
 }
 
+TEST_F(DoctorTest, DatabaseSourcesAreCheckedAgainstTheEgressPolicy) {
+    extra_yaml_ = "";
+    std::ofstream(dir_ / "secrets" / "db") << R"({"user":"u","password":"p"})";
+    source_path_ = source_path_ +
+                   "}\n  - {name: shop, connector: postgres, host: db.example.com, "
+                   "database: shop, user: {secret: \"files/db#user\"}, password: "
+                   "{secret: \"files/db#password\"}";
+    EXPECT_EQ(run({{"db.example.com", "203.0.113.9"}}), kExitOk) << output_;
+    EXPECT_TRUE(has("shop (postgres): db.example.com:5432 -> 203.0.113.9 allowed by sources[1]"))
+        << output_;
+    // A name that resolves to a private address needs an allow entry with cidrs.
+    EXPECT_EQ(run({{"db.example.com", "10.1.2.3"}}), kExitFailure) << output_;
+    EXPECT_TRUE(has("[FAIL] source     shop (postgres): egress: db.example.com")) << output_;
+}
+
 TEST_F(DoctorTest, DestinationNotInAllowlist) {
     EXPECT_EQ(run({{"other.example.com", "203.0.113.7"}}, {"https://other.example.com"}),
               kExitFailure);

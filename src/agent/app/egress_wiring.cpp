@@ -162,6 +162,17 @@ Result<egress::PolicyOptions> egress_policy_options(const config::Config& config
         rule.origin = "audit.siem[" + std::to_string(i) + "]";
         options.allow.push_back(std::move(rule));
     }
+    // Database sources: the supervisor checks each job's connection here and
+    // hands the worker the checked address (the worker never resolves).
+    for (size_t i = 0; i < config.sources.size(); ++i) {
+        const auto& source = config.sources[i];
+        if (source.host.empty()) continue;
+        egress::AllowRule rule;
+        rule.host = source.host;
+        rule.port = source.port;
+        rule.origin = "sources[" + std::to_string(i) + "]";
+        options.allow.push_back(std::move(rule));
+    }
     for (const StoreEndpoint& endpoint : secret_store_endpoints(config)) {
         if (endpoint.url.starts_with("http://")) {
             auto rule = plaintext_rule(endpoint.url, endpoint.origin);

@@ -276,9 +276,19 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
     running.deadline = started + running.max_duration;
     running.next_heartbeat = started + options_.heartbeat_interval;
 
-    // Source credentials (databases, next issue) are read here, just in
-    // time, and travel to the worker as secrets; SQLite needs none.
-    auto session = worker::WorkerSession::start(options_.worker_executable, worker_job, {});
+    // A database source: the address the worker may use and its
+    // credentials, read just in time; they travel to the worker as secrets.
+    std::vector<worker::Credential> credentials;
+    if (!source.host.empty()) {
+        auto prepared = prepare_connection(job, source, worker_job.source);
+        if (!prepared) {
+            return report_failure(job, jobs::reason::kConnectionFailed, prepared.error().message,
+                                  prepared.error());
+        }
+        credentials = std::move(*prepared);
+    }
+    auto session = worker::WorkerSession::start(options_.worker_executable, worker_job,
+                                                std::move(credentials));
     if (!session) {
         return report_failure(job, jobs::reason::kWorkerCrashed,
                               "the agent could not start the job's worker", session.error());
@@ -389,6 +399,56 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
     }
     metrics_.worker_stopped();
     return finish(job, running);
+}
+
+Result<std::vector<worker::Credential>> JobRunner::prepare_connection(
+    const jobs::Job& job, const config::SourceConfig& source, worker::SourceParams& params) {
+    if (options_.egress == nullptr || options_.secrets == nullptr) {
+        return fail(ErrorCode::internal,
+                    "the agent has no egress policy or secret stores for "
+                    "database sources");
+    }
+    // Checked once, here: the worker connects to exactly this address.
+    egress::ConnectionRecord record;
+    record.unix_ms = util::unix_millis();
+    record.host = source.host;
+    record.port = source.port;
+    record.job_id = job.job_id;
+    auto destination = options_.egress->check(source.host, source.port);
+    if (!destination) {
+        record.decision = "denied";
+        record.rule = destination.error().message;
+        record.error = destination.error().message;
+        if (options_.on_connection) options_.on_connection(record);
+        // The policy's message names the destination and why; no secret in it.
+        return fail(destination.error().code,
+                    "source \"" + source.name + "\": " + destination.error().message);
+    }
+    params.address = destination->addresses.front().text();
+    params.port = static_cast<uint16_t>(source.port);
+    params.database = source.database;
+    params.sslmode = source.sslmode;
+    params.ca_file = source.ca_file.value_or("");
+    record.decision = "allowed";
+    record.address = params.address;
+    record.rule = destination->rule != nullptr ? destination->rule->origin : "";
+    if (options_.on_connection) options_.on_connection(record);
+
+    std::vector<worker::Credential> credentials;
+    for (const auto& [name, ref] :
+         {std::pair{"user", &source.user}, std::pair{"password", &source.password}}) {
+        if (!*ref) continue;
+        auto value = options_.secrets->read(
+            **ref, {.purpose = "source " + std::string(name), .job_id = job.job_id});
+        if (!value) {
+            return fail(value.error().code, "the " + std::string(name) + " of source \"" +
+                                                source.name +
+                                                "\" could not be read from its secret store (" +
+                                                std::string(to_string(value.error().code)) + ")");
+        }
+        credentials.push_back({name, std::move(*value)});
+    }
+    return credentials;
 }
 
 void JobRunner::heartbeat(const jobs::Job& job, Running& running) {

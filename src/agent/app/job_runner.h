@@ -36,11 +36,14 @@
 #include "agent/app/auditor.h"
 #include "agent/config/config.h"
 #include "agent/control/hub_client.h"
+#include "agent/egress/policy.h"
 #include "agent/jobs/job_verifier.h"
 #include "agent/jobs/policy.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/logger.h"
 #include "agent/sandbox/sandbox.h"
+#include "agent/secrets/secret_stores.h"
+#include "agent/worker/messages.h"
 
 namespace sa::agent::app {
 
@@ -65,6 +68,14 @@ class JobRunner final {
         std::function<void()> beat;
         // Set on shutdown: the worker is stopped and the job left to its lease.
         const std::atomic<bool>* stop = nullptr;
+        // Database sources: the connection is checked against the egress
+        // policy here (the worker gets the checked address and never
+        // resolves), recorded in the network log, and the credentials are
+        // read just in time from the secret stores. Required for sources
+        // with a host; SQLite needs neither.
+        const egress::EgressPolicy* egress = nullptr;
+        const secrets::SecretStores* secrets = nullptr;
+        std::function<void(const egress::ConnectionRecord&)> on_connection;
     };
 
     // All references (and auditor, when given) must outlive the runner. One
@@ -87,6 +98,10 @@ class JobRunner final {
     JobOutcome execute(const jobs::Job& job, const config::SourceConfig& source,
                        const jobs::PolicyDecision& decision, int64_t lease_expires_at);
     JobOutcome finish(const jobs::Job& job, Running& running);
+    // For a database source: the checked address and the credentials.
+    Result<std::vector<worker::Credential>> prepare_connection(const jobs::Job& job,
+                                                               const config::SourceConfig& source,
+                                                               worker::SourceParams& params);
     void heartbeat(const jobs::Job& job, Running& running);
     Status upload(const jobs::Job& job, Running& running, int64_t seq,
                   const std::string& sha256_hex, int64_t size, const std::string& path);

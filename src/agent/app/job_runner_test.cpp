@@ -367,6 +367,76 @@ TEST_F(JobRunnerTest, ALeaseThatCannotBeRenewedBeforeItExpiresAbortsTheJob) {
     EXPECT_NE(logs().find("could not be renewed"), std::string::npos) << logs();
 }
 
+TEST_F(JobRunnerTest, ADatabaseSourceOutsideTheEgressPolicyNeverReachesAWorker) {
+    auto config = config::parse_config(
+        "agent: {id: edge-1, state_dir: " + dir_.string() +
+        "}\n"
+        "hub:\n  url: https://hub.test\n  job_signing_public_key: k.pem\n"
+        "  client_id: cid_1\n  client_secret: {secret: \"files/x\"}\n"
+        "secret_stores: {files: {type: file, path: /s}}\n"
+        "sources:\n  - {name: shop, connector: postgres, host: db.example.com, database: shop,\n"
+        "     user: {secret: \"files/db#user\"}, password: {secret: \"files/db#password\"}}\n");
+    ASSERT_TRUE(config) << config.error().describe();
+    *config_ = std::move(*config);
+    // Nothing allowed: the source's implicit rule is not in this policy.
+    const egress::EgressPolicy policy(egress::PolicyOptions{});
+    secrets::SecretStores stores;
+    std::vector<egress::ConnectionRecord> records;
+    runner_ = std::make_unique<JobRunner>(
+        *config_, *verifier_, *policy_, *hub_client_, logger_, metrics_,
+        JobRunner::Options{.worker_executable = SA_TEST_WORKER_PATH,
+                           .spool_root = spool_,
+                           .egress = &policy,
+                           .secrets = &stores,
+                           .on_connection = [&](const egress::ConnectionRecord& record) {
+                               records.push_back(record);
+                           }});
+    auto outcome = runner_->run(envelope(testing::sign_job(key_, "cid_1", "J1", "L1", "shop")));
+    EXPECT_EQ(outcome.outcome, "failed");
+    EXPECT_EQ(outcome.reason_code, "connection_failed");
+    ASSERT_EQ(hub_.failures.size(), 1u);
+    const std::string message = hub_.failures[0]["message"];
+    EXPECT_NE(message.find("db.example.com:5432 not in egress allowlist"), std::string::npos)
+        << message;
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].decision, "denied");
+    EXPECT_EQ(records[0].host, "db.example.com");
+    EXPECT_EQ(records[0].job_id, "J1");
+    EXPECT_EQ(logs().find("job worker started"), std::string::npos);
+}
+
+TEST_F(JobRunnerTest, ADatabaseCredentialThatCannotBeReadFailsTheJobWithoutNamingIt) {
+    auto config = config::parse_config(
+        "agent: {id: edge-1, state_dir: " + dir_.string() +
+        "}\n"
+        "hub:\n  url: https://hub.test\n  job_signing_public_key: k.pem\n"
+        "  client_id: cid_1\n  client_secret: {secret: \"files/x\"}\n"
+        "secret_stores: {files: {type: file, path: /s}}\n"
+        "sources:\n  - {name: shop, connector: postgres, host: 127.0.0.1, port: 1, database: s,\n"
+        "     user: {secret: \"files/db#user\"}, password: {secret: \"files/db#password\"}}\n");
+    ASSERT_TRUE(config) << config.error().describe();
+    *config_ = std::move(*config);
+    egress::PolicyOptions options;
+    options.allow.push_back(
+        egress::AllowRule{.host = "127.0.0.1", .port = 1, .origin = "sources[0]"});
+    const egress::EgressPolicy policy(std::move(options));
+    secrets::SecretStores stores;  // no store named "files": the read fails
+    runner_ =
+        std::make_unique<JobRunner>(*config_, *verifier_, *policy_, *hub_client_, logger_, metrics_,
+                                    JobRunner::Options{.worker_executable = SA_TEST_WORKER_PATH,
+                                                       .spool_root = spool_,
+                                                       .egress = &policy,
+                                                       .secrets = &stores});
+    auto outcome = runner_->run(envelope(testing::sign_job(key_, "cid_1", "J1", "L1", "shop")));
+    EXPECT_EQ(outcome.reason_code, "connection_failed");
+    ASSERT_EQ(hub_.failures.size(), 1u);
+    const std::string message = hub_.failures[0]["message"];
+    EXPECT_NE(message.find("the user of source \"shop\" could not be read"), std::string::npos)
+        << message;
+    EXPECT_EQ(message.find("files/db"), std::string::npos) << message;
+    EXPECT_EQ(logs().find("job worker started"), std::string::npos);
+}
+
 TEST_F(JobRunnerTest, AJobLongerThanItsLimitTimesOut) {
     policy_text_ = R"(version: 1
 rules:

@@ -14,6 +14,7 @@
 
 #include "agent/config/jobs_section.h"
 #include "agent/config/secret_stores_section.h"
+#include "agent/config/sources_section.h"
 #include "agent/config/yaml_reader.h"
 #include "agent/egress/policy.h"
 #include "agent/egress/proxy.h"
@@ -193,41 +194,7 @@ Config parse_document(const YAML::Node& root) {
     }
 
     // sources
-    if (top.has("sources")) {
-        const YAML::Node sources = top.get("sources");
-        if (!sources.IsSequence()) error_at("sources", "must be a list");
-        std::set<std::string> names;
-        for (size_t i = 0; i < sources.size(); ++i) {
-            const std::string path = "sources[" + std::to_string(i) + "]";
-            Map source(sources[i], path, {"name", "connector", "path", "sensitivity"});
-            SourceConfig out;
-            out.name = source.required_string("name");
-            if (!is_name(out.name, 128)) {
-                error_at(source.at("name"), "must match [A-Za-z0-9_.-]{1,128}");
-            }
-            if (!names.insert(out.name).second) {
-                error_at(source.at("name"), "duplicate source name " + quoted(out.name));
-            }
-            out.connector = source.required_string("connector");
-            const auto& connectors = supported_connectors();
-            if (std::find(connectors.begin(), connectors.end(), out.connector) ==
-                connectors.end()) {
-                error_at(source.at("connector"), "unknown connector " + quoted(out.connector) +
-                                                     " (supported: " + list(connectors) + ")");
-            }
-            out.path = source.required_string("path");
-            if (auto label = source.optional_string("sensitivity")) {
-                const bool valid =
-                    label->size() <= 32 && std::all_of(label->begin(), label->end(), [](char c) {
-                        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-                               c == '-';
-                    });
-                if (!valid) error_at(source.at("sensitivity"), "must match [a-z0-9_-]{1,32}");
-                out.sensitivity = *label;
-            }
-            config.sources.push_back(std::move(out));
-        }
-    }
+    if (top.has("sources")) parse_sources(top.get("sources"), "sources", config, check_store);
 
     if (top.has("jobs")) parse_jobs_section(top.get("jobs"), "jobs", config);
 
@@ -525,7 +492,7 @@ const SourceConfig* Config::find_source(std::string_view name) const {
 }
 
 const std::vector<std::string>& supported_connectors() {
-    static const std::vector<std::string> connectors{"sqlite"};
+    static const std::vector<std::string> connectors{"sqlite", "postgres"};
     return connectors;
 }
 
@@ -623,6 +590,12 @@ Status check_files(const Config& config) {
         if (!exporter.ca_file) continue;
         const std::string key = "audit.siem[" + std::to_string(i) + "].ca_file";
         if (auto st = check_pem_certificates(*exporter.ca_file, key); !st) return st;
+    }
+    for (size_t i = 0; i < config.sources.size(); ++i) {
+        const auto& source = config.sources[i];
+        if (!source.ca_file) continue;
+        const std::string key = "sources[" + std::to_string(i) + "].ca_file";
+        if (auto st = check_pem_certificates(*source.ca_file, key); !st) return st;
     }
     for (const auto& file : config.hub.job_signing_keys) {
         auto key = crypto::Ed25519PublicKey::from_pem_file(file);

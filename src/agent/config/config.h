@@ -4,7 +4,7 @@
 //
 // Every error is a single line "<path.of.key>: <what is wrong>" (ErrorCode
 // invalid_argument), e.g. `sources[1].connector: unknown connector "oracle"
-// (supported: sqlite)`; YAML syntax errors give "line L, column C: ...".
+// (supported: sqlite, postgres)`; YAML syntax errors give "line L, column C: ...".
 // Unknown keys are errors, so a typo never silently falls back to a default.
 // SECURITY NOTE: secret-bearing fields (hub.client_secret) accept only a
 // reference {secret: "STORE/PATH#KEY"}; a literal is refused and never
@@ -57,8 +57,19 @@ struct HubSection {
 
 struct SourceConfig {
     std::string name;       // [A-Za-z0-9_.-]{1,128}, unique
-    std::string connector;  // "sqlite"
+    std::string connector;  // "sqlite" | "postgres"
     std::string path;       // sqlite: the database file
+    // postgres: where it listens (the name is checked against the egress
+    // policy by the supervisor; the worker connects to the checked address),
+    // the database, and the credentials (always secret-store references,
+    // read just in time for each job).
+    std::string host;
+    int port = 5432;
+    std::string database;
+    std::optional<secrets::SecretRef> user;
+    std::optional<secrets::SecretRef> password;
+    std::string sslmode = "verify-full";  // disable | require | verify-ca | verify-full
+    std::optional<std::string> ca_file;   // root certificate(s) to verify the server with
     // A label ([a-z0-9_-]{1,32}) naming how sensitive the source is; every
     // job runs in its own worker process, so jobs on sources of different
     // sensitivity never share one. Audited with each job.

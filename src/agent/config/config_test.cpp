@@ -380,7 +380,7 @@ TEST(ConfigTest, AuditSectionErrorsNameTheKey) {
 TEST(ConfigTest, UnknownConnector) {
     EXPECT_EQ(error_of(variant("connector: sqlite\n    path: /data/other.db",
                                "connector: oracle\n    path: /data/other.db")),
-              "sources[1].connector: unknown connector \"oracle\" (supported: sqlite)");
+              "sources[1].connector: unknown connector \"oracle\" (supported: sqlite, postgres)");
 }
 
 TEST(ConfigTest, HubUrlMustBeHttps) {
@@ -433,8 +433,10 @@ TEST(ConfigTest, PollWaitRange) {
 TEST(ConfigTest, UnknownKeys) {
     EXPECT_EQ(error_of(variant("  url:", "  urll:")), "hub.urll: unknown key");
     EXPECT_EQ(error_of(std::string(kGood) + "extra: 1\n"), "extra: unknown key");
+    EXPECT_EQ(error_of(variant("    path: /data/demo.db", "    path: /data/demo.db\n    usr: x")),
+              "sources[0].usr: unknown key");
     EXPECT_EQ(error_of(variant("    path: /data/demo.db", "    path: /data/demo.db\n    user: x")),
-              "sources[0].user: unknown key");
+              "sources[0].user: not a setting of the sqlite connector (it takes: path)");
 }
 
 TEST(ConfigTest, DuplicateKeys) {
@@ -714,6 +716,73 @@ jobs:
     ASSERT_FALSE(no_key);
     EXPECT_EQ(no_key.error().message.rfind("hub.job_signing_public_key: missing required key", 0),
               0u);
+}
+
+TEST(ConfigTest, PostgresSources) {
+    const std::string base = R"(agent:
+  state_dir: /s
+secret_stores:
+  files: {type: file, path: /sec}
+hub:
+  url: https://hub
+  client_id: c
+  client_secret: {secret: "files/x"}
+  job_signing_public_key: /k.pem
+sources:
+)";
+    auto config = parse_config(base + R"(  - name: warehouse
+    connector: postgres
+    host: db.internal
+    port: 6432
+    database: analytics
+    user: {secret: "files/pg#user"}
+    password: {secret: "files/pg#password"}
+    sslmode: verify-ca
+    ca_file: /etc/secure-agent/db-ca.pem
+    sensitivity: pii
+  - {name: crm, connector: postgres, host: 10.0.0.5, database: crm,
+     user: {secret: "files/crm#user"}, password: {secret: "files/crm#password"}}
+)");
+    ASSERT_TRUE(config) << config.error().message;
+    const auto& pg = config->sources[0];
+    EXPECT_EQ(pg.connector, "postgres");
+    EXPECT_EQ(pg.host, "db.internal");
+    EXPECT_EQ(pg.port, 6432);
+    EXPECT_EQ(pg.database, "analytics");
+    EXPECT_EQ(pg.user, (secrets::SecretRef{"files", "pg", "user"}));
+    EXPECT_EQ(pg.password, (secrets::SecretRef{"files", "pg", "password"}));
+    EXPECT_EQ(pg.sslmode, "verify-ca");
+    EXPECT_EQ(pg.ca_file, "/etc/secure-agent/db-ca.pem");
+    EXPECT_EQ(pg.sensitivity, "pii");
+    EXPECT_EQ(config->sources[1].port, 5432);
+    EXPECT_EQ(config->sources[1].sslmode, "verify-full");
+
+    const auto error = [&](const std::string& source) {
+        auto bad = parse_config(base + source);
+        return bad ? std::string("parsed") : bad.error().message;
+    };
+    EXPECT_EQ(error("  - {name: a, connector: postgres, host: h, database: d, user: admin,\n"
+                    "     password: {secret: \"files/p\"}}\n"),
+              "sources[0].user: literal secrets are not allowed; use {secret: "
+              "\"STORE/PATH#KEY\"}");
+    EXPECT_EQ(error("  - {name: a, connector: postgres, host: h, database: d,\n"
+                    "     user: {secret: \"files/u\"}}\n"),
+              "sources[0].password: missing required key");
+    EXPECT_EQ(error("  - {name: a, connector: postgres, host: h, database: d,\n"
+                    "     user: {secret: \"vault/u\"}, password: {secret: \"files/p\"}}\n"),
+              "sources[0].user: unknown secret store \"vault\"");
+    EXPECT_EQ(error("  - {name: a, connector: postgres, path: /x.db, host: h, database: d,\n"
+                    "     user: {secret: \"files/u\"}, password: {secret: \"files/p\"}}\n"),
+              "sources[0].path: not a setting of the postgres connector (it takes: host, port, "
+              "database, user, password, sslmode, ca_file)");
+    EXPECT_EQ(error("  - {name: a, connector: sqlite, path: /x.db, host: h}\n"),
+              "sources[0].host: not a setting of the sqlite connector (it takes: path)");
+    EXPECT_EQ(error("  - {name: a, connector: postgres, host: h, database: d, sslmode: prefer,\n"
+                    "     user: {secret: \"files/u\"}, password: {secret: \"files/p\"}}\n"),
+              "sources[0].sslmode: must be one of disable, require, verify-ca, verify-full");
+    EXPECT_EQ(error("  - {name: a, connector: postgres, database: d,\n"
+                    "     user: {secret: \"files/u\"}, password: {secret: \"files/p\"}}\n"),
+              "sources[0].host: missing required key");
 }
 
 TEST(ConfigTest, NonMappingsAndEmptyInput) {

@@ -113,6 +113,8 @@ void build_allowlist(Allowlist& a, pid_t self) {
     // loader do not need it after start-up, but denying it is left for a
     // later hardening step (it breaks nothing we know of, and is untested).
     a.allow({"brk", "mmap", "munmap", "mremap", "mprotect", "madvise"});
+    // munlock: a SecretValue (a database credential) unlocks its own pages when wiped.
+    a.allow({"munlock"});
 
     // Time, randomness, signals of its own, thread bookkeeping that glibc
     // does for the one thread (robust futex list, rseq).

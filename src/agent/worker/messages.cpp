@@ -1,5 +1,8 @@
 #include "agent/worker/messages.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cstdio>
 #include <initializer_list>
 #include <utility>
@@ -181,16 +184,24 @@ Result<sandbox::Limits> limits_from(const json& object, const std::string& where
 }
 
 Result<SourceParams> source_from(const json& object, const std::string& where) {
-    if (auto st =
-            only_keys(object, where,
-                      {"name", "connector", "path", "host", "database", "sensitivity", "port"});
+    if (auto st = only_keys(object, where,
+                            {"name", "connector", "path", "host", "address", "database",
+                             "sensitivity", "port", "sslmode", "ca_file", "application_name"});
         !st) {
         return std::unexpected(st.error());
     }
     SourceParams s;
-    std::pair<const char*, std::string*> strings[] = {
-        {"name", &s.name}, {"connector", &s.connector}, {"path", &s.path},
-        {"host", &s.host}, {"database", &s.database},   {"sensitivity", &s.sensitivity}};
+    std::string sslmode;
+    std::pair<const char*, std::string*> strings[] = {{"name", &s.name},
+                                                      {"connector", &s.connector},
+                                                      {"path", &s.path},
+                                                      {"host", &s.host},
+                                                      {"address", &s.address},
+                                                      {"database", &s.database},
+                                                      {"sensitivity", &s.sensitivity},
+                                                      {"sslmode", &sslmode},
+                                                      {"ca_file", &s.ca_file},
+                                                      {"application_name", &s.application_name}};
     for (auto& [key, out] : strings) {
         auto v = get_string(object, key, where, /*required=*/false);
         if (!v) return std::unexpected(v.error());
@@ -198,6 +209,25 @@ Result<SourceParams> source_from(const json& object, const std::string& where) {
     }
     if (s.name.empty()) return malformed(where + ".name", "missing or empty");
     if (s.connector.empty()) return malformed(where + ".connector", "missing or empty");
+    // The worker has no DNS: what it connects to must already be an IP.
+    if (!s.address.empty()) {
+        unsigned char buffer[sizeof(in6_addr)];
+        if (::inet_pton(AF_INET, s.address.c_str(), buffer) != 1 &&
+            ::inet_pton(AF_INET6, s.address.c_str(), buffer) != 1) {
+            return malformed(where + ".address", "expected an IPv4 or IPv6 address");
+        }
+    }
+    if (!sslmode.empty()) {
+        if (sslmode != "disable" && sslmode != "require" && sslmode != "verify-ca" &&
+            sslmode != "verify-full") {
+            return malformed(where + ".sslmode",
+                             "expected disable, require, verify-ca or verify-full");
+        }
+        s.sslmode = std::move(sslmode);
+    }
+    if (!s.ca_file.empty() && s.ca_file[0] != '/') {
+        return malformed(where + ".ca_file", "expected an absolute path");
+    }
     auto port = get_int(object, "port", where, /*required=*/false, 0, 65535);
     if (!port) return std::unexpected(port.error());
     s.port = static_cast<uint16_t>(*port);
@@ -241,10 +271,17 @@ std::string chunk_file_name(int64_t seq) {
 std::string encode_job(const WorkerJob& job) {
     json filters = json::array();
     for (const auto& f : job.filters) filters.push_back(jobs::to_json(f));
-    json source{{"name", job.source.name},         {"connector", job.source.connector},
-                {"path", job.source.path},         {"host", job.source.host},
-                {"database", job.source.database}, {"sensitivity", job.source.sensitivity},
-                {"port", job.source.port}};
+    json source{{"name", job.source.name},
+                {"connector", job.source.connector},
+                {"path", job.source.path},
+                {"host", job.source.host},
+                {"address", job.source.address},
+                {"database", job.source.database},
+                {"sensitivity", job.source.sensitivity},
+                {"port", job.source.port},
+                {"sslmode", job.source.sslmode},
+                {"ca_file", job.source.ca_file},
+                {"application_name", job.source.application_name}};
     return dump(
         {{"job_id", job.job_id},
          {"operation", job.operation},

@@ -19,9 +19,13 @@ WorkerJob sample_job() {
                   .connector = "sqlite",
                   .path = "/data/shop.db",
                   .host = "db.internal",
+                  .address = "10.0.0.7",
                   .database = "shop",
                   .sensitivity = "high",
-                  .port = 5432};
+                  .port = 5432,
+                  .sslmode = "verify-ca",
+                  .ca_file = "/etc/secure-agent/db-ca.pem",
+                  .application_name = "job-1"};
     jobs::ObjectFilters f;
     f.schemas.include = {"main"};
     f.tables.exclude = {"payroll.*"};
@@ -47,6 +51,10 @@ TEST(MessagesTest, JobRoundTrips) {
     EXPECT_EQ(decoded->source.database, "shop");
     EXPECT_EQ(decoded->source.sensitivity, "high");
     EXPECT_EQ(decoded->source.port, 5432);
+    EXPECT_EQ(decoded->source.address, "10.0.0.7");
+    EXPECT_EQ(decoded->source.sslmode, "verify-ca");
+    EXPECT_EQ(decoded->source.ca_file, "/etc/secure-agent/db-ca.pem");
+    EXPECT_EQ(decoded->source.application_name, "job-1");
     ASSERT_EQ(decoded->filters.size(), 2u);
     EXPECT_EQ(decoded->filters[0].schemas.include, std::vector<std::string>{"main"});
     EXPECT_EQ(decoded->filters[0].tables.exclude, std::vector<std::string>{"payroll.*"});
@@ -66,6 +74,31 @@ TEST(MessagesTest, JobErrorsNameTheField) {
     auto bad_port = decode_job(j.dump());
     ASSERT_FALSE(bad_port);
     EXPECT_EQ(bad_port.error().message, "job.source.port: must be between 0 and 65535");
+
+    j = json::parse(encode_job(sample_job()));
+    j["source"]["address"] = "db.internal";
+    auto name = decode_job(j.dump());
+    ASSERT_FALSE(name);
+    EXPECT_EQ(name.error().message, "job.source.address: expected an IPv4 or IPv6 address");
+
+    j["source"]["address"] = "::1";
+    EXPECT_TRUE(decode_job(j.dump()));
+    j["source"].erase("sslmode");
+    auto defaulted = decode_job(j.dump());
+    ASSERT_TRUE(defaulted);
+    EXPECT_EQ(defaulted->source.sslmode, "verify-full");
+
+    j["source"]["sslmode"] = "prefer";
+    auto sslmode = decode_job(j.dump());
+    ASSERT_FALSE(sslmode);
+    EXPECT_EQ(sslmode.error().message,
+              "job.source.sslmode: expected disable, require, verify-ca or verify-full");
+
+    j = json::parse(encode_job(sample_job()));
+    j["source"]["ca_file"] = "ca.pem";
+    auto ca = decode_job(j.dump());
+    ASSERT_FALSE(ca);
+    EXPECT_EQ(ca.error().message, "job.source.ca_file: expected an absolute path");
 
     j = json::parse(encode_job(sample_job()));
     j["spool_dir"] = "relative/dir";

@@ -29,17 +29,21 @@ namespace reason = failure_reason;
 // The supervisor sends the whole input at once; this only bounds a stuck one.
 constexpr auto kInputTimeout = std::chrono::seconds(60);
 
-// Messages leave the agent (the supervisor reports failures to the hub): the
-// source's path is replaced by its logical name wherever a library put it.
-std::string scrub(std::string message, const SourceParams& source) {
-    const std::string& path = source.path;
-    if (path.empty()) return message;
-    const std::string name = "\"" + source.name + "\"";
-    for (size_t at = message.find(path); at != std::string::npos;
-         at = message.find(path, at + name.size())) {
-        message.replace(at, path.size(), name);
+std::string replace_all(std::string message, const std::string& what, const std::string& with) {
+    if (what.empty()) return message;
+    for (size_t at = message.find(what); at != std::string::npos;
+         at = message.find(what, at + with.size())) {
+        message.replace(at, what.size(), with);
     }
     return message;
+}
+
+// Messages leave the agent (the supervisor reports failures to the hub): the
+// source's path is replaced by its logical name wherever a library put it,
+// and a network source's trust-root file (ca_file) is not named either.
+std::string scrub(std::string message, const SourceParams& source) {
+    message = replace_all(std::move(message), source.path, "\"" + source.name + "\"");
+    return replace_all(std::move(message), source.ca_file, "the source's ca_file");
 }
 
 class Worker final {
@@ -80,6 +84,8 @@ class Worker final {
     }
 
     Channel& channel_;
+    // From the credential frames; engines without authentication ignore them.
+    connectors::SourceCredentials credentials_;
 };
 
 Result<Worker::Input> Worker::read_input() {
@@ -140,6 +146,13 @@ sandbox::Spec Worker::sandbox_spec(const WorkerJob& job) const {
             if (std::filesystem::exists(path, ec)) spec.read_only_paths.push_back(path);
         }
     }
+    if (!job.source.ca_file.empty()) {
+        // The trust roots of a network source (libpq reads them at connect time).
+        std::error_code ec;
+        if (std::filesystem::exists(job.source.ca_file, ec)) {
+            spec.read_only_paths.push_back(job.source.ca_file);
+        }
+    }
     spec.read_write_paths = {job.spool_dir};
     if (job.source.port != 0) spec.connect_ports = {job.source.port};
     return spec;
@@ -155,7 +168,15 @@ int Worker::run(const AfterReadyHook& after_ready) {
         failed(reason::kProtocolError, "worker input refused: " + input.error().message);
         return kExitProtocolError;
     }
+    // The server's administrators see which job a session belongs to.
+    if (input->job.source.application_name.empty()) {
+        input->job.source.application_name = input->job.job_id;
+    }
     const WorkerJob& job = input->job;
+    for (auto& credential : input->credentials) {
+        auto& slot = credential.name == "user" ? credentials_.user : credentials_.password;
+        slot = std::move(credential.value);
+    }
 
     auto report = sandbox::apply(sandbox_spec(job));
     if (!report) {
@@ -176,8 +197,7 @@ int Worker::run(const AfterReadyHook& after_ready) {
         if (auto code = after_ready(job, channel_)) return *code;
     }
 
-    // Credentials are for database connectors (a later issue); SQLite needs
-    // none. They are wiped when input goes out of scope.
+    // Credentials live in credentials_ (wiped with the worker); SQLite ignores them.
     const std::string& op = job.operation;
     if (op == protocol::kOperationExtractMetadata) return extract(job);
     if (op == "test_connection") return test_connection(job);
@@ -266,7 +286,7 @@ Status write_chunk_file(const std::string& dir, const std::string& name, std::st
 int Worker::extract(const WorkerJob& job) {
     auto filters = jobs::CompiledFilters::compile(job.filters);
     if (!filters) return failed(reason::kExtractionFailed, filters.error().message);
-    auto connector = connectors::make_connector(job.source);
+    auto connector = connectors::make_connector(job.source, credentials_);
     if (!connector) {
         return failed(reason::kConnectionFailed, scrub(connector.error().message, job.source));
     }
@@ -324,7 +344,7 @@ int Worker::extract(const WorkerJob& job) {
 
 int Worker::test_connection(const WorkerJob& job) {
     const auto started = std::chrono::steady_clock::now();
-    auto connector = connectors::make_connector(job.source);
+    auto connector = connectors::make_connector(job.source, credentials_);
     if (!connector) {
         return failed(reason::kConnectionFailed, scrub(connector.error().message, job.source));
     }
@@ -339,7 +359,7 @@ int Worker::test_connection(const WorkerJob& job) {
 }
 
 int Worker::preflight(const WorkerJob& job) {
-    auto connector = connectors::make_connector(job.source);
+    auto connector = connectors::make_connector(job.source, credentials_);
     if (!connector) {
         // A source that cannot be opened is the preflight's finding, not its failure.
         json checks = json::array();
@@ -364,7 +384,7 @@ int Worker::preflight(const WorkerJob& job) {
 int Worker::list_schemas(const WorkerJob& job) {
     auto filters = jobs::CompiledFilters::compile(job.filters);
     if (!filters) return failed(reason::kExtractionFailed, filters.error().message);
-    auto connector = connectors::make_connector(job.source);
+    auto connector = connectors::make_connector(job.source, credentials_);
     if (!connector) {
         return failed(reason::kConnectionFailed, scrub(connector.error().message, job.source));
     }
