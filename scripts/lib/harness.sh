@@ -324,9 +324,11 @@ agent_audit_types() {
 
 # ---- A throwaway PostgreSQL 15 server (issue #7).
 
-# pg_start DIR: initdb + start on 127.0.0.1 with a free port, password
-# (scram-sha-256) auth over TCP, trust on its private socket only. Sets
-# PG_PORT and PG_DIR; stopped at exit. Needs root (runs as postgres).
+# pg_start DIR: initdb + start on localhost (127.0.0.1, and ::1 when the host
+# has it) with a free port, password
+# (scram-sha-256) auth over TCP, TLS with DIR/server.crt (for "localhost",
+# also the CA to trust), trust on its private socket only. Sets PG_PORT and
+# PG_DIR; stopped at exit. Needs root (runs as postgres).
 pg_start() {
   local dir=$1 bin=/usr/lib/postgresql/15/bin
   [ -x "$bin/initdb" ] || harness_die "PostgreSQL 15 is not installed"
@@ -342,8 +344,15 @@ pg_start() {
   runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C --no-sync \
     --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; harness_die "initdb failed"; }
+  # TLS with a self-signed certificate for "localhost" (also the clients' CA).
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$dir/server.key" -out "$dir/server.crt" >/dev/null 2>&1 ||
+    harness_die "cannot make the PostgreSQL certificate"
+  chown postgres: "$dir/server.key" && chmod 600 "$dir/server.key" && chmod 644 "$dir/server.crt"
   runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-    -o "-k $dir -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1 ||
+    -o "-k $dir -p $PG_PORT -c listen_addresses=localhost -c fsync=off -c ssl=on \
+        -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >/dev/null 2>&1 ||
     { cat "$dir/server.log" >&2; harness_die "PostgreSQL did not start"; }
   HARNESS_CLEANUP+=("runuser -u postgres -- $bin/pg_ctl -D $dir/data -m immediate -w stop")
 }

@@ -35,12 +35,23 @@ hub_app_create pg-app "$work/secrets/hub-client-secret"
 (umask 077 && printf '{"user":"catalog_reader","password":"%s"}' "$password" >"$work/secrets/shop-db")
 
 make_sample_db "$work/unused.db" 1
+# The real name and TLS with full verification: "localhost" resolves to a
+# loopback address, which the egress policy allows only with an explicit cidr.
 AGENT_EXTRA_SOURCES="  - name: shop
+    connector: postgres
+    host: localhost
+    port: $PG_PORT
+    database: shop
+    sslmode: verify-full
+    ca_file: $PG_DIR/server.crt
+    user: {secret: \"files/shop-db#user\"}
+    password: {secret: \"files/shop-db#password\"}
+  - name: wrong-name
     connector: postgres
     host: 127.0.0.1
     port: $PG_PORT
     database: shop
-    sslmode: disable
+    ca_file: $PG_DIR/server.crt
     user: {secret: \"files/shop-db#user\"}
     password: {secret: \"files/shop-db#password\"}
   - name: wrong-password
@@ -60,7 +71,10 @@ rules:
     tables: {exclude: ["secret_.*"]}
 YAML
 AGENT_EXTRA_YAML="jobs:
-  policy_file: $work/policy.yaml"
+  policy_file: $work/policy.yaml
+egress:
+  allow:
+    - {host: localhost, port: $PG_PORT, cidr: [127.0.0.1/32, \"::1/128\"]}"
 agent_write_config "$work/agent.yaml" "$work/state" "$work/secrets" local "$work/unused.db" \
   "$work/hub/job-signing.pub.pem"
 agent_start "$work/agent.yaml" "$work/state" "$work/agent.log"
@@ -70,6 +84,8 @@ wait_json() { # wait_json SOURCE OPERATION: runs the job with --wait, prints its
     --wait --wait-timeout 60 --json
 }
 
+# sslmode verify-full: this succeeds only over TLS with the certificate
+# checked against ca_file and the name "localhost".
 out=$(wait_json shop test_connection) || fail "test_connection: $out"
 jq -e '.result.connected == true and (.result.server_version | startswith("15"))' <<<"$out" \
   >/dev/null || fail "test_connection result: $out"
@@ -98,9 +114,17 @@ status=$(hub_job_wait "$job" 60) || true
 [ "$(hub_job_json "$job" | jq -r .reason_code)" = connection_failed ] ||
   fail "wrong password: $(hub_job_json "$job")"
 
+# verify-full (the default) against a certificate for another name: refused.
+job=$(hub_job_create pg-app wrong-name)
+status=$(hub_job_wait "$job" 60) || true
+[ "$status" = failed ] || fail "certificate name mismatch: $status"
+[ "$(hub_job_json "$job" | jq -r .reason_code)" = connection_failed ] ||
+  fail "certificate name mismatch: $(hub_job_json "$job")"
+
 # The egress decision is in the network log with the checked address.
 jq -s -e --argjson port "$PG_PORT" 'any(.[]; .msg == "egress connection" and .port == $port
-    and .address == "127.0.0.1" and .decision == "allowed" and .rule == "sources[1]")' \
+    and .host == "localhost" and (.address == "127.0.0.1" or .address == "::1")
+    and .decision == "allowed")' \
   "$work/agent.log" >/dev/null || fail "no network-log record for the database"
 records=$(cat "$work"/state/audit/segment-*.jsonl)
 jq -s -e 'any(.[]; .type == "secret.accessed" and .fields.purpose == "source password"

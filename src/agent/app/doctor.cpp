@@ -613,8 +613,8 @@ class Doctor final {
                     "source", label,
                     source.name + " (" + source.connector + "): " + destination.error().message,
                     "allow " + where +
-                        " with an egress.allow entry (with cidrs for a name that "
-                        "resolves to a private address)");
+                        " with an egress.allow entry (a name that resolves to a private or "
+                        "loopback address also needs its cidr)");
                 return;
             }
             report_.ok("source", label,

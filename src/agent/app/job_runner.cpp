@@ -255,8 +255,10 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
     worker_job.source = {.name = source.name,
                          .connector = source.connector,
                          .path = source.path,
-                         .host = {},
-                         .database = {},
+                         // The name TLS verifies; the worker connects to the
+                         // address prepare_connection checked.
+                         .host = source.host,
+                         .database = source.database,
                          .sensitivity = source.sensitivity,
                          .port = 0};
     worker_job.filters = decision.filters;
@@ -426,7 +428,6 @@ Result<std::vector<worker::Credential>> JobRunner::prepare_connection(
     }
     params.address = destination->addresses.front().text();
     params.port = static_cast<uint16_t>(source.port);
-    params.database = source.database;
     params.sslmode = source.sslmode;
     params.ca_file = source.ca_file.value_or("");
     record.decision = "allowed";
