@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "agent/connectors/factory.h"
-#include "agent/connectors/testing/pg_server.h"
+#include "agent/connectors/testing/pg_server_suite.h"
 #include "common/crypto/random.h"
 
 namespace sa::agent::connectors {
@@ -55,24 +55,8 @@ class ClosedPort {
     uint16_t port_ = 0;
 };
 
-class PostgresConnectorTest : public ::testing::Test {
+class PostgresConnectorTest : public testing::PgServerSuite {
   protected:
-    static void SetUpTestSuite() {
-        if (!PgServer::skip_reason().empty()) return;
-        auto server = PgServer::start();
-        if (server) {
-            server_ = std::move(*server);
-        } else {
-            start_error_ = server.error().describe();
-        }
-    }
-    static void TearDownTestSuite() { server_.reset(); }
-
-    void SetUp() override {
-        if (auto reason = PgServer::skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        ASSERT_TRUE(server_) << start_error_;
-    }
-
     SourceParams source() const {
         SourceParams s;
         s.name = "shop";
@@ -94,13 +78,7 @@ class PostgresConnectorTest : public ::testing::Test {
     Result<ConnectorPtr> connect(const SourceParams& s) const {
         return make_connector(s, credentials(server_->password()));
     }
-
-    static std::unique_ptr<PgServer> server_;
-    static std::string start_error_;
 };
-
-std::unique_ptr<PgServer> PostgresConnectorTest::server_;
-std::string PostgresConnectorTest::start_error_;
 
 TEST_F(PostgresConnectorTest, TestConnectionReportsTheServerVersion) {
     auto connector = connect(source());

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "agent/jobs/printable.h"
 #include "agent/jobs/refusal_reasons.h"
 #include "common/jose/jws.h"
 #include "common/protocol/protocol.h"
@@ -52,14 +53,7 @@ std::expected<std::string, Refusal> string_claim(const json& payload, const char
 // A kid from an unverified header, made safe to put in a message and a log:
 // bounded, and anything but printable ASCII replaced.
 std::string printable(std::string_view text) {
-    constexpr size_t kMax = 80;
-    std::string out;
-    for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
-    }
-    if (text.size() > kMax) out += "...";
-    return out;
+    return jobs::printable(text, 80);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "agent/config/yaml_reader.h"
+#include "agent/jobs/printable.h"
 #include "agent/jobs/refusal_reasons.h"
 #include "common/crypto/digest.h"
 #include "common/protocol/protocol.h"
@@ -358,14 +359,7 @@ std::optional<PolicyDecision> check_job_filters(const PolicyRule& rule, const Jo
 // Job fields come from a verified job, but a hub could still send odd
 // names: keep messages one bounded, printable line.
 std::string printable(std::string_view text) {
-    constexpr size_t kMax = 128;
-    std::string out;
-    for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
-    }
-    if (text.size() > kMax) out += "...";
-    return out;
+    return jobs::printable(text, 128);
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/connectors/testing/pg_server.h"
+#include "agent/connectors/testing/pg_server_suite.h"
 #include "agent/sandbox/sandbox.h"
 #include "agent/worker/worker_session.h"
 #include "common/crypto/random.h"
@@ -54,22 +54,11 @@ Outcome drain(WorkerSession& session) {
     return out;
 }
 
-class PostgresWorkerTest : public ::testing::Test {
+class PostgresWorkerTest : public connectors::testing::PgServerSuite {
   protected:
-    static void SetUpTestSuite() {
-        if (!PgServer::skip_reason().empty()) return;
-        auto server = PgServer::start();
-        if (server) {
-            server_ = std::move(*server);
-        } else {
-            start_error_ = server.error().describe();
-        }
-    }
-    static void TearDownTestSuite() { server_.reset(); }
-
     void SetUp() override {
-        if (auto reason = PgServer::skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        ASSERT_TRUE(server_) << start_error_;
+        PgServerSuite::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         spool_ = fs::temp_directory_path() / ("sa-pgw-" + crypto::random_token(9));
         fs::create_directories(spool_);
         fs::permissions(spool_, fs::perms::owner_all, fs::perm_options::replace);
@@ -114,13 +103,8 @@ class PostgresWorkerTest : public ::testing::Test {
 
     Outcome run(const WorkerJob& j) { return run(j, credentials(server_->password())); }
 
-    static std::unique_ptr<PgServer> server_;
-    static std::string start_error_;
     fs::path spool_;
 };
-
-std::unique_ptr<PgServer> PostgresWorkerTest::server_;
-std::string PostgresWorkerTest::start_error_;
 
 std::string failure_of(const Outcome& out) {
     return out.failed ? out.failed->reason_code + ": " + out.failed->message : "";
