@@ -9,6 +9,13 @@
 #include "hub/wire/wire_error.h"
 
 namespace sa::hub::server {
+
+// lease_id and agent_id, which every report about a leased job carries.
+struct LeaseReport {
+    std::string lease_id;
+    std::string agent_id;
+};
+
 namespace {
 
 using json = nlohmann::json;
@@ -105,11 +112,6 @@ std::expected<std::string, ApiResponse> agent_id_of(const json& o) {
     }
     return id;
 }
-
-struct LeaseReport {
-    std::string lease_id;
-    std::string agent_id;
-};
 
 // lease_id and agent_id, which every report about a leased job carries.
 std::expected<LeaseReport, ApiResponse> lease_report_of(const json& req) {
@@ -400,19 +402,38 @@ ApiResponse Api::put_chunk(const std::optional<std::string>& authorization,
     return finish(std::move(r));
 }
 
-ApiResponse Api::complete(const std::optional<std::string>& authorization,
-                          const std::string& job_id, std::string_view body) {
-    auto caller = authenticate(authorization);
-    if (!caller) return caller.error();
-    const auto& who = caller->principal;
-    auto finish = [&](ApiResponse r) {
+struct Api::LeasedJobReport {
+    identity::Principal who;
+    json body;
+    LeaseReport lease;
+    ApiResponse finish(ApiResponse r) const {
         r.client_id = who.client_id;
         return r;
-    };
+    }
+};
+
+std::expected<Api::LeasedJobReport, ApiResponse> Api::leased_job_report(
+    const std::optional<std::string>& authorization, std::string_view body) {
+    auto caller = authenticate(authorization);
+    if (!caller) return std::unexpected(caller.error());
+    LeasedJobReport report{caller->principal, {}, {}};
     auto req = parse_object(body);
-    if (!req) return finish(req.error());
+    if (!req) return std::unexpected(report.finish(req.error()));
     auto lease = lease_report_of(*req);
-    if (!lease) return finish(lease.error());
+    if (!lease) return std::unexpected(report.finish(lease.error()));
+    report.body = std::move(*req);
+    report.lease = std::move(*lease);
+    return report;
+}
+
+ApiResponse Api::complete(const std::optional<std::string>& authorization,
+                          const std::string& job_id, std::string_view body) {
+    auto report_in = leased_job_report(authorization, body);
+    if (!report_in) return report_in.error();
+    const identity::Principal& who = report_in->who;
+    const json* req = &report_in->body;
+    const LeaseReport* lease = &report_in->lease;
+    auto finish = [&](ApiResponse r) { return report_in->finish(std::move(r)); };
     ingest::Completion c;
     c.lease_id = lease->lease_id;
     c.agent_id = lease->agent_id;
@@ -471,17 +492,12 @@ ApiResponse Api::complete(const std::optional<std::string>& authorization,
 
 ApiResponse Api::heartbeat(const std::optional<std::string>& authorization,
                            const std::string& job_id, std::string_view body) {
-    auto caller = authenticate(authorization);
-    if (!caller) return caller.error();
-    const auto& who = caller->principal;
-    auto finish = [&](ApiResponse r) {
-        r.client_id = who.client_id;
-        return r;
-    };
-    auto req = parse_object(body);
-    if (!req) return finish(req.error());
-    auto lease = lease_report_of(*req);
-    if (!lease) return finish(lease.error());
+    auto report_in = leased_job_report(authorization, body);
+    if (!report_in) return report_in.error();
+    const identity::Principal& who = report_in->who;
+    const json* req = &report_in->body;
+    const LeaseReport* lease = &report_in->lease;
+    auto finish = [&](ApiResponse r) { return report_in->finish(std::move(r)); };
     jobs::HeartbeatReport report{lease->lease_id, lease->agent_id, std::nullopt};
     if (auto p = req->find("progress"); p != req->end() && !p->is_null()) {
         if (!p->is_object())
@@ -522,17 +538,12 @@ ApiResponse Api::heartbeat(const std::optional<std::string>& authorization,
 
 ApiResponse Api::fail(const std::optional<std::string>& authorization, const std::string& job_id,
                       std::string_view body) {
-    auto caller = authenticate(authorization);
-    if (!caller) return caller.error();
-    const auto& who = caller->principal;
-    auto finish = [&](ApiResponse r) {
-        r.client_id = who.client_id;
-        return r;
-    };
-    auto req = parse_object(body);
-    if (!req) return finish(req.error());
-    auto lease = lease_report_of(*req);
-    if (!lease) return finish(lease.error());
+    auto report_in = leased_job_report(authorization, body);
+    if (!report_in) return report_in.error();
+    const identity::Principal& who = report_in->who;
+    const json* req = &report_in->body;
+    const LeaseReport* lease = &report_in->lease;
+    auto finish = [&](ApiResponse r) { return report_in->finish(std::move(r)); };
     jobs::FailReport report;
     report.lease_id = lease->lease_id;
     report.agent_id = lease->agent_id;

@@ -95,6 +95,12 @@ class Api final {
     // is not revoked (AppRegistry::is_active, one indexed lookup per request).
     std::expected<Caller, ApiResponse> authenticate(
         const std::optional<std::string>& authorization);
+    // The start of every report about a leased job (complete, heartbeat,
+    // fail): the authenticated caller, the JSON object body, its lease_id and
+    // agent_id. Errors already name the caller's client id. Defined in api.cpp.
+    struct LeasedJobReport;
+    std::expected<LeasedJobReport, ApiResponse> leased_job_report(
+        const std::optional<std::string>& authorization, std::string_view body);
 
     Services s_;
 };
