@@ -6,13 +6,14 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view input(reinterpret_cast<const char*>(data), size);
-    auto tables = sa::metadata::parse_chunk(input);
-    if (tables) {
-        // Whatever parses must serialise and parse back to the same thing.
-        for (const auto& t : *tables) {
-            auto again = sa::metadata::table_from_json(sa::metadata::to_json(t));
-            if (!again || sa::metadata::to_json(*again) != sa::metadata::to_json(t))
-                __builtin_trap();
+    auto records = sa::metadata::parse_chunk(input);
+    if (records) {
+        // Whatever parses must serialise and parse back to the same thing,
+        // and have a fingerprint and a qualified name.
+        for (const auto& r : *records) {
+            auto again = sa::metadata::record_from_json(sa::metadata::to_json(r));
+            if (!again || *again != r) __builtin_trap();
+            if (sa::metadata::fingerprint(r).size() != 64) __builtin_trap();
         }
     }
     return 0;

@@ -361,3 +361,43 @@ pg_start() {
 pg_sql() {
   runuser -u postgres -- psql -h "$PG_DIR" -p "$PG_PORT" -d "$1" -v ON_ERROR_STOP=1 -qAt -c "$2"
 }
+
+# maria_start DIR: a throwaway MariaDB 10.11 server on 127.0.0.1 at a free
+# port (MARIA_PORT), TLS with a self-signed certificate for "localhost"
+# (DIR/server.crt), root only over the private socket DIR/sock. Stopped by
+# the harness cleanup.
+maria_start() {
+  local dir=$1
+  command -v mariadbd >/dev/null || harness_die "MariaDB is not installed"
+  mkdir -p "$dir" && chown mysql: "$dir"
+  chmod o+x "$(dirname "$dir")"
+  while :; do
+    MARIA_PORT=$(shuf -i 20000-60999 -n 1)
+    ss -Hltn "sport = :$MARIA_PORT" | grep -q . || break
+  done
+  MARIA_DIR=$dir
+  mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" --skip-test-db \
+    --auth-root-authentication-method=socket >"$dir/install.log" 2>&1 ||
+    { cat "$dir/install.log" >&2; harness_die "mariadb-install-db failed"; }
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -keyout "$dir/server.key" -out "$dir/server.crt" \
+    >/dev/null 2>&1 || harness_die "cannot make the MariaDB certificate"
+  chown mysql: "$dir/server.key" && chmod 600 "$dir/server.key" && chmod 644 "$dir/server.crt"
+  mariadbd --no-defaults --user=mysql --datadir="$dir/data" --socket="$dir/sock" \
+    --port="$MARIA_PORT" --bind-address=127.0.0.1 --pid-file="$dir/pid" \
+    --ssl-cert="$dir/server.crt" --ssl-key="$dir/server.key" --performance-schema=ON \
+    --log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=0 >/dev/null 2>&1 &
+  HARNESS_CLEANUP+=("kill -TERM $!; wait $! 2>/dev/null")
+  local i
+  for i in $(seq 1 100); do
+    mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$dir/server.log" >&2
+  harness_die "MariaDB did not start"
+}
+
+# maria_sql SQL: runs SQL as root over the private socket.
+maria_sql() {
+  mariadb --no-defaults --socket="$MARIA_DIR/sock" -uroot --batch --skip-column-names -e "$1"
+}

@@ -12,10 +12,14 @@ pattern='\bcurl_easy_(init|perform)\b|\bcurl_multi_|(^|[^_[:alnum:]:.>])(::)?con
 # A database driver connects from inside the job worker, but only to the
 # address the supervisor checked against the egress policy: the PostgreSQL
 # connector may call PQconnectdbParams, and must pass that address as
-# hostaddr (so libpq never resolves a name); checked below.
+# hostaddr (so libpq never resolves a name); checked below. The MariaDB
+# connector may call mysql_real_connect with source.address, and connect()
+# once in dial(), whose sockaddr is built from source.address by inet_pton
+# (its verify-full certificate pre-check).
 hits=$(grep -rnE "$pattern" "$src" --include='*.cpp' --include='*.h' |
   grep -v "^$src/egress/" | grep -v '_test\.cpp:' | grep -v '/testing/' |
-  grep -vE "^$src/connectors/postgres_connector\.cpp:[0-9]+:.*\bPQconnectdbParams\(" || true)
+  grep -vE "^$src/connectors/postgres_connector\.cpp:[0-9]+:.*\bPQconnectdbParams\(" |
+  grep -vE "^$src/connectors/mariadb_connector\.cpp:[0-9]+:[[:space:]]*if \((::connect\(fd, |mysql_real_connect\(m, source\.address\.c_str\(\))" || true)
 if [ -n "$hits" ]; then
   echo "direct network calls outside src/agent/egress:" >&2
   echo "$hits" >&2

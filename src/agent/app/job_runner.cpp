@@ -430,6 +430,8 @@ Result<std::vector<worker::Credential>> JobRunner::prepare_connection(
     params.port = static_cast<uint16_t>(source.port);
     params.sslmode = source.sslmode;
     params.ca_file = source.ca_file.value_or("");
+    params.statement_timeout_ms = int64_t{source.statement_timeout_seconds} * 1000;
+    params.lock_timeout_ms = int64_t{source.lock_timeout_seconds} * 1000;
     record.decision = "allowed";
     record.address = params.address;
     record.rule = destination->rule != nullptr ? destination->rule->origin : "";
@@ -578,11 +580,10 @@ JobOutcome JobRunner::finish(const jobs::Job& job, Running& running) {
     }
 
     const connectors::ExtractSummary& summary = running.finished->summary;
-    nlohmann::json counts{{"tables", summary.tables},
-                          {"views", summary.views},
-                          {"columns", summary.columns},
-                          {"chunks", running.chunks.size()},
-                          {"duration_ms", finished_at_ms - running.started_at_ms}};
+    nlohmann::json counts{
+        {"tables", summary.tables},        {"views", summary.views},
+        {"columns", summary.columns},      {"routines", summary.routines},
+        {"chunks", running.chunks.size()}, {"duration_ms", finished_at_ms - running.started_at_ms}};
     nlohmann::json finished_fields = counts;
     const bool extraction = job.operation == protocol::kOperationExtractMetadata;
     std::string root;

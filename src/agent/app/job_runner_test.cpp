@@ -248,7 +248,9 @@ TEST_F(JobRunnerTest, PolicyFiltersAreAppliedAndTheJobCanOnlyNarrowThem) {
     ASSERT_EQ(hub_.uploads.size(), 1u);
     auto tables = metadata::parse_chunk(hub_.uploads[0].body);
     ASSERT_TRUE(tables);
-    for (const auto& table : *tables) EXPECT_NE(table.name, "secret_salaries");
+    for (const auto& record : *tables) {
+        EXPECT_NE(std::get<metadata::Table>(record).name, "secret_salaries");
+    }
     EXPECT_EQ(tables->size(), 3u);
 
     // The job narrows further: only orders.
@@ -261,7 +263,7 @@ TEST_F(JobRunnerTest, PolicyFiltersAreAppliedAndTheJobCanOnlyNarrowThem) {
     auto only = metadata::parse_chunk(hub_.uploads[1].body);
     ASSERT_TRUE(only);
     ASSERT_EQ(only->size(), 1u);
-    EXPECT_EQ((*only)[0].name, "orders");
+    EXPECT_EQ(std::get<metadata::Table>((*only)[0]).name, "orders");
 
     // Asking for what the policy excludes is refused before any worker runs.
     auto outside = runner_->run(

@@ -492,7 +492,7 @@ const SourceConfig* Config::find_source(std::string_view name) const {
 }
 
 const std::vector<std::string>& supported_connectors() {
-    static const std::vector<std::string> connectors{"sqlite", "postgres"};
+    static const std::vector<std::string> connectors{"sqlite", "postgres", "mariadb"};
     return connectors;
 }
 

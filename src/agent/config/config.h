@@ -57,19 +57,22 @@ struct HubSection {
 
 struct SourceConfig {
     std::string name;       // [A-Za-z0-9_.-]{1,128}, unique
-    std::string connector;  // "sqlite" | "postgres"
+    std::string connector;  // "sqlite" | "postgres" | "mariadb"
     std::string path;       // sqlite: the database file
-    // postgres: where it listens (the name is checked against the egress
-    // policy by the supervisor; the worker connects to the checked address),
-    // the database, and the credentials (always secret-store references,
-    // read just in time for each job).
+    // postgres, mariadb: where it listens (the name is checked against the
+    // egress policy by the supervisor; the worker connects to the checked
+    // address), the database, and the credentials (always secret-store
+    // references, read just in time for each job).
     std::string host;
-    int port = 5432;
-    std::string database;
+    int port = 5432;       // mariadb: 3306
+    std::string database;  // required for postgres; mariadb: empty reads every database
     std::optional<secrets::SecretRef> user;
     std::optional<secrets::SecretRef> password;
     std::string sslmode = "verify-full";  // disable | require | verify-ca | verify-full
     std::optional<std::string> ca_file;   // root certificate(s) to verify the server with
+    // Bounds on every catalog query and every lock wait on the source.
+    int statement_timeout_seconds = 30;
+    int lock_timeout_seconds = 5;
     // A label ([a-z0-9_-]{1,32}) naming how sensitive the source is; every
     // job runs in its own worker process, so jobs on sources of different
     // sensitivity never share one. Audited with each job.

@@ -380,7 +380,8 @@ TEST(ConfigTest, AuditSectionErrorsNameTheKey) {
 TEST(ConfigTest, UnknownConnector) {
     EXPECT_EQ(error_of(variant("connector: sqlite\n    path: /data/other.db",
                                "connector: oracle\n    path: /data/other.db")),
-              "sources[1].connector: unknown connector \"oracle\" (supported: sqlite, postgres)");
+              "sources[1].connector: unknown connector \"oracle\" (supported: sqlite, postgres, "
+              "mariadb)");
 }
 
 TEST(ConfigTest, HubUrlMustBeHttps) {
@@ -741,7 +742,10 @@ sources:
     ca_file: /etc/secure-agent/db-ca.pem
     sensitivity: pii
   - {name: crm, connector: postgres, host: 10.0.0.5, database: crm,
-     user: {secret: "files/crm#user"}, password: {secret: "files/crm#password"}}
+     user: {secret: "files/crm#user"}, password: {secret: "files/crm#password"},
+     statement_timeout: 1, lock_timeout: 2}
+  - {name: shop, connector: mariadb, host: maria.internal,
+     user: {secret: "files/shop#user"}, password: {secret: "files/shop#password"}}
 )");
     ASSERT_TRUE(config) << config.error().message;
     const auto& pg = config->sources[0];
@@ -754,8 +758,17 @@ sources:
     EXPECT_EQ(pg.sslmode, "verify-ca");
     EXPECT_EQ(pg.ca_file, "/etc/secure-agent/db-ca.pem");
     EXPECT_EQ(pg.sensitivity, "pii");
+    EXPECT_EQ(pg.statement_timeout_seconds, 30);
+    EXPECT_EQ(pg.lock_timeout_seconds, 5);
     EXPECT_EQ(config->sources[1].port, 5432);
     EXPECT_EQ(config->sources[1].sslmode, "verify-full");
+    EXPECT_EQ(config->sources[1].statement_timeout_seconds, 1);
+    EXPECT_EQ(config->sources[1].lock_timeout_seconds, 2);
+    const auto& maria = config->sources[2];
+    EXPECT_EQ(maria.connector, "mariadb");
+    EXPECT_EQ(maria.port, 3306);
+    EXPECT_EQ(maria.database, "");  // every database the account can see
+    EXPECT_EQ(maria.sslmode, "verify-full");
 
     const auto error = [&](const std::string& source) {
         auto bad = parse_config(base + source);
@@ -774,7 +787,14 @@ sources:
     EXPECT_EQ(error("  - {name: a, connector: postgres, path: /x.db, host: h, database: d,\n"
                     "     user: {secret: \"files/u\"}, password: {secret: \"files/p\"}}\n"),
               "sources[0].path: not a setting of the postgres connector (it takes: host, port, "
-              "database, user, password, sslmode, ca_file)");
+              "database, user, password, sslmode, ca_file, statement_timeout, lock_timeout)");
+    EXPECT_EQ(
+        error("  - {name: a, connector: postgres, host: h, database: d, statement_timeout: 0,\n"
+              "     user: {secret: \"files/u\"}, password: {secret: \"files/p\"}}\n"),
+        "sources[0].statement_timeout: must be an integer between 1 and 3600");
+    EXPECT_EQ(error("  - {name: a, connector: mariadb, host: h,\n"
+                    "     user: {secret: \"files/u\"}}\n"),
+              "sources[0].password: missing required key");
     EXPECT_EQ(error("  - {name: a, connector: sqlite, path: /x.db, host: h}\n"),
               "sources[0].host: not a setting of the sqlite connector (it takes: path)");
     EXPECT_EQ(error("  - {name: a, connector: postgres, host: h, database: d, sslmode: prefer,\n"

@@ -27,9 +27,10 @@ bool is_label(const std::string& label) {
 // The keys each connector takes besides name, connector and sensitivity.
 const std::vector<std::string>& connector_keys(const std::string& connector) {
     static const std::vector<std::string> sqlite{"path"};
-    static const std::vector<std::string> postgres{"host",     "port",    "database", "user",
-                                                   "password", "sslmode", "ca_file"};
-    return connector == "sqlite" ? sqlite : postgres;
+    static const std::vector<std::string> network{
+        "host",    "port",    "database",          "user",        "password",
+        "sslmode", "ca_file", "statement_timeout", "lock_timeout"};
+    return connector == "sqlite" ? sqlite : network;
 }
 
 }  // namespace
@@ -43,7 +44,7 @@ void parse_sources(
         const std::string where = path + "[" + std::to_string(i) + "]";
         Map source(node[i], where,
                    {"name", "connector", "sensitivity", "path", "host", "port", "database", "user",
-                    "password", "sslmode", "ca_file"});
+                    "password", "sslmode", "ca_file", "statement_timeout", "lock_timeout"});
         SourceConfig out;
         out.name = source.required_string("name");
         if (!is_name(out.name, 128))
@@ -58,8 +59,8 @@ void parse_sources(
                                                  " (supported: " + list(connectors) + ")");
         }
         // A key of another connector is a mistake, not something to ignore.
-        for (const char* key :
-             {"path", "host", "port", "database", "user", "password", "sslmode", "ca_file"}) {
+        for (const char* key : {"path", "host", "port", "database", "user", "password", "sslmode",
+                                "ca_file", "statement_timeout", "lock_timeout"}) {
             const auto& keys = connector_keys(out.connector);
             if (source.has(key) && std::find(keys.begin(), keys.end(), key) == keys.end()) {
                 error_at(source.at(key), "not a setting of the " + out.connector +
@@ -75,9 +76,24 @@ void parse_sources(
             out.path = source.required_string("path");
         } else {
             out.host = source.required_string("host");
+            if (out.connector == "mariadb") out.port = 3306;
             if (source.has("port"))
                 out.port = parse_int(source.get("port"), 1, 65535, source.at("port"));
-            out.database = source.required_string("database");
+            // A MariaDB server's databases are its schemas: without one, every
+            // database the account can see is read.
+            out.database = out.connector == "mariadb"
+                               ? source.optional_string("database").value_or("")
+                               : source.required_string("database");
+            // Whole seconds, 1 s to 1 h: the engines' own units (MariaDB's
+            // max_statement_time and lock_wait_timeout are in seconds).
+            if (source.has("statement_timeout")) {
+                out.statement_timeout_seconds = parse_int(source.get("statement_timeout"), 1, 3600,
+                                                          source.at("statement_timeout"));
+            }
+            if (source.has("lock_timeout")) {
+                out.lock_timeout_seconds =
+                    parse_int(source.get("lock_timeout"), 1, 3600, source.at("lock_timeout"));
+            }
             for (const char* key : {"user", "password"}) {
                 // A database credential is always a reference into a secret store.
                 if (!source.has(key)) error_at(source.at(key), "missing required key");

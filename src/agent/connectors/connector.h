@@ -1,10 +1,11 @@
 #pragma once
 // A connector reads structural metadata (never table contents) from one
-// source and streams it, one table or view at a time, into a sink, so memory
-// stays bounded however large the catalog is.
+// source and streams it, one relation or routine at a time, into a sink, so
+// memory stays bounded however large the catalog is.
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/metadata/model.h"
@@ -15,16 +16,33 @@ namespace sa::agent::connectors {
 class MetadataSink {
   public:
     virtual ~MetadataSink() = default;
+    // Asked before a relation's details are read: false skips it (the job's
+    // filters, applied client-side so no pattern ever reaches SQL text).
+    virtual bool wants(std::string_view schema, std::string_view relation) const = 0;
+    // Asked before a schema's routines are read.
+    virtual bool wants_schema(std::string_view schema) const = 0;
     virtual Status write(const metadata::Table& table) = 0;
+    virtual Status write(const metadata::Routine& routine) = 0;
 };
 
 struct ExtractSummary {
-    int64_t tables = 0;
-    int64_t views = 0;
+    int64_t tables = 0;  // every relation kind that is not a view
+    int64_t views = 0;   // views and materialized views
     int64_t columns = 0;
     int64_t indexes = 0;
     int64_t foreign_keys = 0;
+    int64_t constraints = 0;  // all types, foreign keys included
+    int64_t routines = 0;
 };
+
+// Adds one relation to the summary: every connector counts the same way.
+inline void add_to_summary(ExtractSummary& summary, const metadata::Table& table) {
+    (metadata::is_view_kind(table.kind) ? summary.views : summary.tables) += 1;
+    summary.columns += static_cast<int64_t>(table.columns.size());
+    summary.indexes += static_cast<int64_t>(table.indexes.size());
+    summary.constraints += static_cast<int64_t>(table.constraints.size());
+    for (const auto& c : table.constraints) summary.foreign_keys += c.type == "foreign_key";
+}
 
 // test_connection(): the source answered a trivial query.
 struct ConnectionInfo {
@@ -58,7 +76,9 @@ struct SchemaInfo {
 class Connector {
   public:
     virtual ~Connector() = default;
-    // Streams every table and view into sink. Stops at the first sink error.
+    // Streams every relation and routine the sink wants into it, each record
+    // complete (columns, constraints, indexes nested). Stops at the first
+    // sink error. Temporary objects are never extracted.
     virtual Result<ExtractSummary> extract(MetadataSink& sink) = 0;
     // Runs a trivial query. Errors: the source's (unavailable, io, ...).
     virtual Result<ConnectionInfo> test_connection() = 0;

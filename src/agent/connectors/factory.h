@@ -14,7 +14,7 @@ namespace sa::agent::connectors {
 // separately as secrets). Fields an engine does not use stay empty.
 struct SourceParams {
     std::string name;       // the logical name from the agent's config; safe to report
-    std::string connector;  // "sqlite" | "postgres" (the agent config's names)
+    std::string connector;  // "sqlite" | "postgres" | "mariadb" (the agent config's names)
     std::string path;       // sqlite: the database file; never reported to the hub
     // Network sources. host is the name the server's TLS certificate is
     // checked against; address is the IP the supervisor resolved and checked
@@ -28,6 +28,11 @@ struct SourceParams {
     std::string sslmode = "verify-full";  // disable | require | verify-ca | verify-full
     std::string ca_file;                  // optional trust roots (PEM); empty: the system bundle
     std::string application_name;  // shown to the server's admins; the worker sets the job id
+    // Bounds on the source (network engines): every statement, and every
+    // wait for a lock. PostgreSQL statement_timeout/lock_timeout; MariaDB
+    // max_statement_time/lock_wait_timeout (whole seconds, rounded up).
+    int64_t statement_timeout_ms = 30000;
+    int64_t lock_timeout_ms = 5000;
 };
 
 // The credentials the supervisor sent as credential frames ("user",

@@ -2,8 +2,11 @@
 
 #include <libpq-fe.h>
 
-#include <map>
+#include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,12 +47,17 @@ class WipedCString final {
 // The session settings the server applies at connect time: every statement
 // and lock wait is bounded, and every transaction is read-only unless it
 // says otherwise (ours never does).
-constexpr const char* kSessionOptions =
-    "-c statement_timeout=30000 -c lock_timeout=5000 -c default_transaction_read_only=on";
+std::string session_options(const SourceParams& source) {
+    return "-c statement_timeout=" + std::to_string(source.statement_timeout_ms) +
+           " -c lock_timeout=" + std::to_string(source.lock_timeout_ms) +
+           " -c default_transaction_read_only=on";
+}
 
-// Rows fetched per round trip from the relation cursor: bounds memory
-// whatever the size of the catalog.
-constexpr int kFetchRows = 500;
+// Rows fetched per round trip from each cursor: bounds the client's memory
+// (at most one batch per cursor is held) whatever the size of the catalog.
+// Relation rows carry view definitions (unbounded text): fewer of them.
+constexpr int kRelationFetchRows = 500;
+constexpr int kFetchRows = 4000;
 
 constexpr int kMinimumServerVersion = 120000;
 
@@ -61,67 +69,176 @@ constexpr std::string_view kUserSchemaCondition =
 // r: table, p: partitioned table, f: foreign table; v: view, m: materialized view.
 constexpr std::string_view kRelationKinds = "('r', 'p', 'f', 'v', 'm')";
 
+// The relations of the model (c: pg_class, n: its pg_namespace): user
+// schemas, no temporary relation, nothing an extension owns.
+const std::string kRelationCondition =
+    "c.relkind IN " + std::string(kRelationKinds) + " AND c.relpersistence <> 't' AND " +
+    std::string(kUserSchemaCondition) +
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"
+    " WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = c.oid"
+    " AND e.deptype = 'e')";
+
+// A child cursor's join on the relations of the model, by relation oid.
+std::string relations_of(std::string_view relid) {
+    std::string join = " JOIN pg_catalog.pg_class c ON c.oid = " + std::string(relid) +
+                       " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND ";
+    return join + kRelationCondition;
+}
+
+// Counts the relations extract() would deliver.
 const std::string kListSchemasSql =
     "SELECT n.nspname, pg_catalog.current_database(), "
     "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c "
-    " WHERE c.relnamespace = n.oid AND c.relkind IN " +
-    std::string(kRelationKinds) + ") FROM pg_catalog.pg_namespace n WHERE " +
+    " WHERE c.relnamespace = n.oid AND " +
+    kRelationCondition + ") FROM pg_catalog.pg_namespace n WHERE " +
     std::string(kUserSchemaCondition) + " ORDER BY n.nspname";
 
 const std::string kVisibleSchemasSql =
     "SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace n WHERE " +
     std::string(kUserSchemaCondition) + " AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')";
 
-const std::string kDeclareRelationsSql =
+// Every cursor is ordered by relation oid (column 0), so the client merges
+// them like a merge join: each relation is assembled from the rows that
+// share its oid, written, and dropped. No name is ever spliced into SQL.
+//
+// reltuples is -1 for a relation never analysed (PostgreSQL 14 and newer;
+// 12 and 13 report 0). The size is relpages x block size as of the last
+// VACUUM/ANALYZE: no function that takes a lock (pg_total_relation_size).
+const std::string kRelationsCursor =
     "DECLARE sa_relations NO SCROLL CURSOR FOR "
-    "SELECT c.oid, n.nspname, c.relname, c.relkind IN ('v', 'm'), "
-    " CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid, true) END "
-    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind IN " +
-    std::string(kRelationKinds) + " AND " + std::string(kUserSchemaCondition) +
-    " ORDER BY n.nspname, c.relname";
+    "SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispartition, "
+    " pg_catalog.pg_get_userbyid(c.relowner), d.description, "
+    " CASE WHEN c.relkind <> 'v' AND c.reltuples >= 0 "
+    "  THEN pg_catalog.round(c.reltuples)::pg_catalog.int8 END, "
+    " CASE WHEN c.relkind IN ('r', 'm') THEN c.relpages::pg_catalog.int8 * "
+    "  pg_catalog.current_setting('block_size')::pg_catalog.int8 END, "
+    " CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid, true) END, "
+    " pn.nspname, pc.relname, pg_catalog.pg_get_expr(c.relpartbound, c.oid), "
+    " CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END "
+    "FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid "
+    " AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0 "
+    "LEFT JOIN pg_catalog.pg_inherits pi ON c.relispartition AND pi.inhrelid = c.oid "
+    "LEFT JOIN pg_catalog.pg_class pc ON pc.oid = pi.inhparent "
+    "LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace "
+    "WHERE " +
+    kRelationCondition + " ORDER BY c.oid";
 
-// Every object is addressed by its oid as a bound parameter: no name is
-// ever spliced into SQL text.
-constexpr const char* kColumnsSql =
-    "SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod), "
-    " a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid), "
-    " (SELECT k.i FROM pg_catalog.pg_constraint p, "
-    "   LATERAL pg_catalog.unnest(p.conkey) WITH ORDINALITY AS k(attnum, i) "
-    "  WHERE p.conrelid = a.attrelid AND p.contype = 'p' AND k.attnum = a.attnum) "
-    "FROM pg_catalog.pg_attribute a "
-    "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-    "WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped "
-    "ORDER BY a.attnum";
+// Domains resolve to their base type (recursively) for the normalised
+// type; the type as declared is format_type's text.
+const std::string kColumnsCursor =
+    "DECLARE sa_columns NO SCROLL CURSOR FOR "
+    "WITH RECURSIVE dom(oid, base) AS ("
+    " SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.typtype = 'd' "
+    " UNION ALL SELECT dom.oid, t.typbasetype FROM dom "
+    " JOIN pg_catalog.pg_type t ON t.oid = dom.base AND t.typtype = 'd'), "
+    "resolved AS (SELECT dom.oid, dom.base FROM dom "
+    " JOIN pg_catalog.pg_type t ON t.oid = dom.base AND t.typtype <> 'd'), "
+    "pk AS (SELECT p.conrelid, k.attnum, k.i FROM pg_catalog.pg_constraint p, "
+    " LATERAL pg_catalog.unnest(p.conkey) WITH ORDINALITY AS k(attnum, i) "
+    " WHERE p.contype = 'p') "
+    "SELECT a.attrelid, a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), "
+    " a.attnotnull, pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), a.attidentity, "
+    " a.attgenerated, ds.description, pk.i, bt.typname, bt.typtype, bt.typcategory, "
+    " bt.typnamespace = 'pg_catalog'::pg_catalog.regnamespace "
+    "FROM pg_catalog.pg_attribute a" +
+    relations_of("a.attrelid") +
+    " LEFT JOIN resolved r ON r.oid = a.atttypid "
+    "JOIN pg_catalog.pg_type bt ON bt.oid = COALESCE(r.base, a.atttypid) "
+    "LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum "
+    "LEFT JOIN pg_catalog.pg_description ds ON ds.objoid = a.attrelid "
+    " AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = a.attnum "
+    "LEFT JOIN pk ON pk.conrelid = a.attrelid AND pk.attnum = a.attnum "
+    "WHERE a.attnum > 0 AND NOT a.attisdropped "
+    "ORDER BY a.attrelid, a.attnum";
 
-// One row per key column of each index; expression parts (attnum 0) are "<expr>".
-constexpr const char* kIndexesSql =
-    "SELECT i.relname, x.indisunique, "
+// Primary key, unique, foreign key and check constraints; column lists as
+// JSON arrays of names (in key order), so no array text is parsed by hand.
+const std::string kConstraintsCursor =
+    "DECLARE sa_constraints NO SCROLL CURSOR FOR "
+    "SELECT o.conrelid, o.conname, o.contype, "
+    " (SELECT pg_catalog.json_agg(a.attname ORDER BY k.i) "
+    "  FROM pg_catalog.unnest(o.conkey) WITH ORDINALITY AS k(attnum, i) "
+    "  JOIN pg_catalog.pg_attribute a ON a.attrelid = o.conrelid AND a.attnum = k.attnum), "
+    " rn.nspname, rc.relname, "
+    " (SELECT pg_catalog.json_agg(a.attname ORDER BY k.i) "
+    "  FROM pg_catalog.unnest(o.confkey) WITH ORDINALITY AS k(attnum, i) "
+    "  JOIN pg_catalog.pg_attribute a ON a.attrelid = o.confrelid AND a.attnum = k.attnum), "
+    " o.confupdtype, o.confdeltype, "
+    " CASE WHEN o.contype = 'c' THEN pg_catalog.pg_get_expr(o.conbin, o.conrelid, true) END "
+    "FROM pg_catalog.pg_constraint o" +
+    relations_of("o.conrelid") +
+    " LEFT JOIN pg_catalog.pg_class rc ON rc.oid = o.confrelid "
+    "LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace "
+    "WHERE o.contype IN ('p', 'u', 'f', 'c') "
+    "ORDER BY o.conrelid, pg_catalog.strpos('pufc', o.contype::pg_catalog.text), o.conname";
+
+// Key columns only (INCLUDE columns are not keys): a column's name, or an
+// expression's text (attnum 0), as a JSON array of [is_expression, text].
+const std::string kIndexesCursor =
+    "DECLARE sa_indexes NO SCROLL CURSOR FOR "
+    "SELECT x.indrelid, i.relname, x.indisunique, "
     " CASE WHEN x.indisprimary THEN 'primary_key' "
-    "      WHEN c.oid IS NOT NULL THEN 'unique_constraint' ELSE 'create_index' END, "
-    " x.indpred IS NOT NULL, k.attnum = 0, a.attname "
-    "FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
-    "LEFT JOIN pg_catalog.pg_constraint c "
-    " ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype = 'u' "
-    "CROSS JOIN LATERAL pg_catalog.unnest(x.indkey::pg_catalog.int2[]) "
-    " WITH ORDINALITY AS k(attnum, i) "
-    "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
-    "WHERE x.indrelid = $1::pg_catalog.oid AND k.i <= x.indnkeyatts "
-    "ORDER BY i.relname, k.i";
+    "      WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_constraint u WHERE u.conindid = x.indexrelid "
+    "       AND u.conrelid = x.indrelid AND u.contype = 'u') THEN 'unique_constraint' "
+    "      ELSE 'create_index' END, "
+    " am.amname, pg_catalog.pg_get_expr(x.indpred, x.indrelid, true), "
+    " (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(k.attnum = 0, "
+    "   CASE WHEN k.attnum = 0 "
+    "    THEN pg_catalog.pg_get_indexdef(x.indexrelid, k.i::pg_catalog.int4, true) "
+    "    ELSE a.attname::pg_catalog.text END) ORDER BY k.i) "
+    "  FROM pg_catalog.unnest(x.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, i) "
+    "  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
+    "  WHERE k.i <= x.indnkeyatts) "
+    "FROM pg_catalog.pg_index x" +
+    relations_of("x.indrelid") +
+    " JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+    "JOIN pg_catalog.pg_am am ON am.oid = i.relam "
+    "ORDER BY x.indrelid, i.relname";
 
-// One row per column pair of each foreign key.
-constexpr const char* kForeignKeysSql =
-    "SELECT c.conname, rn.nspname, rc.relname, a.attname, ra.attname, "
-    " c.confupdtype, c.confdeltype "
-    "FROM pg_catalog.pg_constraint c "
-    "JOIN pg_catalog.pg_class rc ON rc.oid = c.confrelid "
-    "JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace "
-    "CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey)) "
-    " WITH ORDINALITY AS k(attnum, refnum, i) "
-    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
-    "JOIN pg_catalog.pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = k.refnum "
-    "WHERE c.conrelid = $1::pg_catalog.oid AND c.contype = 'f' "
-    "ORDER BY c.conname, k.i";
+// Inheritance parents of non-partitions ('i', in inhseqno order) and the
+// relations a view's rewrite rule reads ('d', by schema and name).
+const std::string kLinksCursor =
+    "DECLARE sa_links NO SCROLL CURSOR FOR "
+    "SELECT l.relid, l.link, l.seq, l.nspname, l.relname FROM ("
+    " SELECT h.inhrelid AS relid, 'i' AS link, h.inhseqno AS seq, pn.nspname, pc.relname "
+    " FROM pg_catalog.pg_inherits h" +
+    relations_of("h.inhrelid") +
+    " AND NOT c.relispartition "
+    " JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent "
+    " JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace "
+    " UNION ALL "
+    " SELECT DISTINCT rw.ev_class, 'd', 0, pn.nspname, pc.relname "
+    " FROM pg_catalog.pg_rewrite rw" +
+    relations_of("rw.ev_class") +
+    " AND c.relkind IN ('v', 'm') "
+    " JOIN pg_catalog.pg_depend dp ON dp.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass "
+    "  AND dp.objid = rw.oid AND dp.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass "
+    "  AND dp.refobjid <> rw.ev_class "
+    " JOIN pg_catalog.pg_class pc ON pc.oid = dp.refobjid AND pc.relkind IN " +
+    std::string(kRelationKinds) +
+    " JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace) l "
+    "ORDER BY l.relid, l.link DESC, l.seq, l.nspname, l.relname";
+
+// f: function, p: procedure, a: aggregate, w: window function.
+const std::string kRoutinesCursor =
+    "DECLARE sa_routines NO SCROLL CURSOR FOR "
+    "SELECT p.oid, n.nspname, p.proname, p.prokind, "
+    " pg_catalog.pg_get_function_identity_arguments(p.oid), "
+    " CASE WHEN p.prokind <> 'p' THEN pg_catalog.pg_get_function_result(p.oid) END, "
+    " l.lanname, pg_catalog.pg_get_userbyid(p.proowner), d.description "
+    "FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+    "LEFT JOIN pg_catalog.pg_language l ON l.oid = p.prolang "
+    "LEFT JOIN pg_catalog.pg_description d ON d.objoid = p.oid "
+    " AND d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objsubid = 0 "
+    "WHERE p.prokind IN ('f', 'p', 'a', 'w') AND " +
+    std::string(kUserSchemaCondition) +
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"
+    " WHERE e.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND e.objid = p.oid"
+    " AND e.deptype = 'e') "
+    "ORDER BY n.nspname, p.proname, p.oid";
 
 std::string action_name(std::string_view code) {
     if (code == "r") return "RESTRICT";
@@ -129,6 +246,56 @@ std::string action_name(std::string_view code) {
     if (code == "n") return "SET NULL";
     if (code == "d") return "SET DEFAULT";
     return "NO ACTION";  // "a"
+}
+
+std::string relation_kind(std::string_view relkind, bool partition) {
+    if (relkind == "p") return std::string(metadata::kind::kPartitionedTable);
+    if (relkind == "f") return std::string(metadata::kind::kForeignTable);
+    if (relkind == "v") return std::string(metadata::kind::kView);
+    if (relkind == "m") return std::string(metadata::kind::kMaterializedView);
+    return std::string(partition ? metadata::kind::kPartition : metadata::kind::kTable);
+}
+
+std::string routine_kind(std::string_view prokind) {
+    if (prokind == "p") return "procedure";
+    if (prokind == "a") return "aggregate";
+    if (prokind == "w") return "window";
+    return "function";
+}
+
+// The normalised type of a column from its base type (domains resolved):
+// typname, typtype, typcategory, and whether the type is a built-in one.
+std::string_view normalized_type(std::string_view name, std::string_view typtype,
+                                 std::string_view category, bool builtin) {
+    namespace t = metadata::type;
+    if (category == "A") return t::kArray;
+    if (typtype == "e") return t::kEnum;
+    // Extension types with a well-known meaning, wherever installed.
+    if (name == "citext") return t::kString;
+    if (name == "geometry" || name == "geography") return t::kGeometry;
+    if (!builtin) return t::kOther;
+    if (name == "bool") return t::kBoolean;
+    if (name == "int2" || name == "int4" || name == "int8") return t::kInteger;
+    if (name == "numeric" || name == "money") return t::kDecimal;
+    if (name == "float4" || name == "float8") return t::kFloat;
+    if (name == "text" || name == "varchar" || name == "bpchar" || name == "char" ||
+        name == "name") {
+        return t::kString;
+    }
+    if (name == "bytea") return t::kBinary;
+    if (name == "date") return t::kDate;
+    if (name == "time" || name == "timetz") return t::kTime;
+    if (name == "timestamp") return t::kTimestamp;
+    if (name == "timestamptz") return t::kTimestampTz;
+    if (name == "interval") return t::kInterval;
+    if (name == "json" || name == "jsonb") return t::kJson;
+    if (name == "uuid") return t::kUuid;
+    if (name == "xml") return t::kXml;
+    if (category == "G") return t::kGeometry;  // point, line, lseg, box, path, polygon, circle
+    if (name == "inet" || name == "cidr" || name == "macaddr" || name == "macaddr8") {
+        return t::kNetwork;
+    }
+    return t::kOther;
 }
 
 std::string trimmed(const char* message) {
@@ -174,9 +341,69 @@ Error classify_connect_error(const std::string& message) {
     return {ErrorCode::unavailable, text};
 }
 
+class PostgresConnector;
+
+// A server-side cursor read in batches: the client holds one batch at a
+// time. Rows are addressed through the current position; every batch is
+// checked to have the columns the reader addresses (a server is not
+// trusted to answer in shape).
+class Cursor final {
+  public:
+    Cursor(PostgresConnector& connector, std::string name, int columns, int batch_rows = kFetchRows)
+        : connector_(connector),
+          name_(std::move(name)),
+          columns_(columns),
+          batch_rows_(batch_rows) {}
+
+    // Positions on the first row (fetching the first batch).
+    Status open(const std::string& declare_sql);
+    bool done() const { return done_; }
+    // The current row's relation oid (column 0).
+    uint32_t oid() const { return static_cast<uint32_t>(std::strtoul(text(0), nullptr, 10)); }
+    const char* text(int column) const { return PQgetvalue(batch_.get(), row_, column); }
+    std::string string(int column) const { return text(column); }
+    bool is_null(int column) const { return PQgetisnull(batch_.get(), row_, column) != 0; }
+    bool flag(int column) const { return text(column)[0] == 't'; }
+    std::optional<std::string> optional(int column) const {
+        if (is_null(column)) return std::nullopt;
+        return string(column);
+    }
+    std::optional<int64_t> optional_int(int column) const {
+        if (is_null(column)) return std::nullopt;
+        return std::strtoll(text(column), nullptr, 10);
+    }
+    Status next();
+    // Skips the rows of relations before oid (relations the sink did not
+    // want, or that the relation cursor filtered out).
+    Status skip_to(uint32_t oid) {
+        while (!done_ && this->oid() < oid) {
+            if (auto st = next(); !st) return st;
+        }
+        return {};
+    }
+    bool at(uint32_t oid) const { return !done_ && this->oid() == oid; }
+    Status close();
+
+  private:
+    Status fetch();
+
+    PostgresConnector& connector_;
+    std::string name_;
+    int columns_;
+    int batch_rows_;
+    ResultPtr batch_;
+    int row_ = 0;
+    int rows_ = 0;
+    bool last_batch_ = false;
+    bool done_ = true;
+};
+
 class PostgresConnector final : public Connector {
   public:
-    explicit PostgresConnector(ConnPtr conn) : conn_(std::move(conn)) {}
+    PostgresConnector(ConnPtr conn, const SourceParams& source)
+        : conn_(std::move(conn)),
+          statement_timeout_ms_(source.statement_timeout_ms),
+          lock_timeout_ms_(source.lock_timeout_ms) {}
 
     Status begin();
     Result<ExtractSummary> extract(MetadataSink& sink) override;
@@ -184,10 +411,12 @@ class PostgresConnector final : public Connector {
     Result<PreflightReport> preflight() override;
     Result<std::vector<SchemaInfo>> list_schemas() override;
 
-  private:
     // Runs sql with text parameters; expects rows (or a command's success).
     Result<ResultPtr> query(const std::string& sql, const std::vector<std::string>& params = {});
-    Status describe(const std::string& oid, metadata::Table& table);
+
+  private:
+    Status extract_relations(MetadataSink& sink, ExtractSummary& summary);
+    Status extract_routines(MetadataSink& sink, ExtractSummary& summary);
     std::string server_version() const {
         const char* v = PQparameterStatus(conn_.get(), "server_version");
         return v != nullptr ? v : "";
@@ -195,7 +424,55 @@ class PostgresConnector final : public Connector {
 
     ConnPtr conn_;
     std::string database_;
+    int64_t statement_timeout_ms_;
+    int64_t lock_timeout_ms_;
 };
+
+Status Cursor::open(const std::string& declare_sql) {
+    if (auto r = connector_.query(declare_sql); !r) return std::unexpected(r.error());
+    done_ = false;
+    last_batch_ = false;
+    return fetch();
+}
+
+Status Cursor::fetch() {
+    batch_.reset();  // the previous batch is released before the next arrives
+    auto r = connector_.query("FETCH " + std::to_string(batch_rows_) + " FROM " + name_);
+    if (!r) {
+        done_ = true;
+        return std::unexpected(r.error());
+    }
+    batch_ = std::move(*r);
+    if (PQnfields(batch_.get()) < columns_) {
+        done_ = true;
+        return fail(ErrorCode::internal, "PostgreSQL answered " + name_ + " with " +
+                                             std::to_string(PQnfields(batch_.get())) +
+                                             " columns, expected " + std::to_string(columns_));
+    }
+    rows_ = PQntuples(batch_.get());
+    row_ = 0;
+    last_batch_ = rows_ < batch_rows_;
+    done_ = rows_ == 0;
+    return {};
+}
+
+Status Cursor::next() {
+    if (done_) return {};
+    if (++row_ < rows_) return {};
+    if (last_batch_) {
+        done_ = true;
+        batch_.reset();
+        return {};
+    }
+    return fetch();
+}
+
+Status Cursor::close() {
+    batch_.reset();
+    done_ = true;
+    if (auto r = connector_.query("CLOSE " + name_); !r) return std::unexpected(r.error());
+    return {};
+}
 
 Result<ResultPtr> PostgresConnector::query(const std::string& sql,
                                            const std::vector<std::string>& params) {
@@ -213,9 +490,20 @@ Result<ResultPtr> PostgresConnector::query(const std::string& sql,
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) return result;
     const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
     const std::string sqlstate = state != nullptr ? state : "";
-    const std::string message =
+    std::string message =
         "PostgreSQL query failed: " + trimmed(PQresultErrorMessage(result.get())) +
         (sqlstate.empty() ? "" : " (SQLSTATE " + sqlstate + ")");
+    if (sqlstate == "57014") {
+        // 57014 is also a cancel request; with our settings it is the timeout.
+        message = "PostgreSQL statement timeout hit (statement_timeout " +
+                  std::to_string(statement_timeout_ms_) +
+                  " ms; a catalog read waited or ran "
+                  "too long): " +
+                  message;
+    } else if (sqlstate == "55P03") {
+        message = "PostgreSQL lock timeout hit (lock_timeout " + std::to_string(lock_timeout_ms_) +
+                  " ms; another session holds a conflicting lock): " + message;
+    }
     ErrorCode code = ErrorCode::invalid_argument;
     if (sqlstate == "42501" || sqlstate.starts_with("28")) {
         code = ErrorCode::permission_denied;
@@ -230,11 +518,14 @@ Result<ResultPtr> PostgresConnector::query(const std::string& sql,
 Status PostgresConnector::begin() {
     // One snapshot for every catalog read; the empty search_path makes
     // format_type/pg_get_expr/pg_get_viewdef qualify every user object, so
-    // the output does not depend on the role's settings.
+    // the output does not depend on the role's settings. Every cursor is
+    // read to its end: plan for all rows, not the first few.
     if (auto r = query("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"); !r) {
         return std::unexpected(r.error());
     }
-    if (auto r = query("SELECT pg_catalog.set_config('search_path', '', true)"); !r) {
+    if (auto r = query("SELECT pg_catalog.set_config('search_path', '', true), "
+                       "pg_catalog.set_config('cursor_tuple_fraction', '1', true)");
+        !r) {
         return std::unexpected(r.error());
     }
     auto db = query("SELECT pg_catalog.current_database()");
@@ -299,91 +590,188 @@ Result<std::vector<SchemaInfo>> PostgresConnector::list_schemas() {
     return schemas;
 }
 
-Status PostgresConnector::describe(const std::string& oid, metadata::Table& table) {
-    auto columns = query(kColumnsSql, {oid});
-    if (!columns) return std::unexpected(columns.error());
-    PGresult* c = columns->get();
-    for (int row = 0; row < PQntuples(c); ++row) {
-        metadata::Column column;
-        column.name = PQgetvalue(c, row, 0);
-        column.ordinal = std::stoll(PQgetvalue(c, row, 1));
-        column.data_type = PQgetvalue(c, row, 2);
-        column.nullable = std::string_view(PQgetvalue(c, row, 3)) != "t";
-        if (!PQgetisnull(c, row, 4)) column.default_value = PQgetvalue(c, row, 4);
-        if (!PQgetisnull(c, row, 5))
-            column.primary_key_position = std::stoll(PQgetvalue(c, row, 5));
-        table.columns.push_back(std::move(column));
+// Parses a JSON array of names produced by json_agg (NULL: empty).
+std::vector<std::string> names_of(const Cursor& cursor, int column) {
+    std::vector<std::string> names;
+    if (cursor.is_null(column)) return names;
+    const auto json = nlohmann::json::parse(cursor.text(column), nullptr, false);
+    if (!json.is_array()) return names;
+    for (const auto& name : json) {
+        if (name.is_string()) names.push_back(name.get<std::string>());
     }
+    return names;
+}
 
-    auto indexes = query(kIndexesSql, {oid});
-    if (!indexes) return std::unexpected(indexes.error());
-    PGresult* x = indexes->get();
-    for (int row = 0; row < PQntuples(x); ++row) {
-        const std::string name = PQgetvalue(x, row, 0);
-        if (table.indexes.empty() || table.indexes.back().name != name) {
-            metadata::Index index;
-            index.name = name;
-            index.unique = std::string_view(PQgetvalue(x, row, 1)) == "t";
-            index.origin = PQgetvalue(x, row, 2);
-            index.partial = std::string_view(PQgetvalue(x, row, 3)) == "t";
-            table.indexes.push_back(std::move(index));
-        }
-        const bool expression = std::string_view(PQgetvalue(x, row, 4)) == "t";
-        table.indexes.back().columns.push_back(expression ? "<expr>" : PQgetvalue(x, row, 5));
+void read_column(const Cursor& c, metadata::Table& table) {
+    metadata::Column column;
+    column.ordinal = std::strtoll(c.text(1), nullptr, 10);
+    column.name = c.string(2);
+    column.data_type = c.string(3);
+    column.nullable = !c.flag(4);
+    const std::string_view identity = c.text(6);
+    if (identity == "a") column.identity = "always";
+    if (identity == "d") column.identity = "by_default";
+    if (std::string_view(c.text(7)) == "s") {
+        column.generated = "stored";
+        column.generation_expression = c.optional(5);
+    } else {
+        column.default_value = c.optional(5);
     }
+    column.comment = c.optional(8);
+    column.primary_key_position = c.optional_int(9).value_or(0);
+    column.normalized_type = normalized_type(c.text(10), c.text(11), c.text(12), c.flag(13));
+    table.columns.push_back(std::move(column));
+}
 
-    auto keys = query(kForeignKeysSql, {oid});
-    if (!keys) return std::unexpected(keys.error());
-    PGresult* f = keys->get();
-    std::string current;
-    for (int row = 0; row < PQntuples(f); ++row) {
-        const std::string name = PQgetvalue(f, row, 0);
-        if (table.foreign_keys.empty() || current != name) {
-            current = name;
-            metadata::ForeignKey key;
-            // The v1 model has no referenced schema: a table in another
-            // schema is named "schema.table".
-            const std::string schema = PQgetvalue(f, row, 1);
-            key.referenced_table = schema == table.schema ? std::string(PQgetvalue(f, row, 2))
-                                                          : schema + "." + PQgetvalue(f, row, 2);
-            key.on_update = action_name(PQgetvalue(f, row, 5));
-            key.on_delete = action_name(PQgetvalue(f, row, 6));
-            table.foreign_keys.push_back(std::move(key));
+void read_constraint(const Cursor& c, metadata::Table& table) {
+    metadata::Constraint constraint;
+    constraint.name = c.string(1);
+    const std::string_view type = c.text(2);
+    constraint.columns = names_of(c, 3);
+    if (type == "p") {
+        constraint.type = "primary_key";
+    } else if (type == "u") {
+        constraint.type = "unique";
+    } else if (type == "f") {
+        constraint.type = "foreign_key";
+        constraint.references = metadata::ObjectRef{c.string(4), c.string(5)};
+        constraint.referenced_columns = names_of(c, 6);
+        constraint.on_update = action_name(c.text(7));
+        constraint.on_delete = action_name(c.text(8));
+    } else {
+        constraint.type = "check";
+        constraint.definition = c.optional(9);
+    }
+    table.constraints.push_back(std::move(constraint));
+}
+
+void read_index(const Cursor& c, metadata::Table& table) {
+    metadata::Index index;
+    index.name = c.string(1);
+    index.unique = c.flag(2);
+    index.origin = c.string(3);
+    index.method = c.string(4);
+    index.predicate = c.optional(5);
+    if (!c.is_null(6)) {
+        const auto json = nlohmann::json::parse(c.text(6), nullptr, false);
+        if (json.is_array()) {
+            for (const auto& key : json) {
+                if (!key.is_array() || key.size() != 2 || !key[1].is_string()) continue;
+                metadata::IndexKey part;
+                (key[0] == true ? part.expression : part.column) = key[1].get<std::string>();
+                index.keys.push_back(std::move(part));
+            }
         }
-        table.foreign_keys.back().columns.push_back(PQgetvalue(f, row, 3));
-        table.foreign_keys.back().referenced_columns.push_back(PQgetvalue(f, row, 4));
+    }
+    table.indexes.push_back(std::move(index));
+}
+
+void read_link(const Cursor& c, metadata::Table& table) {
+    metadata::ObjectRef ref{c.string(3), c.string(4)};
+    (std::string_view(c.text(1)) == "i" ? table.inherits : table.depends_on)
+        .push_back(std::move(ref));
+}
+
+Status PostgresConnector::extract_relations(MetadataSink& sink, ExtractSummary& summary) {
+    Cursor relations(*this, "sa_relations", 14, kRelationFetchRows);
+    Cursor columns(*this, "sa_columns", 14);
+    Cursor constraints(*this, "sa_constraints", 10);
+    Cursor indexes(*this, "sa_indexes", 7);
+    Cursor links(*this, "sa_links", 5);
+    // A previous extract() that a sink error stopped left its cursors open.
+    if (auto r = query("CLOSE ALL"); !r) return std::unexpected(r.error());
+    // All declared before any is read: the same snapshot, and each child
+    // cursor advances in step with the relations.
+    for (auto [cursor, sql] : {std::pair{&relations, &kRelationsCursor},
+                               {&columns, &kColumnsCursor},
+                               {&constraints, &kConstraintsCursor},
+                               {&indexes, &kIndexesCursor},
+                               {&links, &kLinksCursor}}) {
+        if (auto st = cursor->open(*sql); !st) return st;
+    }
+    struct Child {
+        Cursor* cursor;
+        void (*read)(const Cursor&, metadata::Table&);
+    };
+    const Child children[] = {{&columns, read_column},
+                              {&constraints, read_constraint},
+                              {&indexes, read_index},
+                              {&links, read_link}};
+    while (!relations.done()) {
+        const uint32_t oid = relations.oid();
+        metadata::Table table;
+        table.database = database_;
+        table.schema = relations.string(1);
+        table.name = relations.string(2);
+        if (sink.wants(table.schema, table.name)) {
+            table.kind = relation_kind(relations.text(3), relations.flag(4));
+            table.owner = relations.optional(5);
+            table.comment = relations.optional(6);
+            table.estimated_rows = relations.optional_int(7);
+            table.estimated_bytes = relations.optional_int(8);
+            table.definition = relations.optional(9);
+            if (!relations.is_null(10)) {
+                table.partition_of =
+                    metadata::ObjectRef{relations.string(10), relations.string(11)};
+                table.partition_bound = relations.optional(12);
+            }
+            table.partition_key = relations.optional(13);
+            for (const auto& child : children) {
+                if (auto st = child.cursor->skip_to(oid); !st) return st;
+                while (child.cursor->at(oid)) {
+                    child.read(*child.cursor, table);
+                    if (auto st = child.cursor->next(); !st) return st;
+                }
+            }
+            if (auto st = sink.write(table); !st) return st;
+            add_to_summary(summary, table);
+        }
+        if (auto st = relations.next(); !st) return st;
+    }
+    for (Cursor* cursor : {&relations, &columns, &constraints, &indexes, &links}) {
+        if (auto st = cursor->close(); !st) return st;
     }
     return {};
 }
 
-Result<ExtractSummary> PostgresConnector::extract(MetadataSink& sink) {
-    if (auto r = query(kDeclareRelationsSql); !r) return std::unexpected(r.error());
-    ExtractSummary summary;
-    for (;;) {
-        auto batch = query("FETCH " + std::to_string(kFetchRows) + " FROM sa_relations");
-        if (!batch) return std::unexpected(batch.error());
-        PGresult* b = batch->get();
-        const int rows = PQntuples(b);
-        for (int row = 0; row < rows; ++row) {
-            metadata::Table table;
-            table.database = database_;
-            table.schema = PQgetvalue(b, row, 1);
-            table.name = PQgetvalue(b, row, 2);
-            const bool view = std::string_view(PQgetvalue(b, row, 3)) == "t";
-            table.kind = view ? "view" : "table";
-            if (!PQgetisnull(b, row, 4)) table.definition = PQgetvalue(b, row, 4);
-            if (auto st = describe(PQgetvalue(b, row, 0), table); !st) {
-                return std::unexpected(st.error());
-            }
-            if (auto st = sink.write(table); !st) return std::unexpected(st.error());
-            (view ? summary.views : summary.tables) += 1;
-            summary.columns += static_cast<int64_t>(table.columns.size());
-            summary.indexes += static_cast<int64_t>(table.indexes.size());
-            summary.foreign_keys += static_cast<int64_t>(table.foreign_keys.size());
+Status PostgresConnector::extract_routines(MetadataSink& sink, ExtractSummary& summary) {
+    Cursor routines(*this, "sa_routines", 9, kRelationFetchRows);
+    if (auto st = routines.open(kRoutinesCursor); !st) return st;
+    std::string schema;
+    bool wanted = false;
+    for (; !routines.done();) {
+        if (schema != routines.text(1) || schema.empty()) {
+            schema = routines.string(1);
+            wanted = sink.wants_schema(schema);
         }
-        if (rows < kFetchRows) break;
+        if (wanted) {
+            metadata::Routine routine;
+            routine.database = database_;
+            routine.schema = schema;
+            routine.name = routines.string(2);
+            routine.kind = routine_kind(routines.text(3));
+            routine.signature = routines.string(4);
+            routine.return_type = routines.optional(5);
+            routine.language = routines.string(6);
+            routine.owner = routines.optional(7);
+            routine.comment = routines.optional(8);
+            if (auto st = sink.write(routine); !st) return st;
+            ++summary.routines;
+        }
+        if (auto st = routines.next(); !st) return st;
     }
-    if (auto r = query("CLOSE sa_relations"); !r) return std::unexpected(r.error());
+    return routines.close();
+}
+
+Result<ExtractSummary> PostgresConnector::extract(MetadataSink& sink) {
+    if (PQserverVersion(conn_.get()) < kMinimumServerVersion) {
+        // The catalog queries use columns that PostgreSQL 12 introduced.
+        return fail(ErrorCode::invalid_argument,
+                    "PostgreSQL " + server_version() + " is older than 12, not supported");
+    }
+    ExtractSummary summary;
+    if (auto st = extract_relations(sink, summary); !st) return std::unexpected(st.error());
+    if (auto st = extract_routines(sink, summary); !st) return std::unexpected(st.error());
     return summary;
 }
 
@@ -404,6 +792,9 @@ Status check_source(const SourceParams& source, const SourceCredentials& credent
     if (source.sslmode == "verify-full" && source.host.empty()) {
         return missing("host", "is required with sslmode verify-full (the certificate's name)");
     }
+    if (source.statement_timeout_ms <= 0)
+        return missing("statement_timeout_ms", "must be positive");
+    if (source.lock_timeout_ms <= 0) return missing("lock_timeout_ms", "must be positive");
     if (!credentials.user || credentials.user->empty()) return missing("user", "is required");
     return {};
 }
@@ -420,6 +811,7 @@ Result<ConnectorPtr> make_postgres_connector(const SourceParams& source,
         return fail(ErrorCode::invalid_argument, "postgres source: a credential contains NUL");
     }
     const std::string port = std::to_string(source.port);
+    const std::string options = session_options(source);
     const bool verify = source.sslmode == "verify-ca" || source.sslmode == "verify-full";
     const std::string root_cert = !source.ca_file.empty() ? source.ca_file : kSystemCaBundle;
 
@@ -439,7 +831,7 @@ Result<ConnectorPtr> make_postgres_connector(const SourceParams& source,
     if (verify || !source.ca_file.empty()) set("sslrootcert", root_cert.c_str());
     set("application_name", source.application_name.c_str());
     set("connect_timeout", "10");
-    set("options", kSessionOptions);
+    set("options", options.c_str());
     set("client_encoding", "UTF8");
     // Nothing from a home directory or a Kerberos cache: the password is
     // given (or there is none to find), no service file, no GSSAPI.
@@ -453,7 +845,7 @@ Result<ConnectorPtr> make_postgres_connector(const SourceParams& source,
     if (PQstatus(conn.get()) != CONNECTION_OK) {
         return std::unexpected(classify_connect_error(trimmed(PQerrorMessage(conn.get()))));
     }
-    auto connector = std::make_unique<PostgresConnector>(std::move(conn));
+    auto connector = std::make_unique<PostgresConnector>(std::move(conn), source);
     if (auto st = connector->begin(); !st) return std::unexpected(st.error());
     return ConnectorPtr(std::move(connector));
 }

@@ -1,7 +1,30 @@
 #pragma once
 // PostgreSQL connector (libpq): reads the system catalogs only, never a
-// table's contents, inside one READ ONLY transaction of a session that is
-// read-only by default and bounded by statement and lock timeouts.
+// table's contents, inside one READ ONLY REPEATABLE READ transaction of a
+// session that is read-only by default and bounded by statement and lock
+// timeouts (source.statement_timeout_ms, source.lock_timeout_ms; both must
+// be positive).
+//
+// Extraction (PostgreSQL 12 and newer; docs/metadata-model.md has the field
+// mapping): relations of kind r/p/f/v/m in non-system schemas, never
+// temporary ones nor anything an extension owns, with columns, constraints
+// (primary key, unique, foreign key, check; exclusion constraints are not in
+// the model), indexes (key columns only, no INCLUDE columns), inheritance,
+// partitioning and view lineage; then routines (functions, procedures,
+// aggregates, window functions). Streaming: server-side cursors, all ordered
+// by relation oid and read in batches, are merged client-side, so each
+// relation is assembled, written and dropped; memory is bounded by the batch
+// size and round trips are about rows / batch. sink.wants() is asked per
+// relation (child rows of unwanted ones are skipped), sink.wants_schema()
+// per routine schema. Locks: pg_get_viewdef takes ACCESS SHARE on the
+// relations a view reads, held until the transaction ends; a conflicting
+// lock makes the read wait up to the lock or statement timeout.
+//
+// Errors of extract(): unavailable for a lost connection or a timeout (the
+// message says "statement timeout hit" / "lock timeout hit" and carries
+// SQLSTATE 57014 / 55P03), permission_denied for 42501, the sink's own error
+// unchanged. After an error the transaction is aborted: destroy the
+// connector (which closes the session).
 //
 // Connection contract (see docs/jobs.md, "PostgreSQL sources"):
 // - connects to source.address (an IP: nothing is resolved), source.port,

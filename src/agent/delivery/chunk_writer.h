@@ -1,5 +1,5 @@
 #pragma once
-// Turns the stream of tables from a connector into NDJSON chunks of bounded
+// Turns the stream of records from a connector into NDJSON chunks of bounded
 // size (docs/protocol.md §3), each with its SHA-256, handed to emit() as soon
 // as it is full so extraction and upload overlap and memory stays bounded.
 #include <cstdint>
@@ -39,16 +39,22 @@ class ChunkWriter final : public connectors::MetadataSink {
     // larger than target_bytes becomes a chunk of its own.
     ChunkWriter(size_t target_bytes, Emit emit);
 
-    // Errors: emit()'s error, unchanged; invalid_argument for a table whose
+    // Takes every record: filtering is the job of the sink in front of it.
+    bool wants(std::string_view, std::string_view) const override { return true; }
+    bool wants_schema(std::string_view) const override { return true; }
+    // Errors: emit()'s error, unchanged; invalid_argument for a record whose
     // line exceeds protocol::kMaxChunkBytes (the hub would refuse it). The
     // first error sticks: every later write()/finish() returns it. A chunk is
     // recorded in chunks() only once emit() has accepted it.
     Status write(const metadata::Table& table) override;
+    Status write(const metadata::Routine& routine) override;
+    Status write(const metadata::Removal& removal);
     // Emits the last, partial chunk (if any). Call once at the end.
     Status finish();
     const std::vector<ChunkInfo>& chunks() const { return chunks_; }
 
   private:
+    Status write_line(const nlohmann::json& record, std::string_view what);
     Status flush();
     size_t target_bytes_;
     Emit emit_;

@@ -123,6 +123,9 @@ void build_allowlist(Allowlist& a, pid_t self) {
              "gettimeofday", "getrandom", "sched_yield", "rt_sigaction", "rt_sigprocmask",
              "rt_sigreturn", "rt_sigsuspend", "sigaltstack", "set_robust_list", "rseq",
              "restart_syscall"});
+    // Consuming its own pending SIGPIPE (the MariaDB connector's TLS
+    // pre-check writes to a socket the server may have closed).
+    a.allow({"rt_sigpending", "rt_sigtimedwait"});
 
     // Process: exit, who am I, read-only resource and system information.
     a.allow({"exit", "exit_group", "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid",

@@ -131,12 +131,15 @@ json summary_json(const connectors::ExtractSummary& s) {
             {"views", s.views},
             {"columns", s.columns},
             {"indexes", s.indexes},
-            {"foreign_keys", s.foreign_keys}};
+            {"foreign_keys", s.foreign_keys},
+            {"constraints", s.constraints},
+            {"routines", s.routines}};
 }
 
 Result<connectors::ExtractSummary> summary_from(const json& object, const std::string& where) {
-    if (auto st =
-            only_keys(object, where, {"tables", "views", "columns", "indexes", "foreign_keys"});
+    if (auto st = only_keys(
+            object, where,
+            {"tables", "views", "columns", "indexes", "foreign_keys", "constraints", "routines"});
         !st) {
         return std::unexpected(st.error());
     }
@@ -145,7 +148,9 @@ Result<connectors::ExtractSummary> summary_from(const json& object, const std::s
                                                  {"views", &s.views},
                                                  {"columns", &s.columns},
                                                  {"indexes", &s.indexes},
-                                                 {"foreign_keys", &s.foreign_keys}};
+                                                 {"foreign_keys", &s.foreign_keys},
+                                                 {"constraints", &s.constraints},
+                                                 {"routines", &s.routines}};
     for (auto& [key, out] : fields) {
         auto v = get_int(object, key, where);
         if (!v) return std::unexpected(v.error());
@@ -184,9 +189,10 @@ Result<sandbox::Limits> limits_from(const json& object, const std::string& where
 }
 
 Result<SourceParams> source_from(const json& object, const std::string& where) {
-    if (auto st = only_keys(object, where,
-                            {"name", "connector", "path", "host", "address", "database",
-                             "sensitivity", "port", "sslmode", "ca_file", "application_name"});
+    if (auto st = only_keys(
+            object, where,
+            {"name", "connector", "path", "host", "address", "database", "sensitivity", "port",
+             "sslmode", "ca_file", "application_name", "statement_timeout_ms", "lock_timeout_ms"});
         !st) {
         return std::unexpected(st.error());
     }
@@ -231,6 +237,14 @@ Result<SourceParams> source_from(const json& object, const std::string& where) {
     auto port = get_int(object, "port", where, /*required=*/false, 0, 65535);
     if (!port) return std::unexpected(port.error());
     s.port = static_cast<uint16_t>(*port);
+    // One hour at most: a bound that is not one is no bound.
+    constexpr int64_t kMaxTimeoutMs = 3'600'000;
+    auto statement = get_int(object, "statement_timeout_ms", where, false, 1, kMaxTimeoutMs);
+    if (!statement) return std::unexpected(statement.error());
+    if (*statement != 0) s.statement_timeout_ms = *statement;
+    auto lock = get_int(object, "lock_timeout_ms", where, false, 1, kMaxTimeoutMs);
+    if (!lock) return std::unexpected(lock.error());
+    if (*lock != 0) s.lock_timeout_ms = *lock;
     return s;
 }
 
@@ -281,7 +295,9 @@ std::string encode_job(const WorkerJob& job) {
                 {"port", job.source.port},
                 {"sslmode", job.source.sslmode},
                 {"ca_file", job.source.ca_file},
-                {"application_name", job.source.application_name}};
+                {"application_name", job.source.application_name},
+                {"statement_timeout_ms", job.source.statement_timeout_ms},
+                {"lock_timeout_ms", job.source.lock_timeout_ms}};
     return dump(
         {{"job_id", job.job_id},
          {"operation", job.operation},

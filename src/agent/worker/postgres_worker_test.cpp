@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "agent/connectors/testing/pg_server_suite.h"
@@ -174,9 +175,13 @@ TEST_F(PostgresWorkerTest, ExtractMetadataInsideTheSandboxHonoursFilters) {
         auto body = util::read_file(c.path);
         ASSERT_TRUE(body);
         EXPECT_EQ(body->find("content-never-read"), std::string::npos);
-        auto tables = metadata::parse_chunk(*body);
-        ASSERT_TRUE(tables) << tables.error().describe();
-        for (const auto& t : *tables) names.insert(t.schema + "." + t.name);
+        auto records = metadata::parse_chunk(*body);
+        ASSERT_TRUE(records) << records.error().describe();
+        for (const auto& record : *records) {
+            const auto* t = std::get_if<metadata::Table>(&record);
+            ASSERT_NE(t, nullptr) << "sa_shop has no routines";
+            names.insert(t->schema + "." + t->name);
+        }
     }
     EXPECT_EQ(names,
               (std::set<std::string>{"hr.Mixed Case", "sales.customer_totals", "sales.customers",

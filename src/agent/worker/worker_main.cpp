@@ -207,35 +207,51 @@ int Worker::run(const AfterReadyHook& after_ready) {
                   "operation \"" + op + "\" is not supported by this worker");
 }
 
-// Filters the connector's stream (tables the filters reject are dropped and
-// not counted), enforces the object limit and counts what it keeps.
+// Filters the connector's stream (objects the filters reject are dropped and
+// not counted; connectors ask wants() first so they are not even read),
+// enforces the object limit and counts what it keeps.
 class FilteringSink final : public connectors::MetadataSink {
   public:
     FilteringSink(const jobs::CompiledFilters& filters, int64_t max_objects,
                   connectors::MetadataSink& next)
         : filters_(filters), max_objects_(max_objects), next_(next) {}
 
+    bool wants(std::string_view schema, std::string_view relation) const override {
+        return filters_.table_allowed(schema, relation);
+    }
+    bool wants_schema(std::string_view schema) const override {
+        return filters_.schema_allowed(schema);
+    }
     Status write(const metadata::Table& table) override {
-        if (!filters_.table_allowed(table.schema, table.name)) return {};
-        if (max_objects_ > 0 && summary_.tables + summary_.views >= max_objects_) {
+        if (!wants(table.schema, table.name)) return {};
+        if (auto st = count_object(); !st) return st;
+        if (auto st = next_.write(table); !st) return st;
+        connectors::add_to_summary(summary_, table);
+        return {};
+    }
+    Status write(const metadata::Routine& routine) override {
+        if (!wants_schema(routine.schema)) return {};
+        if (auto st = count_object(); !st) return st;
+        if (auto st = next_.write(routine); !st) return st;
+        summary_.routines += 1;
+        return {};
+    }
+
+    const connectors::ExtractSummary& summary() const { return summary_; }
+    int64_t objects() const { return summary_.tables + summary_.views + summary_.routines; }
+    bool limit_exceeded() const { return limit_exceeded_; }
+
+  private:
+    Status count_object() {
+        if (max_objects_ > 0 && objects() >= max_objects_) {
             limit_exceeded_ = true;
             return fail(
                 ErrorCode::permission_denied,
                 "the job's limit of " + std::to_string(max_objects_) + " objects was exceeded");
         }
-        if (auto st = next_.write(table); !st) return st;
-        (table.kind == "view" ? summary_.views : summary_.tables) += 1;
-        summary_.columns += static_cast<int64_t>(table.columns.size());
-        summary_.indexes += static_cast<int64_t>(table.indexes.size());
-        summary_.foreign_keys += static_cast<int64_t>(table.foreign_keys.size());
         return {};
     }
 
-    const connectors::ExtractSummary& summary() const { return summary_; }
-    int64_t objects() const { return summary_.tables + summary_.views; }
-    bool limit_exceeded() const { return limit_exceeded_; }
-
-  private:
     const jobs::CompiledFilters& filters_;
     int64_t max_objects_;
     connectors::MetadataSink& next_;

@@ -195,7 +195,7 @@ std::set<std::string> table_names(const std::vector<ChunkReady>& chunks) {
         auto tables = metadata::parse_chunk(*body);
         EXPECT_TRUE(tables) << tables.error().describe();
         if (!tables) continue;
-        for (const auto& t : *tables) names.insert(t.name);
+        for (const auto& t : *tables) names.insert(std::get<metadata::Table>(t).name);
     }
     return names;
 }

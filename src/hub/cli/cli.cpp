@@ -224,9 +224,16 @@ int run(int argc, char** argv) {
     }));
 
     // catalog
-    auto* catalog_cmd = app.add_subcommand("catalog", "browse delivered metadata");
+    auto* catalog_cmd = app.add_subcommand(
+        "catalog",
+        "browse delivered metadata. An object is named NAME, SCHEMA.NAME, SCHEMA/NAME, "
+        "DATABASE/SCHEMA/NAME or SOURCE/DATABASE/SCHEMA/NAME (a routine: any of these, "
+        "optionally followed by (SIGNATURE)); a name that fits several objects is refused");
     catalog_cmd->require_subcommand(1);
-    auto* tables_cmd = catalog_cmd->add_subcommand("tables", "list tables and views");
+    auto* tables_cmd = catalog_cmd->add_subcommand(
+        "tables",
+        "list relations (tables, views, materialized views, partitioned tables, partitions, "
+        "foreign tables) with kind, column count, owner and the engine's estimates");
     std::optional<std::string> cat_source;
     std::optional<std::string> cat_app;
     tables_cmd->add_option("--source", cat_source, "only this source");
@@ -236,16 +243,55 @@ int run(int argc, char** argv) {
     tables_cmd->callback(with_data([&](const std::string& dir) {
         return catalog_tables(dir, cat_source, cat_app, as_json, io);
     }));
-    auto* columns_cmd = catalog_cmd->add_subcommand("columns", "list the columns of a table");
+    auto* columns_cmd = catalog_cmd->add_subcommand(
+        "columns",
+        "list the columns of a relation: type as the engine spells it and normalised, "
+        "nullability, default, primary key position, identity, generation, comment");
     std::string col_source;
     std::string col_table;
     columns_cmd->add_option("--source", col_source, "source name")->required();
-    columns_cmd->add_option("--table", col_table, "table or view name")->required();
+    columns_cmd->add_option("--table", col_table, "table or view name (bare, without schema)")
+        ->required();
     columns_cmd->add_option("--app", cat_app, "only this app");
     add_data(columns_cmd);
     add_json(columns_cmd);
     columns_cmd->callback(with_data([&](const std::string& dir) {
         return catalog_columns(dir, col_source, col_table, cat_app, as_json, io);
+    }));
+    auto* routines_cmd = catalog_cmd->add_subcommand(
+        "routines",
+        "list the functions and procedures of a source with kind, signature, return type and "
+        "language");
+    routines_cmd->add_option("--source", col_source, "source name")->required();
+    routines_cmd->add_option("--app", cat_app, "only this app");
+    add_data(routines_cmd);
+    add_json(routines_cmd);
+    routines_cmd->callback(with_data([&](const std::string& dir) {
+        return catalog_routines(dir, col_source, cat_app, as_json, io);
+    }));
+    auto* lineage_cmd = catalog_cmd->add_subcommand(
+        "lineage", "show what a view reads (its lineage) and which views read a table or view");
+    lineage_cmd->add_option("--source", col_source, "source name")->required();
+    lineage_cmd->add_option("--table", col_table, "the relation, e.g. SCHEMA.NAME")->required();
+    lineage_cmd->add_option("--app", cat_app, "only this app");
+    add_data(lineage_cmd);
+    add_json(lineage_cmd);
+    lineage_cmd->callback(with_data([&](const std::string& dir) {
+        return catalog_lineage(dir, col_source, col_table, cat_app, as_json, io);
+    }));
+    auto* show_cmd = catalog_cmd->add_subcommand(
+        "show",
+        "print the stored record of a relation or routine (the metadata model's JSON, "
+        "docs/metadata-model.md), pretty-printed; --json prints it on one line");
+    std::string show_object;
+    show_cmd->add_option("--source", col_source, "source name")->required();
+    show_cmd->add_option("OBJECT", show_object, "e.g. SCHEMA.NAME or SCHEMA.NAME(SIGNATURE)")
+        ->required();
+    show_cmd->add_option("--app", cat_app, "only this app");
+    add_data(show_cmd);
+    add_json(show_cmd);
+    show_cmd->callback(with_data([&](const std::string& dir) {
+        return catalog_show(dir, col_source, show_object, cat_app, as_json, io);
     }));
 
     try {

@@ -462,6 +462,26 @@ int job_list(const std::string& data_dir, const std::optional<std::string>& app,
     return 0;
 }
 
+namespace {
+
+std::string or_dash(const std::optional<std::string>& v) {
+    return v && !v->empty() ? *v : "-";
+}
+
+std::string relation_line(const ingest::CatalogEntry& t) {
+    std::string line =
+        t.qualified_name() + "  " + t.kind + "  " + std::to_string(t.columns) + " columns";
+    if (t.owner) line += "  owner " + *t.owner;
+    if (t.estimated_rows) line += "  ~" + std::to_string(*t.estimated_rows) + " rows";
+    if (t.estimated_bytes) line += "  ~" + std::to_string(*t.estimated_bytes) + " bytes";
+    if (t.partition_of) {
+        line += "  partition of " + t.partition_of->schema + "." + t.partition_of->name;
+    }
+    return line;
+}
+
+}  // namespace
+
 int catalog_tables(const std::string& data_dir, const std::optional<std::string>& source,
                    const std::optional<std::string>& app, bool as_json, Io io) {
     auto store = open_existing(data_dir);
@@ -475,9 +495,7 @@ int catalog_tables(const std::string& data_dir, const std::optional<std::string>
         io.out << dump(arr) << "\n";
         return 0;
     }
-    for (const auto& t : *tables) {
-        io.out << t.qualified_name() << "  " << t.kind << "  " << t.columns << " columns\n";
-    }
+    for (const auto& t : *tables) io.out << relation_line(t) << "\n";
     return 0;
 }
 
@@ -492,16 +510,7 @@ int catalog_columns(const std::string& data_dir, const std::string& source,
     if (!columns) return failed(io, "catalog columns", columns.error());
     if (as_json) {
         json arr = json::array();
-        for (const auto& c : *columns) {
-            arr.push_back({{"table", c.table.qualified_name()},
-                           {"name", c.column.name},
-                           {"ordinal", c.column.ordinal},
-                           {"data_type", c.column.data_type},
-                           {"nullable", c.column.nullable},
-                           {"default",
-                            c.column.default_value ? json(*c.column.default_value) : json(nullptr)},
-                           {"primary_key_position", c.column.primary_key_position}});
-        }
+        for (const auto& c : *columns) arr.push_back(ingest::to_json(c));
         io.out << dump(arr) << "\n";
         return 0;
     }
@@ -511,13 +520,91 @@ int catalog_columns(const std::string& data_dir, const std::string& source,
         return 1;
     }
     for (const auto& c : *columns) {
-        io.out << c.table.qualified_name() << "  " << c.column.ordinal << "  " << c.column.name
-               << "  " << (c.column.data_type.empty() ? "-" : c.column.data_type) << "  "
-               << (c.column.nullable ? "NULL" : "NOT NULL");
-        if (c.column.default_value) io.out << "  DEFAULT " << *c.column.default_value;
-        if (c.column.primary_key_position > 0) io.out << "  PK" << c.column.primary_key_position;
+        const metadata::Column& col = c.column;
+        io.out << c.table.qualified_name() << "  " << col.ordinal << "  " << col.name << "  "
+               << (col.data_type.empty() ? "-" : col.data_type) << "  "
+               << (col.normalized_type.empty() ? "-" : col.normalized_type) << "  "
+               << (col.nullable ? "NULL" : "NOT NULL");
+        if (col.default_value) io.out << "  DEFAULT " << *col.default_value;
+        if (col.primary_key_position > 0) io.out << "  PK" << col.primary_key_position;
+        if (!col.identity.empty()) io.out << "  IDENTITY " << col.identity;
+        if (!col.generated.empty()) {
+            io.out << "  GENERATED " << col.generated;
+            if (col.generation_expression) io.out << " AS (" << *col.generation_expression << ")";
+        }
+        if (col.comment) io.out << "  -- " << *col.comment;
         io.out << "\n";
     }
+    return 0;
+}
+
+int catalog_routines(const std::string& data_dir, const std::string& source,
+                     const std::optional<std::string>& app, bool as_json, Io io) {
+    const char* command = "catalog routines";
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, command, store.error());
+    ingest::Catalog catalog(**store);
+    auto known = catalog.has_source(app, source);
+    if (!known) return failed(io, command, known.error());
+    if (!*known) {
+        return failed(
+            io, command,
+            Error{ErrorCode::not_found, "no metadata has been delivered for source '" + source +
+                                            "' (run an extract_metadata job first)"});
+    }
+    auto routines = catalog.routines(ingest::CatalogFilter{.app = app, .source = source});
+    if (!routines) return failed(io, command, routines.error());
+    if (as_json) {
+        json arr = json::array();
+        for (const auto& r : *routines) arr.push_back(ingest::to_json(r));
+        io.out << dump(arr) << "\n";
+        return 0;
+    }
+    for (const auto& r : *routines) {
+        const metadata::Routine& x = r.routine;
+        io.out << r.qualified_name() << "  " << x.kind << "  returns " << or_dash(x.return_type)
+               << "  language " << (x.language.empty() ? "-" : x.language);
+        if (x.owner) io.out << "  owner " << *x.owner;
+        io.out << "\n";
+    }
+    return 0;
+}
+
+int catalog_lineage(const std::string& data_dir, const std::string& source,
+                    const std::string& relation, const std::optional<std::string>& app,
+                    bool as_json, Io io) {
+    const char* command = "catalog lineage";
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, command, store.error());
+    ingest::Catalog catalog(**store);
+    auto lineage = catalog.lineage(app, source, relation);
+    if (!lineage) return failed(io, command, lineage.error());
+    if (as_json) {
+        io.out << dump(ingest::to_json(*lineage)) << "\n";
+        return 0;
+    }
+    io.out << lineage->object.qualified_name() << "  " << lineage->object.kind << "\n";
+    io.out << "reads:" << (lineage->reads.empty() ? " -" : "") << "\n";
+    for (const auto& r : lineage->reads) {
+        io.out << "  " << r.ref.schema << "." << r.ref.name << "  "
+               << r.kind.value_or("(not in the catalog)") << "\n";
+    }
+    io.out << "read by:" << (lineage->read_by.empty() ? " -" : "") << "\n";
+    for (const auto& e : lineage->read_by) {
+        io.out << "  " << e.qualified_name() << "  " << e.kind << "\n";
+    }
+    return 0;
+}
+
+int catalog_show(const std::string& data_dir, const std::string& source, const std::string& object,
+                 const std::optional<std::string>& app, bool as_json, Io io) {
+    const char* command = "catalog show";
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, command, store.error());
+    ingest::Catalog catalog(**store);
+    auto record = catalog.record(app, source, object);
+    if (!record) return failed(io, command, record.error());
+    io.out << dump(*record, as_json ? -1 : 2) << "\n";
     return 0;
 }
 

@@ -79,10 +79,24 @@ int pki_prepare_job_key(const std::string& data_dir, bool json, Io io);
 int pki_rotate_job_key(const std::string& data_dir, bool json, Io io);
 int job_list(const std::string& data_dir, const std::optional<std::string>& app,
              const std::optional<std::string>& status, bool json, Io io);
+// The catalog (hub/ingest/catalog.h). tables and columns print one line per
+// relation or column (JSON: an array of ingest::to_json objects); an unknown
+// source is an empty list for tables, kept for existing scripts.
 int catalog_tables(const std::string& data_dir, const std::optional<std::string>& source,
                    const std::optional<std::string>& app, bool json, Io io);
 int catalog_columns(const std::string& data_dir, const std::string& source,
                     const std::string& table, const std::optional<std::string>& app, bool json,
                     Io io);
+// Functions and procedures of a source; an unknown source is an error (exit 1).
+int catalog_routines(const std::string& data_dir, const std::string& source,
+                     const std::optional<std::string>& app, bool json, Io io);
+// What a relation reads (its depends_on) and which relations read it.
+// relation: an object name as catalog.h describes (SCHEMA.NAME, ...).
+int catalog_lineage(const std::string& data_dir, const std::string& source,
+                    const std::string& relation, const std::optional<std::string>& app, bool json,
+                    Io io);
+// The stored record of a relation or routine: pretty JSON, or one line with json.
+int catalog_show(const std::string& data_dir, const std::string& source, const std::string& object,
+                 const std::optional<std::string>& app, bool json, Io io);
 
 }  // namespace sa::hub::cli

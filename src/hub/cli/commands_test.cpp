@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "common/crypto/digest.h"
 #include "common/crypto/ed25519.h"
+#include "common/protocol/content_digest.h"
 #include "common/util/files.h"
 #include "hub/ingest/ingest.h"
 #include "hub/jobs/job_queue.h"
@@ -348,6 +351,167 @@ TEST_F(CommandsTest, CatalogOfAnEmptyHubIsAnEmptyArray) {
     EXPECT_EQ(c.out.str(), "[]\n");
     Captured cols;
     EXPECT_EQ(catalog_columns(dir(), "inventory", "orders", std::nullopt, false, cols.io()), 1);
+}
+
+// ---- catalog commands over the model version 2 catalog (issue #7).
+
+class CatalogCommandsTest : public CommandsTest {
+  protected:
+    void SetUp() override {
+        Captured setup;
+        ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+        metadata::Table orders = testing::sample_table("orders", 3);
+        orders.database = "shop";
+        orders.schema = "sales";
+        orders.owner = "app_owner";
+        orders.estimated_rows = 42;
+        orders.columns[0].identity = "by_default";
+        orders.columns[2].generated = "stored";
+        orders.columns[2].generation_expression = "(id * 2)";
+        orders.columns[2].comment = "twice the id";
+        metadata::Table view = testing::sample_table("big_orders", 1, "view");
+        view.database = "shop";
+        view.schema = "sales";
+        view.depends_on = {{"sales", "orders"}};
+        metadata::Routine fn;
+        fn.database = "shop";
+        fn.schema = "sales";
+        fn.name = "order_count";
+        fn.kind = "function";
+        fn.signature = "since date";
+        fn.return_type = "bigint";
+        fn.language = "sql";
+        std::string body = testing::records_chunk({orders, view, fn});
+
+        clock::SystemClock clock;
+        auto store = store::Store::open(store::Layout::of(dir()).database);
+        ASSERT_TRUE(store.has_value());
+        jobs::JobQueue queue(**store, clock);
+        ingest::Ingest ingest(**store, clock);
+        auto job = queue.create("crm", "shop", "extract_metadata");
+        ASSERT_TRUE(job.has_value());
+        auto lease = queue.try_lease("crm", "edge-1");
+        ASSERT_TRUE(lease && *lease);
+        const std::string lease_id = *(*lease)->job.lease_id;
+        ASSERT_TRUE(
+            ingest
+                .put_chunk("crm", job->id, lease_id, 0, protocol::content_digest_sha256(body), body)
+                .has_value());
+        auto done = ingest.complete(
+            "crm", job->id,
+            ingest::Completion{lease_id,
+                               "edge-1",
+                               {{0, crypto::sha256_hex(body), static_cast<int64_t>(body.size())}},
+                               1,
+                               2});
+        ASSERT_TRUE(done.has_value()) << done.error().description;
+    }
+};
+
+TEST_F(CatalogCommandsTest, TablesAndColumnsKeepTheirKeysAndShowVersionTwoFields) {
+    Captured c;
+    ASSERT_EQ(catalog_tables(dir(), std::string("shop"), std::nullopt, true, c.io()), 0);
+    auto tables = json::parse(c.out.str());
+    ASSERT_EQ(tables.size(), 2u);
+    // Keys scripts already use, then the new ones.
+    for (const char* key : {"source", "database", "schema", "name", "kind", "columns", "definition",
+                            "app", "job_id", "ingested_at_ms", "owner", "comment", "estimated_rows",
+                            "estimated_bytes", "partition_of", "qualified_name", "fingerprint"}) {
+        EXPECT_TRUE(tables[1].contains(key)) << key;
+    }
+    EXPECT_EQ(tables[1]["name"], "orders");
+    EXPECT_EQ(tables[1]["columns"], 3);
+    EXPECT_EQ(tables[1]["estimated_rows"], 42);
+    EXPECT_EQ(tables[0]["kind"], "view");
+    Captured text;
+    ASSERT_EQ(catalog_tables(dir(), std::string("shop"), std::nullopt, false, text.io()), 0);
+    EXPECT_EQ(text.out.str(),
+              "shop/shop/sales/big_orders  view  1 columns\n"
+              "shop/shop/sales/orders  table  3 columns  owner app_owner  ~42 rows\n");
+
+    Captured cols;
+    ASSERT_EQ(catalog_columns(dir(), "shop", "orders", std::nullopt, true, cols.io()), 0);
+    auto columns = json::parse(cols.out.str());
+    ASSERT_EQ(columns.size(), 3u);
+    EXPECT_EQ(columns[0]["table"], "shop/shop/sales/orders");
+    EXPECT_EQ(columns[0]["data_type"], "INTEGER");
+    EXPECT_EQ(columns[0]["normalized_type"], "integer");
+    EXPECT_EQ(columns[0]["identity"], "by_default");
+    EXPECT_EQ(columns[0]["primary_key_position"], 1);
+    EXPECT_EQ(columns[1]["default"], "'x'");
+    EXPECT_EQ(columns[2]["generated"], "stored");
+    EXPECT_EQ(columns[2]["generation_expression"], "(id * 2)");
+    Captured cols_text;
+    ASSERT_EQ(catalog_columns(dir(), "shop", "orders", std::nullopt, false, cols_text.io()), 0);
+    EXPECT_EQ(cols_text.out.str(),
+              "shop/shop/sales/orders  1  id  INTEGER  integer  NOT NULL  PK1  IDENTITY "
+              "by_default\n"
+              "shop/shop/sales/orders  2  c2  TEXT  string  NULL  DEFAULT 'x'\n"
+              "shop/shop/sales/orders  3  c3  TEXT  string  NULL  GENERATED stored AS ((id * "
+              "2))  -- twice the id\n");
+}
+
+TEST_F(CatalogCommandsTest, RoutinesLineageAndShow) {
+    Captured r;
+    ASSERT_EQ(catalog_routines(dir(), "shop", std::nullopt, false, r.io()), 0) << r.err.str();
+    EXPECT_EQ(r.out.str(),
+              "shop/shop/sales/order_count(since date)  function  returns bigint  language sql\n");
+    Captured rj;
+    ASSERT_EQ(catalog_routines(dir(), "shop", std::string("crm"), true, rj.io()), 0);
+    auto routines = json::parse(rj.out.str());
+    ASSERT_EQ(routines.size(), 1u);
+    EXPECT_EQ(routines[0]["signature"], "since date");
+    EXPECT_EQ(routines[0]["return_type"], "bigint");
+
+    Captured up;
+    ASSERT_EQ(catalog_lineage(dir(), "shop", "sales.big_orders", std::nullopt, false, up.io()), 0)
+        << up.err.str();
+    EXPECT_EQ(up.out.str(),
+              "shop/shop/sales/big_orders  view\nreads:\n  sales.orders  table\nread by: -\n");
+    Captured down;
+    ASSERT_EQ(catalog_lineage(dir(), "shop", "sales.orders", std::nullopt, true, down.io()), 0);
+    auto lineage = json::parse(down.out.str());
+    EXPECT_TRUE(lineage["reads"].empty());
+    ASSERT_EQ(lineage["read_by"].size(), 1u);
+    EXPECT_EQ(lineage["read_by"][0]["name"], "big_orders");
+
+    Captured show;
+    ASSERT_EQ(catalog_show(dir(), "shop", "sales.orders", std::nullopt, false, show.io()), 0);
+    auto record = json::parse(show.out.str());
+    EXPECT_EQ(record["record"], "table");
+    EXPECT_EQ(record["columns"][2]["comment"], "twice the id");
+    EXPECT_NE(show.out.str().find("\n  \"columns\": ["), std::string::npos);  // pretty
+    Captured show_fn;
+    ASSERT_EQ(
+        catalog_show(dir(), "shop", "order_count(since date)", std::nullopt, true, show_fn.io()),
+        0);
+    const std::string one_line = show_fn.out.str();
+    EXPECT_EQ(json::parse(one_line)["language"], "sql");
+    EXPECT_EQ(std::count(one_line.begin(), one_line.end(), '\n'), 1);
+}
+
+TEST_F(CatalogCommandsTest, UnknownSourcesAndObjectsAreClearErrors) {
+    Captured r;
+    EXPECT_EQ(catalog_routines(dir(), "nowhere", std::nullopt, false, r.io()), 1);
+    EXPECT_EQ(r.err.str(),
+              "agent-hub catalog routines: no metadata has been delivered for source 'nowhere' "
+              "(run an extract_metadata job first)\n");
+    EXPECT_TRUE(r.out.str().empty());
+    Captured l;
+    EXPECT_EQ(catalog_lineage(dir(), "shop", "sales.nope", std::nullopt, false, l.io()), 1);
+    EXPECT_EQ(l.err.str(),
+              "agent-hub catalog lineage: no table or view 'sales.nope' in source 'shop'\n");
+    Captured s;
+    EXPECT_EQ(catalog_show(dir(), "nowhere", "x", std::nullopt, false, s.io()), 1);
+    EXPECT_NE(s.err.str().find("no metadata has been delivered for source 'nowhere'"),
+              std::string::npos);
+    Captured other_app;
+    EXPECT_EQ(
+        catalog_show(dir(), "shop", "sales.orders", std::string("other"), false, other_app.io()),
+        1);
+    // A function is not a relation: lineage refuses it.
+    Captured fn;
+    EXPECT_EQ(catalog_lineage(dir(), "shop", "order_count", std::nullopt, false, fn.io()), 1);
 }
 
 // ---- app rotate / revoke / show (issue #5).

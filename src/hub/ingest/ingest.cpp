@@ -95,31 +95,47 @@ std::optional<wire::WireError> check_manifest(const std::vector<ChunkRef>& liste
 }
 
 struct Parsed {
-    std::vector<metadata::Table> tables;
+    std::vector<metadata::Record> records;
     jobs::Summary summary;
+    int64_t routines = 0;
 };
 
+// A full extraction: every record must be a relation or a routine, each
+// object delivered once (a second copy would make the catalog depend on
+// chunk order).
 std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk>& chunks,
                                                    const std::string& source) {
     Parsed out;
     std::set<std::string> seen;
     for (const auto& c : chunks) {
         std::string name = "chunk " + std::to_string(c.seq);
-        auto tables = metadata::parse_chunk(c.data);
-        if (!tables) return wire::WireError{code::kBadChunk, name + ": " + tables.error().message};
-        for (auto& t : *tables) {
-            std::string q = metadata::qualified_name(source, t);
-            if (!seen.insert(q).second) {
+        auto records = metadata::parse_chunk(c.data);
+        if (!records) {
+            return wire::WireError{code::kBadChunk, name + ": " + records.error().message};
+        }
+        for (auto& r : *records) {
+            std::string key = object_key(source, r);
+            if (std::holds_alternative<metadata::Removal>(r)) {
                 return wire::WireError{code::kBadChunk,
-                                       name + ": table " + q + " is delivered more than once"};
+                                       name + ": removal of " + key +
+                                           ": a full extraction delivers what exists; removals "
+                                           "belong to incremental runs"};
             }
-            if (t.kind == "view") {
-                ++out.summary.views;
+            if (!seen.insert(key).second) {
+                return wire::WireError{code::kBadChunk,
+                                       name + ": " + key + " is delivered more than once"};
+            }
+            if (const auto* t = std::get_if<metadata::Table>(&r)) {
+                if (metadata::is_view_kind(t->kind)) {
+                    ++out.summary.views;
+                } else {
+                    ++out.summary.tables;
+                }
+                out.summary.columns += static_cast<int64_t>(t->columns.size());
             } else {
-                ++out.summary.tables;
+                ++out.routines;
             }
-            out.summary.columns += static_cast<int64_t>(t.columns.size());
-            out.tables.push_back(std::move(t));
+            out.records.push_back(std::move(r));
         }
     }
     return out;
@@ -289,16 +305,18 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
                                            "chunks changed while the completion was checked"};
             return std::unexpected(*late_problem);
         }
-        if (auto s = replace_catalog(db, app, source, data.tables, job_id, now); !s) {
+        if (auto s = replace_catalog(db, app, source, data.records, job_id, now); !s) {
             return wire::internal_failure(s.error());
         }
         if (auto s = store::execute(
                 db,
                 "UPDATE jobs SET status = 'succeeded', reason_code = NULL, message = NULL, "
                 "agent_id = ?, started_at_ms = ?, finished_at_ms = ?, completed_at_ms = ?, "
-                "summary_tables = ?, summary_views = ?, summary_columns = ? WHERE id = ?",
+                "summary_tables = ?, summary_views = ?, summary_columns = ?, summary_routines = ? "
+                "WHERE id = ?",
                 completion.agent_id, completion.started_at_ms, completion.finished_at_ms, now,
-                data.summary.tables, data.summary.views, data.summary.columns, job_id);
+                data.summary.tables, data.summary.views, data.summary.columns, data.routines,
+                job_id);
             !s) {
             return wire::internal_failure(s.error());
         }
@@ -306,7 +324,7 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
             return wire::internal_failure(s.error());
         }
         if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
-        return CompletionResult{job_id, operation, data.summary};
+        return CompletionResult{job_id, operation, data.summary, data.routines};
     });
     if (late_problem) fail_job(app, job_id, completion, *late_problem);
     return done;

@@ -14,6 +14,10 @@
 //     re-hashed), every chunk must parse, and then the catalog of
 //     (app, source) is replaced and the job marked succeeded in ONE
 //     transaction. Any problem fails the job and leaves the catalog as it was.
+//     Every completion today is a full extraction: its chunks carry relations
+//     and routines (model version 2), each object once, and no Removal
+//     (both refused as bad_chunk). Incremental runs will go through
+//     apply_catalog_delta (catalog.h).
 //
 // Chunks are untrusted input: parsing errors become bad_chunk, never crashes.
 // Thread safety: safe to share between threads.
@@ -57,7 +61,10 @@ struct Completion {
 struct CompletionResult {
     std::string job_id;
     std::string operation;
-    jobs::Summary summary;  // counted by the hub from the delivered tables
+    // Counted by the hub from the delivered records: tables = relations that
+    // are not views, views = view + materialized_view, columns of both.
+    jobs::Summary summary;
+    int64_t routines = 0;  // also stored in jobs.summary_routines
 };
 
 inline constexpr int64_t kMaxChunkSeq = 1'000'000;

@@ -12,7 +12,9 @@
 namespace sa::hub::ingest {
 namespace {
 
+using metadata::Record;
 using testing::chunk_of;
+using testing::records_chunk;
 using testing::sample_table;
 
 class IngestTest : public ::testing::Test {
@@ -66,6 +68,48 @@ class IngestTest : public ::testing::Test {
             ingest->complete("app-a", job, Completion{lease, "edge-1", {ref(0, body)}, 1, 2});
         EXPECT_TRUE(done.has_value()) << done.error().description;
         return job;
+    }
+
+    // Delivers records through a full job; returns the completion.
+    wire::WireResult<CompletionResult> deliver_records(const std::string& source,
+                                                       const std::vector<Record>& records) {
+        auto [job, lease] = leased_job(source);
+        std::string body = records_chunk(records);
+        EXPECT_TRUE(put(job, lease, 0, body).has_value());
+        return ingest->complete("app-a", job, Completion{lease, "edge-1", {ref(0, body)}, 1, 2});
+    }
+
+    // Applies a delta in one transaction, as the completion will.
+    Status delta(const std::string& source, const std::vector<Record>& records) {
+        return store->with([&](sqlite::Database& db) -> Status {
+            auto tx = sqlite::Transaction::begin(db);
+            if (!tx) return std::unexpected(tx.error());
+            if (auto s =
+                    apply_catalog_delta(db, "app-a", source, records, "job-delta", clock.now_ms());
+                !s) {
+                return s;
+            }
+            return tx->commit();
+        });
+    }
+
+    std::vector<std::string> table_names(const std::string& source) {
+        std::vector<std::string> out;
+        auto tables = catalog->tables(CatalogFilter{.source = source});
+        EXPECT_TRUE(tables.has_value());
+        for (const auto& t : *tables) out.push_back(t.schema + "." + t.name);
+        return out;
+    }
+
+    std::vector<std::string> routine_names(const std::string& source) {
+        std::vector<std::string> out;
+        auto routines = catalog->routines(CatalogFilter{.source = source});
+        EXPECT_TRUE(routines.has_value());
+        for (const auto& r : *routines) {
+            out.push_back(r.routine.schema + "." + r.routine.name + "(" + r.routine.signature +
+                          ")");
+        }
+        return out;
     }
 
     testing::TempDir tmp;
@@ -161,7 +205,7 @@ TEST_F(IngestTest, SuccessfulCompletionWritesTheCatalogAndCounts) {
     EXPECT_EQ((*tables)[2].definition, "CREATE VIEW v_orders AS SELECT 1 AS id");
     EXPECT_EQ((*tables)[2].job_id, job);
     EXPECT_EQ(count("SELECT count(*) FROM catalog_indexes"), 2);
-    EXPECT_EQ(count("SELECT count(*) FROM catalog_foreign_keys"), 2);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_constraints WHERE type = 'foreign_key'"), 2);
 
     auto columns = catalog->columns(CatalogFilter{.source = "inv", .table = "orders"});
     ASSERT_TRUE(columns.has_value());
@@ -402,6 +446,426 @@ TEST_F(IngestTest, ResultIsRefusedForExtractMetadata) {
     EXPECT_EQ(count("SELECT count(*) FROM catalog_tables"), 0);
     c.result.reset();
     EXPECT_TRUE(ingest->complete("app-a", job, c).has_value());
+}
+
+// ---- Model version 2: every record type and field (issue #7).
+
+metadata::Table rich_table() {
+    metadata::Table t;
+    t.database = "shop";
+    t.schema = "sales";
+    t.name = "Orders 2024";  // spaces and mixed case survive
+    t.kind = "partitioned_table";
+    t.owner = "app_owner";
+    t.comment = "all orders";
+    t.estimated_rows = 12345;
+    t.estimated_bytes = 8192000;
+    t.partition_key = "RANGE (created_at)";
+    t.inherits = {{"base", "auditable"}};
+    metadata::Column id{.name = "id",
+                        .ordinal = 1,
+                        .data_type = "bigint",
+                        .normalized_type = "integer",
+                        .nullable = false,
+                        .identity = "always",
+                        .primary_key_position = 1};
+    metadata::Column total{.name = "total",
+                           .ordinal = 2,
+                           .data_type = "numeric(10,2)",
+                           .normalized_type = "decimal",
+                           .default_value = "0",
+                           .comment = "gross, in cents"};
+    metadata::Column doubled{.name = "doubled",
+                             .ordinal = 3,
+                             .data_type = "numeric",
+                             .normalized_type = "decimal",
+                             .generated = "stored",
+                             .generation_expression = "(total * 2)"};
+    metadata::Column customer{
+        .name = "customer_id", .ordinal = 4, .data_type = "integer", .normalized_type = "integer"};
+    metadata::Column created{.name = "created_at",
+                             .ordinal = 5,
+                             .data_type = "timestamp with time zone",
+                             .normalized_type = "timestamp_tz",
+                             .nullable = false};
+    t.columns = {id, total, doubled, customer, created};
+    t.constraints = {
+        {.name = "orders_pkey", .type = "primary_key", .columns = {"id"}},
+        {.name = "orders_customer_fk",
+         .type = "foreign_key",
+         .columns = {"customer_id"},
+         .references = metadata::ObjectRef{"crm", "customers"},
+         .referenced_columns = {"id"},
+         .on_update = "NO ACTION",
+         .on_delete = "SET NULL"},
+        {.name = "orders_total_check", .type = "check", .definition = "(total >= 0)"},
+        {.name = "orders_created_key", .type = "unique", .columns = {"created_at", "id"}},
+    };
+    t.indexes = {
+        {.name = "orders_pkey",
+         .unique = true,
+         .origin = "primary_key",
+         .method = "btree",
+         .keys = {{.column = "id"}}},
+        {.name = "orders_lower_idx",
+         .origin = "create_index",
+         .method = "gin",
+         .predicate = "(total > 0)",
+         .keys = {{.expression = "lower((customer_id)::text)"}, {.column = "created_at"}}},
+    };
+    return t;
+}
+
+metadata::Table partition_of(const metadata::Table& parent, const std::string& name) {
+    metadata::Table p = parent;
+    p.name = name;
+    p.kind = "partition";
+    p.partition_key.reset();
+    p.partition_of = metadata::ObjectRef{parent.schema, parent.name};
+    p.partition_bound = "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')";
+    p.estimated_rows.reset();
+    p.estimated_bytes.reset();
+    p.indexes.clear();
+    return p;
+}
+
+metadata::Table view_of(const std::string& schema, const std::string& name,
+                        std::vector<metadata::ObjectRef> reads, const std::string& kind = "view") {
+    metadata::Table v;
+    v.database = "shop";
+    v.schema = schema;
+    v.name = name;
+    v.kind = kind;
+    v.definition = "SELECT 1";
+    v.depends_on = std::move(reads);
+    v.columns = {{.name = "x", .ordinal = 1, .data_type = "integer", .normalized_type = "integer"}};
+    return v;
+}
+
+metadata::Routine routine(const std::string& name, const std::string& signature,
+                          const std::string& language = "sql") {
+    metadata::Routine r;
+    r.database = "shop";
+    r.schema = "sales";
+    r.name = name;
+    r.kind = "function";
+    r.signature = signature;
+    r.return_type = "integer";
+    r.language = language;
+    r.owner = "app_owner";
+    r.comment = "counts things";
+    return r;
+}
+
+metadata::Table plain(const std::string& schema, const std::string& name, int columns) {
+    metadata::Table t = sample_table(name, columns);
+    t.database = "shop";
+    t.schema = schema;
+    return t;
+}
+
+TEST_F(IngestTest, EveryRecordTypeAndFieldRoundTripsThroughTheCatalog) {
+    const metadata::Table orders = rich_table();
+    const metadata::Table part = partition_of(orders, "orders_2024");
+    const metadata::Table customers = plain("crm", "customers", 2);
+    const metadata::Table view =
+        view_of("sales", "big_orders", {{"sales", "Orders 2024"}, {"crm", "customers"}});
+    const metadata::Table matview =
+        view_of("sales", "order_stats", {{"sales", "big_orders"}}, "materialized_view");
+    metadata::Table foreign = plain("ext", "remote_rates", 1);
+    foreign.kind = "foreign_table";
+    metadata::Routine proc = routine("archive", "IN before date", "plpgsql");
+    proc.kind = "procedure";
+    proc.return_type.reset();
+    proc.owner.reset();
+    proc.comment.reset();
+    const metadata::Routine fn1 = routine("count_orders", "");
+    const metadata::Routine fn2 = routine("count_orders", "since date");  // an overload
+
+    auto done =
+        deliver_records("shop", {orders, part, customers, view, matview, foreign, proc, fn1, fn2});
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    EXPECT_EQ(done->summary.tables, 4);  // partitioned table, partition, table, foreign table
+    EXPECT_EQ(done->summary.views, 2);
+    EXPECT_EQ(done->summary.columns, 5 + 5 + 2 + 1 + 1 + 1);
+    EXPECT_EQ(done->routines, 3);
+    EXPECT_EQ(count("SELECT summary_routines FROM jobs WHERE id = '" + done->job_id + "'"), 3);
+
+    // Rebuilt from the rows, every relation equals what was delivered.
+    for (const metadata::Table* t : std::vector<const metadata::Table*>{
+             &orders, &part, &customers, &view, &matview, &foreign}) {
+        auto back = catalog->relation(std::nullopt, "shop", t->schema + "." + t->name);
+        ASSERT_TRUE(back.has_value()) << t->name << ": " << back.error().message;
+        EXPECT_EQ(*back, *t) << t->name;
+        // The stored record is the delivered one, field for field.
+        auto record = catalog->record("app-a", "shop", t->schema + "." + t->name);
+        ASSERT_TRUE(record.has_value()) << record.error().message;
+        EXPECT_EQ(*record, metadata::to_json(*t));
+    }
+    auto proc_record = catalog->record(std::nullopt, "shop", "sales.archive");
+    ASSERT_TRUE(proc_record.has_value()) << proc_record.error().message;
+    EXPECT_EQ(*proc_record, metadata::to_json(proc));
+
+    auto tables = catalog->tables(CatalogFilter{.source = "shop"});
+    ASSERT_TRUE(tables.has_value());
+    ASSERT_EQ(tables->size(), 6u);
+    const CatalogEntry* e = nullptr;
+    const CatalogEntry* p = nullptr;
+    for (const auto& t : *tables) {
+        if (t.name == "Orders 2024") e = &t;
+        if (t.name == "orders_2024") p = &t;
+    }
+    ASSERT_TRUE(e && p);
+    EXPECT_EQ(e->kind, "partitioned_table");
+    EXPECT_EQ(e->owner, "app_owner");
+    EXPECT_EQ(e->comment, "all orders");
+    EXPECT_EQ(e->estimated_rows, 12345);
+    EXPECT_EQ(e->estimated_bytes, 8192000);
+    EXPECT_EQ(e->columns, 5);
+    EXPECT_EQ(e->partition_key, "RANGE (created_at)");
+    EXPECT_EQ(e->fingerprint, metadata::fingerprint(Record(orders)));
+    EXPECT_EQ(e->qualified_name(), "shop/shop/sales/Orders 2024");
+    EXPECT_EQ(p->kind, "partition");
+    ASSERT_TRUE(p->partition_of.has_value());
+    EXPECT_EQ(*p->partition_of, (metadata::ObjectRef{"sales", "Orders 2024"}));
+    EXPECT_EQ(p->partition_bound, "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')");
+    auto json = to_json(*e);
+    EXPECT_EQ(json["columns"], 5);  // the count, as before version 2
+    EXPECT_EQ(json["estimated_rows"], 12345);
+    EXPECT_EQ(json["kind"], "partitioned_table");
+
+    auto columns = catalog->columns(CatalogFilter{.source = "shop", .table = "Orders 2024"});
+    ASSERT_TRUE(columns.has_value());
+    ASSERT_EQ(columns->size(), 5u);
+    for (size_t i = 0; i < columns->size(); ++i) EXPECT_EQ((*columns)[i].column, orders.columns[i]);
+    EXPECT_EQ(to_json((*columns)[2])["generation_expression"], "(total * 2)");
+    EXPECT_EQ(to_json((*columns)[0])["identity"], "always");
+
+    auto routines = catalog->routines(CatalogFilter{.source = "shop"});
+    ASSERT_TRUE(routines.has_value());
+    ASSERT_EQ(routines->size(), 3u);
+    EXPECT_EQ((*routines)[0].routine, proc);
+    EXPECT_EQ((*routines)[1].routine, fn1);
+    EXPECT_EQ((*routines)[2].routine, fn2);
+    EXPECT_EQ((*routines)[2].qualified_name(), "shop/shop/sales/count_orders(since date)");
+    EXPECT_EQ((*routines)[2].fingerprint, metadata::fingerprint(Record(fn2)));
+    EXPECT_EQ(to_json((*routines)[0])["return_type"], nullptr);
+}
+
+TEST_F(IngestTest, LineageGoesBothWays) {
+    auto done = deliver_records(
+        "shop", {plain("sales", "orders", 2), plain("crm", "customers", 2),
+                 view_of("sales", "big_orders", {{"sales", "orders"}, {"crm", "customers"}}),
+                 view_of("sales", "order_stats", {{"sales", "big_orders"}}, "materialized_view"),
+                 view_of("sales", "ghost_reader", {{"sales", "dropped_long_ago"}})});
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+
+    auto v = catalog->lineage(std::nullopt, "shop", "sales.big_orders");
+    ASSERT_TRUE(v.has_value()) << v.error().message;
+    EXPECT_EQ(v->object.name, "big_orders");
+    ASSERT_EQ(v->reads.size(), 2u);
+    EXPECT_EQ(v->reads[0].ref, (metadata::ObjectRef{"sales", "orders"}));
+    EXPECT_EQ(v->reads[0].kind, "table");
+    EXPECT_EQ(v->reads[1].ref, (metadata::ObjectRef{"crm", "customers"}));
+    ASSERT_EQ(v->read_by.size(), 1u);
+    EXPECT_EQ(v->read_by[0].name, "order_stats");
+    EXPECT_EQ(v->read_by[0].kind, "materialized_view");
+
+    auto t = catalog->lineage("app-a", "shop", "crm.customers");
+    ASSERT_TRUE(t.has_value());
+    EXPECT_TRUE(t->reads.empty());
+    ASSERT_EQ(t->read_by.size(), 1u);
+    EXPECT_EQ(t->read_by[0].name, "big_orders");
+
+    auto ghost = catalog->lineage(std::nullopt, "shop", "ghost_reader");
+    ASSERT_TRUE(ghost.has_value());
+    ASSERT_EQ(ghost->reads.size(), 1u);
+    EXPECT_FALSE(ghost->reads[0].kind.has_value());  // not in the catalog
+    auto json = to_json(*ghost);
+    EXPECT_EQ(json["reads"][0]["kind"], nullptr);
+    EXPECT_EQ(json["object"]["name"], "ghost_reader");
+}
+
+TEST_F(IngestTest, ObjectNamesResolveExactlyOrExplainWhyNot) {
+    auto done = deliver_records(
+        "shop", {plain("sales", "orders", 1), plain("crm", "orders", 1), plain("sales", "a/b%c", 1),
+                 routine("f", "a integer"), routine("f", "")});
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    for (const char* name :
+         {"sales.orders", "sales/orders", "shop/sales/orders", "shop/shop/sales/orders"}) {
+        auto r = catalog->record(std::nullopt, "shop", name);
+        ASSERT_TRUE(r.has_value()) << name << ": " << r.error().message;
+        EXPECT_EQ((*r)["schema"], "sales") << name;
+    }
+    auto ambiguous = catalog->record(std::nullopt, "shop", "orders");
+    ASSERT_FALSE(ambiguous.has_value());
+    EXPECT_EQ(ambiguous.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(ambiguous.error().message.find("shop/shop/crm/orders"), std::string::npos)
+        << ambiguous.error().message;
+    // Slashes in names: raw in the dotted form, escaped in the qualified one.
+    EXPECT_TRUE(catalog->record(std::nullopt, "shop", "sales.a/b%c").has_value());
+    EXPECT_TRUE(catalog->record(std::nullopt, "shop", "shop/shop/sales/a%2Fb%25c").has_value());
+    // Routines: with the signature, or bare when only one fits.
+    auto f = catalog->record(std::nullopt, "shop", "sales.f(a integer)");
+    ASSERT_TRUE(f.has_value()) << f.error().message;
+    EXPECT_EQ((*f)["signature"], "a integer");
+    EXPECT_TRUE(catalog->record(std::nullopt, "shop", "f()").has_value());
+    EXPECT_EQ(catalog->record(std::nullopt, "shop", "f").error().code, ErrorCode::invalid_argument);
+
+    auto missing = catalog->record(std::nullopt, "shop", "sales.nope");
+    ASSERT_FALSE(missing.has_value());
+    EXPECT_EQ(missing.error().code, ErrorCode::not_found);
+    EXPECT_NE(missing.error().message.find("no object 'sales.nope' in source 'shop'"),
+              std::string::npos)
+        << missing.error().message;
+    auto no_source = catalog->lineage(std::nullopt, "nowhere", "sales.orders");
+    ASSERT_FALSE(no_source.has_value());
+    EXPECT_EQ(no_source.error().code, ErrorCode::not_found);
+    EXPECT_NE(no_source.error().message.find("no metadata has been delivered for source 'nowhere'"),
+              std::string::npos);
+    EXPECT_EQ(catalog->lineage("app-b", "shop", "sales.orders").error().code,
+              ErrorCode::not_found);  // another app's source
+    EXPECT_TRUE(*catalog->has_source(std::nullopt, "shop"));
+    EXPECT_FALSE(*catalog->has_source("app-b", "shop"));
+}
+
+TEST_F(IngestTest, RemovalInAFullRunIsABadChunkAndLeavesTheCatalog) {
+    ASSERT_TRUE(deliver_records("shop", {plain("sales", "keep", 1)}).has_value());
+    metadata::Removal gone{"table", "shop", "sales", "keep", ""};
+    auto done = deliver_records("shop", {plain("sales", "new", 1), gone});
+    ASSERT_FALSE(done.has_value());
+    EXPECT_EQ(done.error().code, "bad_chunk");
+    EXPECT_NE(done.error().description.find("removal of table shop/shop/sales/keep"),
+              std::string::npos)
+        << done.error().description;
+    EXPECT_NE(done.error().description.find("incremental"), std::string::npos);
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.keep"}));
+}
+
+TEST_F(IngestTest, DuplicateRoutineIsABadChunkNamingIt) {
+    auto done = deliver_records("shop", {routine("f", "a integer"), routine("f", "a integer")});
+    ASSERT_FALSE(done.has_value());
+    EXPECT_EQ(done.error().code, "bad_chunk");
+    EXPECT_NE(done.error().description.find("routine shop/shop/sales/f(a integer) is delivered "
+                                            "more than once"),
+              std::string::npos)
+        << done.error().description;
+    // A table and a routine may share a name; overloads are distinct objects.
+    auto fine = deliver_records(
+        "shop", {plain("sales", "f", 1), routine("f", "a integer"), routine("f", "a bigint")});
+    EXPECT_TRUE(fine.has_value()) << fine.error().description;
+}
+
+TEST_F(IngestTest, AFullRunReplacesRoutinesAndLineageToo) {
+    ASSERT_TRUE(deliver_records("shop", {plain("sales", "t", 1),
+                                         view_of("sales", "v", {{"sales", "t"}}), routine("f", "")})
+                    .has_value());
+    ASSERT_TRUE(deliver_records("shop", {plain("sales", "t", 1)}).has_value());
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.t"}));
+    EXPECT_TRUE(routine_names("shop").empty());
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_lineage"), 0);
+}
+
+// ---- Incremental runs: apply_catalog_delta.
+
+TEST_F(IngestTest, DeltaAddsAltersAndDropsOnlyWhatItNames) {
+    metadata::Table orders = plain("sales", "orders", 3);
+    metadata::Table customers = plain("sales", "customers", 2);
+    metadata::Table untouched = plain("sales", "untouched", 4);
+    metadata::Table v = view_of("sales", "v_orders", {{"sales", "orders"}});
+    ASSERT_TRUE(deliver_records("shop", {orders, customers, untouched, v, routine("f", ""),
+                                         routine("g", "x integer")})
+                    .has_value());
+    ASSERT_TRUE(deliver_records("crm", {plain("crm", "orders", 1)}).has_value());
+    const int64_t untouched_columns = count(
+        "SELECT count(*) FROM catalog_columns c JOIN catalog_tables t ON t.id = c.table_id "
+        "WHERE t.name = 'untouched'");
+
+    // Alter: a column added to orders, one dropped from customers; add a
+    // table, a view and a routine; alter a routine; drop a view, a routine
+    // and a table that is not there (not an error).
+    metadata::Table orders2 = orders;
+    orders2.columns.push_back(
+        {.name = "note", .ordinal = 4, .data_type = "TEXT", .normalized_type = "string"});
+    metadata::Table customers2 = customers;
+    customers2.columns.pop_back();
+    metadata::Table added = plain("sales", "added", 1);
+    metadata::Table v2 = view_of("sales", "v_customers", {{"sales", "customers"}});
+    metadata::Routine g2 = routine("g", "x integer", "plpgsql");
+    auto s = delta("shop", {orders2, customers2, added, v2, routine("h", ""), g2,
+                            metadata::Removal{"table", "shop", "sales", "v_orders", ""},
+                            metadata::Removal{"routine", "shop", "sales", "f", ""},
+                            metadata::Removal{"table", "shop", "sales", "never_was", ""}});
+    ASSERT_TRUE(s.has_value()) << s.error().message;
+
+    EXPECT_EQ(table_names("shop"),
+              (std::vector<std::string>{"sales.added", "sales.customers", "sales.orders",
+                                        "sales.untouched", "sales.v_customers"}));
+    EXPECT_EQ(routine_names("shop"), (std::vector<std::string>{"sales.g(x integer)", "sales.h()"}));
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.orders"), orders2);
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.customers"), customers2);
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.untouched"), untouched);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_columns c JOIN catalog_tables t ON t.id = "
+                    "c.table_id WHERE t.name = 'untouched'"),
+              untouched_columns);
+    EXPECT_EQ((*catalog->record(std::nullopt, "shop", "sales.g"))["language"], "plpgsql");
+    // Upserted objects carry the delta's job; untouched ones keep theirs.
+    auto tables = catalog->tables(CatalogFilter{.source = "shop"});
+    for (const auto& t : *tables) {
+        if (t.name == "untouched") {
+            EXPECT_NE(t.job_id, "job-delta");
+        } else {
+            EXPECT_EQ(t.job_id, "job-delta") << t.name;
+        }
+    }
+    // The dropped view's lineage went with it; the new view's is there.
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_lineage"), 1);
+    EXPECT_EQ(catalog->lineage(std::nullopt, "shop", "sales.customers")->read_by.size(), 1u);
+    EXPECT_TRUE(catalog->lineage(std::nullopt, "shop", "sales.orders")->read_by.empty());
+    // No orphaned children anywhere.
+    for (const char* child :
+         {"catalog_columns", "catalog_constraints", "catalog_indexes", "catalog_lineage"}) {
+        EXPECT_EQ(count(std::string("SELECT count(*) FROM ") + child +
+                        " WHERE table_id NOT IN (SELECT id FROM catalog_tables)"),
+                  0)
+            << child;
+    }
+    // Another source is never touched.
+    EXPECT_EQ(table_names("crm"), (std::vector<std::string>{"crm.orders"}));
+
+    // Dropping a table and a column in a second delta.
+    metadata::Table orders3 = orders2;
+    orders3.columns.erase(orders3.columns.begin() + 1);
+    orders3.columns[1].ordinal = 2;
+    orders3.columns[2].ordinal = 3;
+    ASSERT_TRUE(delta("shop", {orders3, metadata::Removal{"table", "shop", "sales", "added", ""}})
+                    .has_value());
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.orders"), orders3);
+    EXPECT_EQ(table_names("shop"),
+              (std::vector<std::string>{"sales.customers", "sales.orders", "sales.untouched",
+                                        "sales.v_customers"}));
+    // An empty delta changes nothing.
+    ASSERT_TRUE(delta("shop", {}).has_value());
+    EXPECT_EQ(table_names("shop").size(), 4u);
+}
+
+TEST_F(IngestTest, DeltaWithTwoRecordsForOneObjectIsRefusedWhole) {
+    ASSERT_TRUE(deliver_records("shop", {plain("sales", "t", 1)}).has_value());
+    auto s = delta("shop", {plain("sales", "new", 1), plain("sales", "t", 2),
+                            metadata::Removal{"table", "shop", "sales", "t", ""}});
+    ASSERT_FALSE(s.has_value());
+    EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(s.error().message.find("table shop/shop/sales/t"), std::string::npos);
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.t"}));
+}
+
+TEST_F(IngestTest, ReplaceCatalogRefusesRemovalsItself) {
+    auto s = store->with([&](sqlite::Database& db) {
+        return replace_catalog(db, "app-a", "shop",
+                               {metadata::Removal{"routine", "shop", "sales", "f", ""}}, "j", 1);
+    });
+    ASSERT_FALSE(s.has_value());
+    EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);
 }
 
 }  // namespace

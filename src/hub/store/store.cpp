@@ -169,6 +169,151 @@ ALTER TABLE jobs_v3 RENAME TO jobs;
 CREATE INDEX IF NOT EXISTS jobs_by_app_status ON jobs(app, status, n);
 )sql";
 
+// Version 4 (issue #7): the catalog of metadata model version 2. Relations
+// gain owner, comment, statistics, partitioning and inheritance; columns the
+// normalised type, comment, identity and generation; foreign keys become
+// constraints of every type (catalog_constraints replaces
+// catalog_foreign_keys); indexes describe their keys (columns or
+// expressions), method and predicate; routines and view lineage are new.
+// record holds the canonical JSON of the delivered record (what `catalog
+// show` prints) and fingerprint its metadata::fingerprint; both are NULL for
+// rows converted from version 3, which the next full run replaces.
+//
+// Conversion of version-3 rows, as metadata::record_from_json converts a
+// model version 1 line: tables and columns keep every value (new columns
+// take their "unknown" value: normalized_type 'other'); an index's column list
+// becomes keys ("<expr>", v1's placeholder for an expression part, becomes an
+// expression key) and partial becomes an empty predicate (condition text
+// unknown); the primary key columns become a primary_key constraint and a
+// unique_constraint index a unique constraint; a foreign key keeps its
+// columns and actions, and its referenced_table
+// "schema.table" (another schema, PostgreSQL) or "table" (the same schema)
+// becomes referenced schema and name. A dot only separates a schema when
+// that schema exists in the same source and database: SQLite names may hold
+// dots.
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE catalog_tables ADD COLUMN owner TEXT;
+ALTER TABLE catalog_tables ADD COLUMN comment TEXT;
+ALTER TABLE catalog_tables ADD COLUMN estimated_rows INTEGER;
+ALTER TABLE catalog_tables ADD COLUMN estimated_bytes INTEGER;
+ALTER TABLE catalog_tables ADD COLUMN partition_of_schema TEXT;
+ALTER TABLE catalog_tables ADD COLUMN partition_of_name TEXT;
+ALTER TABLE catalog_tables ADD COLUMN partition_bound TEXT;
+ALTER TABLE catalog_tables ADD COLUMN partition_key TEXT;
+ALTER TABLE catalog_tables ADD COLUMN inherits TEXT NOT NULL DEFAULT '[]';  -- JSON [{schema,name}]
+ALTER TABLE catalog_tables ADD COLUMN fingerprint TEXT;
+ALTER TABLE catalog_tables ADD COLUMN record TEXT;
+CREATE INDEX IF NOT EXISTS catalog_tables_by_kind ON catalog_tables(app, source, kind);
+
+ALTER TABLE catalog_columns ADD COLUMN normalized_type TEXT NOT NULL DEFAULT 'other';
+ALTER TABLE catalog_columns ADD COLUMN comment TEXT;
+ALTER TABLE catalog_columns ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+ALTER TABLE catalog_columns ADD COLUMN generated TEXT NOT NULL DEFAULT '';
+ALTER TABLE catalog_columns ADD COLUMN generation_expression TEXT;
+
+CREATE TABLE catalog_constraints (
+    table_id           INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    position           INTEGER NOT NULL,    -- order within the table
+    name               TEXT NOT NULL,       -- '' where the engine keeps none
+    type               TEXT NOT NULL
+        CHECK (type IN ('primary_key', 'unique', 'foreign_key', 'check')),
+    columns            TEXT NOT NULL,       -- JSON array
+    referenced_schema  TEXT,                -- foreign_key only
+    referenced_name    TEXT,
+    referenced_columns TEXT NOT NULL,       -- JSON array; '' entries: the referenced primary key
+    on_update          TEXT NOT NULL,
+    on_delete          TEXT NOT NULL,
+    definition         TEXT                 -- check: the condition
+);
+CREATE INDEX IF NOT EXISTS catalog_constraints_by_table ON catalog_constraints(table_id, position);
+CREATE INDEX IF NOT EXISTS catalog_constraints_by_reference
+    ON catalog_constraints(referenced_schema, referenced_name);
+-- Converted positions only keep the model's order (primary key, unique
+-- constraints in index order, foreign keys in their order): 0, 1 + index
+-- rowid, 2^40 + foreign key position.
+INSERT INTO catalog_constraints(table_id, position, name, type, columns, referenced_columns,
+                                on_update, on_delete)
+    SELECT p.table_id, 0, '', 'primary_key',
+           (SELECT json_group_array(k.name) FROM
+               (SELECT name FROM catalog_columns c WHERE c.table_id = p.table_id AND
+                       c.primary_key_position > 0 ORDER BY c.primary_key_position) AS k),
+           '[]', '', ''
+    FROM (SELECT DISTINCT table_id FROM catalog_columns WHERE primary_key_position > 0) AS p;
+INSERT INTO catalog_constraints(table_id, position, name, type, columns, referenced_columns,
+                                on_update, on_delete)
+    SELECT i.table_id, 1 + i.rowid, i.name, 'unique', i.columns, '[]', '', ''
+    FROM catalog_indexes i WHERE i.origin = 'unique_constraint';
+INSERT INTO catalog_constraints(table_id, position, name, type, columns, referenced_schema,
+                                referenced_name, referenced_columns, on_update, on_delete)
+    SELECT f.table_id, (1 << 40) + f.position, '', 'foreign_key', f.columns,
+           CASE WHEN s.schema_name IS NULL THEN t.schema_name ELSE s.schema_name END,
+           CASE WHEN s.schema_name IS NULL THEN f.referenced_table
+                ELSE substr(f.referenced_table, instr(f.referenced_table, '.') + 1) END,
+           f.referenced_columns, f.on_update, f.on_delete
+    FROM catalog_foreign_keys f
+    JOIN catalog_tables t ON t.id = f.table_id
+    LEFT JOIN (SELECT DISTINCT app, source, database_name, schema_name FROM catalog_tables) s
+        ON instr(f.referenced_table, '.') > 0 AND s.app = t.app AND s.source = t.source AND
+           s.database_name = t.database_name AND
+           s.schema_name = substr(f.referenced_table, 1, instr(f.referenced_table, '.') - 1);
+DROP TABLE catalog_foreign_keys;
+
+CREATE TABLE catalog_indexes_v4 (
+    table_id   INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    position   INTEGER NOT NULL,            -- order within the table
+    name       TEXT NOT NULL,
+    is_unique  INTEGER NOT NULL,
+    origin     TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    keys       TEXT NOT NULL,               -- JSON [{"column": c} | {"expression": e}]
+    predicate  TEXT                         -- NULL: not partial; '': partial, text unknown
+);
+INSERT INTO catalog_indexes_v4(table_id, position, name, is_unique, origin, method, keys,
+                               predicate)
+    SELECT i.table_id, i.rowid, i.name, i.is_unique, i.origin, '',
+           (SELECT json_group_array(CASE WHEN e.value = '<expr>'
+                                         THEN json_object('expression', e.value)
+                                         ELSE json_object('column', e.value) END)
+            FROM (SELECT value FROM json_each(i.columns) ORDER BY key) AS e),
+           CASE WHEN i.partial THEN '' END
+    FROM catalog_indexes i;
+DROP TABLE catalog_indexes;
+ALTER TABLE catalog_indexes_v4 RENAME TO catalog_indexes;
+CREATE INDEX IF NOT EXISTS catalog_indexes_by_table ON catalog_indexes(table_id, position);
+
+CREATE TABLE catalog_lineage (
+    table_id           INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    position           INTEGER NOT NULL,
+    referenced_schema  TEXT NOT NULL,
+    referenced_name    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_lineage_by_table ON catalog_lineage(table_id, position);
+CREATE INDEX IF NOT EXISTS catalog_lineage_by_reference
+    ON catalog_lineage(referenced_schema, referenced_name);
+
+CREATE TABLE catalog_routines (
+    id             INTEGER PRIMARY KEY,
+    app            TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    database_name  TEXT NOT NULL,
+    schema_name    TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    signature      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    return_type    TEXT,
+    language       TEXT NOT NULL,
+    owner          TEXT,
+    comment        TEXT,
+    fingerprint    TEXT,
+    record         TEXT,
+    job_id         TEXT NOT NULL,
+    ingested_at_ms INTEGER NOT NULL,
+    UNIQUE (app, source, database_name, schema_name, name, signature)
+);
+
+ALTER TABLE jobs ADD COLUMN summary_routines INTEGER;
+)sql";
+
 Status create_file_private(const std::string& path) {
     // SQLite creates files with the process umask; the database holds secret
     // hashes and customer metadata, so it is created 0600 up front (SQLite
@@ -222,6 +367,10 @@ Status migrate(sqlite::Database& db) {
             }
         }
         if (auto s = db.exec("PRAGMA user_version = 3"); !s) return s;
+    }
+    if (version < 4) {
+        if (auto s = db.exec(kSchemaV4); !s) return s;
+        if (auto s = db.exec("PRAGMA user_version = 4"); !s) return s;
     }
     return tx->commit();
 }

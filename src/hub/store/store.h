@@ -19,7 +19,7 @@
 
 namespace sa::hub::store {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 class Store final {
   public:

@@ -7,6 +7,7 @@
 #include <thread>
 #include <tuple>
 
+#include "hub/ingest/catalog.h"
 #include "hub/store/change_notifier.h"
 #include "hub/testing/test_support.h"
 
@@ -41,6 +42,30 @@ CREATE TABLE chunks (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, seq INTEGER NOT NULL,
     sha256 TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL,
     received_at_ms INTEGER NOT NULL, PRIMARY KEY (job_id, seq));
+)sql";
+
+// The catalog tables as schema versions 1 to 3 created them.
+constexpr const char* kCatalogV3 = R"sql(
+CREATE TABLE catalog_tables (
+    id INTEGER PRIMARY KEY, app TEXT NOT NULL, source TEXT NOT NULL,
+    database_name TEXT NOT NULL, schema_name TEXT NOT NULL, name TEXT NOT NULL,
+    kind TEXT NOT NULL, definition TEXT, job_id TEXT NOT NULL, ingested_at_ms INTEGER NOT NULL,
+    UNIQUE (app, source, database_name, schema_name, name));
+CREATE TABLE catalog_columns (
+    table_id INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    name TEXT NOT NULL, ordinal INTEGER NOT NULL, data_type TEXT NOT NULL,
+    nullable INTEGER NOT NULL, default_value TEXT, primary_key_position INTEGER NOT NULL);
+CREATE INDEX catalog_columns_by_table ON catalog_columns(table_id, ordinal);
+CREATE TABLE catalog_indexes (
+    table_id INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    name TEXT NOT NULL, is_unique INTEGER NOT NULL, origin TEXT NOT NULL,
+    partial INTEGER NOT NULL, columns TEXT NOT NULL);
+CREATE INDEX catalog_indexes_by_table ON catalog_indexes(table_id);
+CREATE TABLE catalog_foreign_keys (
+    table_id INTEGER NOT NULL REFERENCES catalog_tables(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL, referenced_table TEXT NOT NULL, columns TEXT NOT NULL,
+    referenced_columns TEXT NOT NULL, on_update TEXT NOT NULL, on_delete TEXT NOT NULL);
+CREATE INDEX catalog_foreign_keys_by_table ON catalog_foreign_keys(table_id);
 )sql";
 
 TEST(Store, CreatesPrivateWalDatabaseWithSchema) {
@@ -90,6 +115,7 @@ TEST(Store, MigratesVersionOneDatabaseKeepingApps) {
                              "PRAGMA user_version = 1")
                         .has_value());
         ASSERT_TRUE(db->exec(kJobsV1).has_value());
+        ASSERT_TRUE(db->exec(kCatalogV3).has_value());
     }
     auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
     ASSERT_TRUE(store.has_value()) << store.error().describe();
@@ -125,6 +151,7 @@ TEST(Store, MigratesVersionTwoDatabaseKeepingJobsAndChunks) {
                              "INSERT INTO apps VALUES ('old', 'cid_old', 'scrypt$h', 7);")
                         .has_value());
         ASSERT_TRUE(db->exec(kJobsV1).has_value());
+        ASSERT_TRUE(db->exec(kCatalogV3).has_value());
         ASSERT_TRUE(
             db->exec("INSERT INTO jobs(n, id, app, source, operation, status, reason_code, "
                      "attempts, created_at_ms, summary_tables, summary_views, summary_columns) "
@@ -141,7 +168,7 @@ TEST(Store, MigratesVersionTwoDatabaseKeepingJobsAndChunks) {
     }
     auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
     ASSERT_TRUE(store.has_value()) << store.error().describe();
-    EXPECT_EQ(pragma(**store, "user_version"), "3");
+    EXPECT_EQ(pragma(**store, "user_version"), std::to_string(kSchemaVersion));
     EXPECT_EQ(pragma(**store, "foreign_keys"), "1");
     auto rows = (*store)->with([](sqlite::Database& db) {
         std::vector<std::string> out;
@@ -188,6 +215,175 @@ TEST(Store, MigratesVersionTwoDatabaseKeepingJobsAndChunks) {
         return execute(db, "UPDATE jobs SET status = 'exploded' WHERE id = 'j-done'");
     });
     EXPECT_FALSE(bad_status.has_value());  // the CHECK constraint survived the rebuild
+}
+
+// Rows as the previous release stored them: a SQLite source (inv) and a
+// PostgreSQL one (pg).
+constexpr const char* kCatalogV3Rows = R"sql(
+INSERT INTO jobs(id, app, source, operation, status, created_at_ms, summary_tables,
+                 summary_views, summary_columns)
+    VALUES ('j-done', 'old', 'inv', 'extract_metadata', 'succeeded', 1, 1, 1, 3);
+INSERT INTO catalog_tables VALUES
+    (1, 'old', 'inv', 'main', 'main', 'orders', 'table', NULL, 'j-done', 100),
+    (2, 'old', 'inv', 'main', 'main', 'v_orders', 'view',
+     'CREATE VIEW v_orders AS SELECT id FROM orders', 'j-done', 100),
+    (3, 'old', 'pg', 'shop', 'public', 'customers', 'table', NULL, 'j-pg', 200),
+    (4, 'old', 'pg', 'shop', 'sales', 'orders', 'table', NULL, 'j-pg', 200);
+INSERT INTO catalog_columns VALUES
+    (1, 'id', 1, 'INTEGER', 0, NULL, 1), (1, 'note', 2, 'TEXT', 1, '''x''', 0),
+    (2, 'id', 1, '', 1, NULL, 0),
+    (4, 'customer_id', 2, 'integer', 1, NULL, 0), (4, 'id', 1, 'integer', 0, NULL, 1);
+INSERT INTO catalog_indexes VALUES
+    (1, 'idx_note', 0, 'create_index', 1, '["note","<expr>"]'),
+    (1, 'sqlite_autoindex_orders_1', 1, 'unique_constraint', 0, '["note"]');
+INSERT INTO catalog_foreign_keys VALUES
+    (1, 0, 'customers', '["id"]', '["id"]', 'NO ACTION', 'CASCADE'),
+    (1, 1, 'weird.name', '["note"]', '[""]', 'NO ACTION', 'NO ACTION'),
+    (4, 0, 'public.customers', '["customer_id"]', '["id"]', 'NO ACTION', 'SET NULL'),
+    (4, 1, 'orders', '["id"]', '["id"]', 'CASCADE', 'RESTRICT');
+PRAGMA user_version = 3;
+)sql";
+
+TEST(Store, MigratesVersionThreeCatalogToModelVersionTwo) {
+    testing::TempDir tmp;
+    {
+        auto db =
+            sqlite::Database::open(tmp.file("hub.db"), sqlite::Database::Mode::read_write_create);
+        ASSERT_TRUE(db.has_value());
+        ASSERT_TRUE(db->exec("CREATE TABLE apps (name TEXT PRIMARY KEY, client_id TEXT NOT NULL "
+                             "UNIQUE, secret_hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL);"
+                             "INSERT INTO apps VALUES ('old', 'cid_old', 'scrypt$h', 7);")
+                        .has_value());
+        ASSERT_TRUE(db->exec(kJobsV1).has_value());
+        ASSERT_TRUE(db->exec(kCatalogV3).has_value());
+        auto rows = db->exec(kCatalogV3Rows);
+        ASSERT_TRUE(rows.has_value()) << rows.error().describe();
+    }
+    auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
+    ASSERT_TRUE(store.has_value()) << store.error().describe();
+    EXPECT_EQ(pragma(**store, "user_version"), "4");
+    EXPECT_EQ(kSchemaVersion, 4);
+    auto count = [&](const std::string& sql) {
+        return (*store)->with([&](sqlite::Database& db) {
+            auto q = db.prepare(sql);
+            EXPECT_TRUE(q.has_value()) << sql;
+            (void)q->step();
+            return q->integer(0);
+        });
+    };
+    EXPECT_EQ(count("SELECT count(*) FROM sqlite_master WHERE name = 'catalog_foreign_keys'"), 0);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables"), 4);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_columns"), 5);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_indexes"), 2);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_constraints WHERE type = 'foreign_key'"), 4);
+    EXPECT_EQ(count("SELECT count(*) FROM jobs WHERE summary_routines IS NULL"), 1);
+
+    // The SQLite table, rebuilt from its converted rows.
+    ingest::Catalog catalog(**store);
+    metadata::Table want;
+    want.database = "main";
+    want.schema = "main";
+    want.name = "orders";
+    want.kind = "table";
+    want.columns = {{.name = "id",
+                     .ordinal = 1,
+                     .data_type = "INTEGER",
+                     .normalized_type = "other",
+                     .nullable = false,
+                     .primary_key_position = 1},
+                    {.name = "note",
+                     .ordinal = 2,
+                     .data_type = "TEXT",
+                     .normalized_type = "other",
+                     .default_value = "'x'"}};
+    want.constraints = {
+        {.type = "primary_key", .columns = {"id"}},
+        {.name = "sqlite_autoindex_orders_1", .type = "unique", .columns = {"note"}},
+        {.type = "foreign_key",
+         .columns = {"id"},
+         .references = metadata::ObjectRef{"main", "customers"},
+         .referenced_columns = {"id"},
+         .on_update = "NO ACTION",
+         .on_delete = "CASCADE"},
+        // No schema "weird" in the source: the dot is part of the name.
+        {.type = "foreign_key",
+         .columns = {"note"},
+         .references = metadata::ObjectRef{"main", "weird.name"},
+         .referenced_columns = {""},
+         .on_update = "NO ACTION",
+         .on_delete = "NO ACTION"},
+    };
+    want.indexes = {{.name = "idx_note",
+                     .origin = "create_index",
+                     .predicate = "",
+                     .keys = {{.column = "note"}, {.expression = "<expr>"}}},
+                    {.name = "sqlite_autoindex_orders_1",
+                     .unique = true,
+                     .origin = "unique_constraint",
+                     .keys = {{.column = "note"}}}};
+    auto orders = catalog.relation(std::nullopt, "inv", "main.orders");
+    ASSERT_TRUE(orders.has_value()) << orders.error().message;
+    EXPECT_EQ(*orders, want);
+    // The same as a version-1 line of that table is read today.
+    auto v1_line = nlohmann::json::parse(R"({"model_version":1,"database":"main","schema":"main",
+        "name":"orders","kind":"table","definition":null,
+        "columns":[{"name":"id","ordinal":1,"data_type":"INTEGER","nullable":false,"default":null,
+                    "primary_key_position":1},
+                   {"name":"note","ordinal":2,"data_type":"TEXT","nullable":true,"default":"'x'",
+                    "primary_key_position":0}],
+        "indexes":[{"name":"idx_note","unique":false,"origin":"create_index","partial":true,
+                    "columns":["note","<expr>"]},
+                   {"name":"sqlite_autoindex_orders_1","unique":true,
+                    "origin":"unique_constraint","partial":false,"columns":["note"]}],
+        "foreign_keys":[{"referenced_table":"customers","columns":["id"],
+                         "referenced_columns":["id"],"on_update":"NO ACTION",
+                         "on_delete":"CASCADE"},
+                        {"referenced_table":"weird.name","columns":["note"],
+                         "referenced_columns":[""],"on_update":"NO ACTION",
+                         "on_delete":"NO ACTION"}]})");
+    auto from_v1 = metadata::table_from_json(v1_line);
+    ASSERT_TRUE(from_v1.has_value()) << from_v1.error().message;
+    // The model reads "weird.name" as schema "weird": the hub knows better
+    // (no such schema in the source); everything else agrees.
+    ASSERT_EQ(from_v1->constraints.size(), 4u);
+    from_v1->constraints[3].references = metadata::ObjectRef{"main", "weird.name"};
+    EXPECT_EQ(*orders, *from_v1);
+    // show rebuilds the record of a converted row.
+    auto record = catalog.record(std::nullopt, "inv", "orders");
+    ASSERT_TRUE(record.has_value()) << record.error().message;
+    EXPECT_EQ(*record, metadata::to_json(want));
+    auto view = catalog.tables(ingest::CatalogFilter{.source = "inv", .table = "v_orders"});
+    ASSERT_EQ(view->size(), 1u);
+    EXPECT_EQ((*view)[0].definition, "CREATE VIEW v_orders AS SELECT id FROM orders");
+    EXPECT_EQ((*view)[0].job_id, "j-done");
+    EXPECT_EQ((*view)[0].ingested_at_ms, 100);
+    EXPECT_FALSE((*view)[0].fingerprint.has_value());
+
+    // PostgreSQL: "public.customers" is another schema, "orders" the same one.
+    auto pg = catalog.relation("old", "pg", "sales.orders");
+    ASSERT_TRUE(pg.has_value()) << pg.error().message;
+    ASSERT_EQ(pg->constraints.size(), 3u);
+    EXPECT_EQ(pg->constraints[0].type, "primary_key");
+    EXPECT_EQ(pg->constraints[1].references, (metadata::ObjectRef{"public", "customers"}));
+    EXPECT_EQ(pg->constraints[1].on_delete, "SET NULL");
+    EXPECT_EQ(pg->constraints[2].references, (metadata::ObjectRef{"sales", "orders"}));
+    ASSERT_EQ(pg->columns.size(), 2u);
+    EXPECT_EQ(pg->columns[0].name, "id");  // ordinal order
+
+    // A version-2 delivery replaces the converted rows of its source only.
+    auto replaced = (*store)->with([](sqlite::Database& db) {
+        metadata::Table t;
+        t.database = "main";
+        t.schema = "main";
+        t.name = "fresh";
+        t.kind = "table";
+        return ingest::replace_catalog(db, "old", "inv", {t}, "j-new", 5);
+    });
+    ASSERT_TRUE(replaced.has_value()) << replaced.error().describe();
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE source = 'inv'"), 1);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE source = 'pg'"), 2);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_constraints"), 3);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_indexes"), 0);
 }
 
 TEST(Store, RefusesNewerSchema) {

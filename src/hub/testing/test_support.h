@@ -34,15 +34,26 @@ inline metadata::Table sample_table(const std::string& name, int columns,
         c.name = i == 1 ? "id" : "c" + std::to_string(i);
         c.ordinal = i;
         c.data_type = i == 1 ? "INTEGER" : "TEXT";
+        c.normalized_type = i == 1 ? "integer" : "string";
         c.nullable = i != 1;
         c.primary_key_position = i == 1 && kind == "table" ? 1 : 0;
         if (i == 2) c.default_value = "'x'";
         t.columns.push_back(c);
     }
     if (kind == "table") {
-        t.indexes.push_back(metadata::Index{"idx_" + name, false, "create_index", false, {"id"}});
-        t.foreign_keys.push_back(
-            metadata::ForeignKey{"parent", {"id"}, {"id"}, "NO ACTION", "CASCADE"});
+        metadata::Index index;
+        index.name = "idx_" + name;
+        index.origin = "create_index";
+        index.keys = {metadata::IndexKey{"id", ""}};
+        t.indexes.push_back(index);
+        metadata::Constraint fk;
+        fk.type = "foreign_key";
+        fk.columns = {"id"};
+        fk.references = metadata::ObjectRef{"main", "parent"};
+        fk.referenced_columns = {"id"};
+        fk.on_update = "NO ACTION";
+        fk.on_delete = "CASCADE";
+        t.constraints.push_back(fk);
     }
     return t;
 }
@@ -50,6 +61,12 @@ inline metadata::Table sample_table(const std::string& name, int columns,
 inline std::string chunk_of(const std::vector<metadata::Table>& tables) {
     std::string out;
     for (const auto& t : tables) out += metadata::to_json(t).dump() + "\n";
+    return out;
+}
+
+inline std::string records_chunk(const std::vector<metadata::Record>& records) {
+    std::string out;
+    for (const auto& r : records) out += metadata::to_json(r).dump() + "\n";
     return out;
 }
 
