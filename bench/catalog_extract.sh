@@ -35,16 +35,24 @@ if [ "$ENGINE" = postgres ]; then
   port=$PG_PORT ca=$PG_DIR/server.crt
   pg_sql postgres "CREATE ROLE bench_reader LOGIN PASSWORD '$password'"
   pg_sql postgres "CREATE DATABASE bench"
-  pg_sql bench "GRANT USAGE ON SCHEMA public TO bench_reader;
-    DO \$\$
-    DECLARE cols text;
-    BEGIN
-      SELECT string_agg(format('c%s %s', i, (ARRAY['integer','text','numeric(12,2)','timestamptz',
-             'boolean'])[1 + i % 5]), ', ') INTO cols FROM generate_series(2, $COLUMNS) AS i;
-      FOR t IN 1..$TABLES LOOP
-        EXECUTE format('CREATE TABLE public.t%s (id bigint PRIMARY KEY, %s)', t, cols);
-        EXECUTE format('CREATE INDEX t%s_c2 ON public.t%s (c2)', t, t);
-      END LOOP;
+  pg_sql bench "GRANT USAGE ON SCHEMA public TO bench_reader"
+  # Batches of 500 tables per transaction: one transaction creating them all
+  # would exhaust the server's lock table (max_locks_per_transaction).
+  for ((first = 1; first <= TABLES; first += 500)); do
+    last=$((first + 499 < TABLES ? first + 499 : TABLES))
+    pg_sql bench "DO \$\$
+      DECLARE cols text;
+      BEGIN
+        SELECT string_agg(format('c%s %s', i, (ARRAY['integer','text','numeric(12,2)',
+               'timestamptz','boolean'])[1 + i % 5]), ', ') INTO cols
+          FROM generate_series(2, $COLUMNS) AS i;
+        FOR t IN $first..$last LOOP
+          EXECUTE format('CREATE TABLE public.t%s (id bigint PRIMARY KEY, %s)', t, cols);
+          EXECUTE format('CREATE INDEX t%s_c2 ON public.t%s (c2)', t, t);
+        END LOOP;
+      END \$\$;"
+  done
+  pg_sql bench "DO \$\$ BEGIN
       FOR v IN 1..$VIEWS LOOP
         EXECUTE format('CREATE VIEW public.v%s AS SELECT id, c2 FROM public.t%s', v, v);
       END LOOP;
@@ -111,7 +119,9 @@ sample_rss() {
   while [ -e "$work/sampling" ]; do
     total=0
     for pid in "$AGENT_PID" $(pgrep -P "$AGENT_PID" || true); do
-      total=$((total + $(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)))
+      # A worker may exit between pgrep and the read: count it as 0.
+      rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+      total=$((total + ${rss:-0}))
     done
     [ "$total" -gt "$peak" ] && peak=$total
     echo "$peak" >"$work/peak_kb"
@@ -128,6 +138,9 @@ wait "$sampler" || true
 [ "$status" = succeeded ] || harness_die "job failed: $(hub_job_json "$job")"
 report=$(hub_job_json "$job")
 job_ms=$(jq -r '.completed_at_ms - .leased_at_ms' <<<"$report")
+# Where the time goes: lease -> worker started, worker (extraction, chunks
+# uploaded as they fill), worker finished -> hub accepted (the hub's ingest).
+phases=$(jq -r '"lease_to_start_s=\((.started_at_ms - .leased_at_ms) / 1000) extract_and_upload_s=\((.finished_at_ms - .started_at_ms) / 1000) hub_ingest_s=\((.completed_at_ms - .finished_at_ms) / 1000)"' <<<"$report")
 objects=$(jq -r '(.summary.tables // .summary_tables // 0) + (.summary.views // .summary_views // 0)' <<<"$report")
 peak_kb=$(cat "$work/peak_kb")
 hwm_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
@@ -138,6 +151,7 @@ dump_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 dump_tables=$(grep -c '^CREATE TABLE' "$work/dump.sql" || true)
 
 echo "engine=$ENGINE tables=$TABLES columns=$COLUMNS views=$VIEWS objects_delivered=$objects"
+echo "$phases"
 awk -v j="$job_ms" -v d="$dump_ms" -v n="$TABLES" -v t="$dump_tables" 'BEGIN {
   printf "job_s=%.2f tables_per_s=%.0f\n", j / 1000, (j > 0 ? n * 1000 / j : 0)
   printf "reference_dump_s=%.2f dump_create_tables=%d\n", d / 1000, t

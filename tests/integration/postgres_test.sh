@@ -107,6 +107,39 @@ columns=$("$HUB_BIN" catalog columns --data "$HUB_DATA" --source shop --table or
 jq -e 'any(.[]; .name == "total" and (.data_type | startswith("numeric")))' <<<"$columns" \
   >/dev/null || fail "orders columns: $columns"
 
+# Incremental: after a table is added, a column added and a view dropped,
+# an incremental job delivers exactly those changes (the new table and the
+# altered one) and the view's removal; the catalog then equals the database.
+pg_sql shop "CREATE TABLE sales.returns (id bigint PRIMARY KEY,
+    order_id bigint REFERENCES sales.orders(id));
+  ALTER TABLE sales.customers ADD COLUMN email text;
+  DROP VIEW sales.big_orders;"
+incremental_job() {
+  "$HUB_BIN" job create --data "$HUB_DATA" --app pg-app --source shop \
+    --operation extract_metadata --mode incremental
+}
+job=$(incremental_job)
+status=$(hub_job_wait "$job" 60) || true
+[ "$status" = succeeded ] || fail "incremental extraction: $status: $(hub_job_json "$job")"
+report=$(hub_job_json "$job")
+jq -e '.mode == "incremental" and .applied == "incremental" and .summary.tables == 2
+       and .summary.views == 0' <<<"$report" >/dev/null ||
+  fail "the incremental job did not deliver only the two changed tables: $report"
+tables=$("$HUB_BIN" catalog tables --data "$HUB_DATA" --source shop --json)
+names=$(jq -r '[.[].name] | sort | join(",")' <<<"$tables")
+[ "$names" = "customers,orders,returns" ] || fail "catalog after the delta: $names ($tables)"
+columns=$("$HUB_BIN" catalog columns --data "$HUB_DATA" --source shop --table customers --json)
+jq -e 'any(.[]; .name == "email")' <<<"$columns" >/dev/null ||
+  fail "the added column is not in the catalog: $columns"
+# Nothing changed since: the next incremental job delivers nothing, and the catalog stays.
+job=$(incremental_job)
+status=$(hub_job_wait "$job" 60) || true
+[ "$status" = succeeded ] || fail "empty incremental extraction: $status"
+jq -e '.applied == "incremental" and .summary.tables == 0 and .summary.views == 0' \
+  <<<"$(hub_job_json "$job")" >/dev/null || fail "an unchanged source delivered objects: $(hub_job_json "$job")"
+[ "$("$HUB_BIN" catalog tables --data "$HUB_DATA" --source shop --json | jq length)" = 3 ] ||
+  fail "an empty delta changed the catalog"
+
 # A wrong password fails the job with connection_failed; the hub never sees a credential.
 job=$(hub_job_create pg-app wrong-password)
 status=$(hub_job_wait "$job" 60) || true

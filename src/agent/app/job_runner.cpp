@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "agent/delivery/chunk_writer.h"
+#include "agent/delivery/fingerprint_state.h"
 #include "agent/jobs/refusal_reasons.h"
 #include "agent/worker/worker_session.h"
 #include "common/crypto/digest.h"
@@ -87,6 +88,12 @@ class SpoolDir final {
 
 }  // namespace
 
+std::string filters_sha256(const std::vector<jobs::ObjectFilters>& filters) {
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& f : filters) all.push_back(jobs::to_json(f));
+    return crypto::sha256_hex(all.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 sandbox::Spec worker_sandbox_spec(const config::Config& config) {
     sandbox::Spec spec;
     const auto& settings = config.jobs.sandbox;
@@ -120,6 +127,11 @@ struct JobRunner::Running {
     std::string abort_message;
     std::optional<Error> abort_error;
     std::string rule;
+    std::string spool_dir;
+    // extract_metadata: the filters' fingerprint for the state; the
+    // baseline the worker got (empty: a full run).
+    std::string filters_sha256;
+    std::string baseline_job_id;
 };
 
 JobRunner::JobRunner(const config::Config& config, jobs::JobVerifier& verifier,
@@ -268,6 +280,15 @@ JobOutcome JobRunner::execute(const jobs::Job& job, const config::SourceConfig& 
     worker_job.sandbox = {sandbox_spec.limits, sandbox_spec.strict};
 
     Running running;
+    running.spool_dir = spool.path();
+    if (job.operation == protocol::kOperationExtractMetadata) {
+        running.filters_sha256 = filters_sha256(worker_job.filters);
+        if (job.mode == jobs::kModeIncremental &&
+            prepare_baseline(job, running.filters_sha256, spool.path())) {
+            worker_job.baseline = true;
+            running.baseline_job_id = job.baseline_job_id;
+        }
+    }
     running.rule = decision.rule;
     running.max_duration = decision.limits.max_duration;
     running.max_objects = decision.limits.max_objects;
@@ -579,13 +600,20 @@ JobOutcome JobRunner::finish(const jobs::Job& job, Running& running) {
                               Error{ErrorCode::internal, message});
     }
 
+    if (running.finished->delta && running.baseline_job_id.empty()) {
+        // A delta nobody asked for: the (untrusted) worker is not believed.
+        const std::string message = "the job's worker sent a delta without a baseline";
+        return report_failure(job, jobs::reason::kWorkerCrashed, message,
+                              Error{ErrorCode::internal, message});
+    }
     const connectors::ExtractSummary& summary = running.finished->summary;
     nlohmann::json counts{
         {"tables", summary.tables},        {"views", summary.views},
         {"columns", summary.columns},      {"routines", summary.routines},
         {"chunks", running.chunks.size()}, {"duration_ms", finished_at_ms - running.started_at_ms}};
-    nlohmann::json finished_fields = counts;
     const bool extraction = job.operation == protocol::kOperationExtractMetadata;
+    if (extraction) counts["applied"] = running.finished->delta ? "incremental" : "full";
+    nlohmann::json finished_fields = counts;
     std::string root;
     if (extraction) {
         auto computed = delivery::chunks_root(running.chunks);
@@ -615,6 +643,9 @@ JobOutcome JobRunner::finish(const jobs::Job& job, Running& running) {
                                    running.started_at_ms, finished_at_ms, std::nullopt};
     if (!extraction)
         completion.result = running.finished->result.value_or(nlohmann::json::object());
+    if (extraction && running.finished->delta) {
+        completion.delta_baseline_job_id = running.baseline_job_id;
+    }
     auto completed = hub_.complete(job.job_id, completion);
     fields.update(counts);
     if (!completed) {
@@ -633,6 +664,7 @@ JobOutcome JobRunner::finish(const jobs::Job& job, Running& running) {
     }
     (void)audit_.record_durable("delivery.accepted", std::move(accepted), job.job_id);
     logger_.info("job succeeded", fields);
+    if (extraction) commit_state(job, running);
     return {"succeeded", ""};
 }
 
@@ -642,6 +674,69 @@ void JobRunner::record_finished(const jobs::Job& job, const JobOutcome& outcome,
     fields["outcome"] = outcome.outcome;
     if (!outcome.reason_code.empty()) fields["reason_code"] = outcome.reason_code;
     (void)audit_.record_durable("job.finished", std::move(fields), job.job_id);
+}
+
+bool JobRunner::prepare_baseline(const jobs::Job& job, const std::string& filters_sha256,
+                                 const std::string& spool_dir) {
+    observe::Fields fields = ids(job.job_id, job.lease_id);
+    fields["baseline_job_id"] = job.baseline_job_id;
+    const std::string path = delivery::state_path(config_.agent.state_dir, job.source);
+    const auto full = [&](std::string why) {
+        fields["reason"] = std::move(why);
+        logger_.info("incremental job runs as a full extraction", fields);
+        return false;
+    };
+    auto state = delivery::read_state(path);
+    if (!state) {
+        if (state.error().code == ErrorCode::not_found) {
+            return full("no fingerprint state for source \"" + job.source + "\" yet");
+        }
+        return full(state.error().describe());
+    }
+    if (state->job_id != job.baseline_job_id) {
+        return full("the fingerprint state is of job " + state->job_id +
+                    ", not of the hub's baseline");
+    }
+    if (state->filters_sha256 != filters_sha256) {
+        return full("the job's filters differ from those of the baseline job");
+    }
+    std::string lines;
+    for (const auto& entry : state->objects) lines += delivery::entry_line(entry);
+    if (auto written =
+            util::write_file_atomic(spool_dir + "/" + delivery::kBaselineFile, lines, 0600);
+        !written) {
+        return full("cannot write the baseline for the worker: " + written.error().describe());
+    }
+    fields["objects"] = state->objects.size();
+    logger_.info("incremental job runs as a delta", fields);
+    return true;
+}
+
+void JobRunner::commit_state(const jobs::Job& job, const Running& running) {
+    observe::Fields fields = ids(job.job_id, job.lease_id);
+    const std::string path = delivery::state_path(config_.agent.state_dir, job.source);
+    fields["state_file"] = path;
+    auto text = util::read_file(running.spool_dir + "/" + delivery::kFingerprintsFile);
+    auto objects =
+        text ? delivery::parse_entries(*text)
+             : Result<std::vector<delivery::FingerprintEntry>>(std::unexpected(text.error()));
+    if (!objects) {
+        fields["error"] = objects.error().describe();
+        logger_.warn("the worker's fingerprints are unusable; the next incremental job runs full",
+                     fields);
+        return;
+    }
+    fields["objects"] = objects->size();
+    if (auto written = delivery::write_state(
+            path,
+            delivery::FingerprintState{job.job_id, running.filters_sha256, std::move(*objects)});
+        !written) {
+        fields["error"] = written.error().describe();
+        logger_.warn("cannot save the fingerprint state; the next incremental job runs full",
+                     fields);
+        return;
+    }
+    logger_.info("fingerprint state saved", fields);
 }
 
 }  // namespace sa::agent::app

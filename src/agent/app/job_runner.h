@@ -10,6 +10,17 @@
 //      in the spool, heartbeats the lease (progress; the hub may cancel)
 //   -> complete (chunks, or the result of an interactive operation) | fail
 //
+// Incremental runs (extract_metadata with the signed mode "incremental"):
+// the job runs as a delta only when STATE_DIR/fingerprints/<source>.ndjson
+// (delivery/fingerprint_state.h) parses, names the job's baseline_job_id
+// and the same filters; then the supervisor leaves its objects in
+// SPOOL/baseline.ndjson for the worker and the completion carries
+// "delta": {"baseline_job_id"}. Otherwise (logged at info with the reason)
+// the job is a full extraction, which is always correct. After the hub
+// accepted any extract_metadata completion (HTTP 200), the state is replaced
+// by what the worker saw (SPOOL/fingerprints.ndjson); a failed or rejected
+// completion leaves the old state.
+//
 // Endings: a refusal (verification or policy) is reported with outcome
 // "refused"; after the worker started: cancelled (the hub asked: SIGTERM, then
 // SIGKILL after the grace period), timeout (the policy's max_duration),
@@ -51,6 +62,12 @@ namespace sa::agent::app {
 // paths and ports: also what startup and `doctor` probe to learn which
 // layers this host gives.
 sandbox::Spec worker_sandbox_spec(const config::Config& config);
+
+// The fingerprint of a job's effective filter sets (policy's then the job's,
+// as the worker gets them): SHA-256 hex of the compact JSON array of
+// jobs::to_json of each. An incremental run is a delta only against a state
+// recorded with the same filters.
+std::string filters_sha256(const std::vector<jobs::ObjectFilters>& filters);
 
 struct JobOutcome {
     std::string outcome;      // "succeeded" | "failed" | "refused" | "cancelled" | "aborted"
@@ -106,6 +123,14 @@ class JobRunner final {
     Status upload(const jobs::Job& job, Running& running, int64_t seq,
                   const std::string& sha256_hex, int64_t size, const std::string& path);
     void record_finished(const jobs::Job& job, const JobOutcome& outcome, nlohmann::json fields);
+    // An incremental job: true when it can run as a delta (baseline.ndjson
+    // written to spool_dir); false with the reason logged.
+    bool prepare_baseline(const jobs::Job& job, const std::string& filters_sha256,
+                          const std::string& spool_dir);
+    // After the hub accepted an extraction: the worker's fingerprints become
+    // the source's state. Failures are logged (the next incremental job then
+    // runs full because the state names an older job).
+    void commit_state(const jobs::Job& job, const Running& running);
 
     const config::Config& config_;
     jobs::JobVerifier& verifier_;

@@ -1,12 +1,16 @@
 #include "agent/app/job_runner.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "agent/app/test_fake_hub.h"
+#include "agent/delivery/fingerprint_state.h"
 #include "common/crypto/random.h"
 #include "common/metadata/model.h"
 #include "common/sqlite/database.h"
@@ -27,6 +31,62 @@ class FakeTokens final : public auth::TokenSource {
     void invalidate() override {}
     secrets::SecretValue token = secrets::SecretValue::copy_of("tok");
 };
+
+// A job as the hub signs it, with the extraction mode claims of incremental
+// runs (absent mode: an old hub's full job).
+std::string sign_extraction(const crypto::Ed25519PrivateKey& key, const std::string& job_id,
+                            const std::string& lease_id, const std::string& mode,
+                            const std::string& baseline_job_id = "") {
+    const int64_t now = util::unix_seconds();
+    json claims{{"iss", protocol::kIssuer},
+                {"aud", "cid_1"},
+                {"jti", lease_id},
+                {"iat", now},
+                {"nbf", now},
+                {"exp", now + 600},
+                {"job_id", job_id},
+                {"app", "test-app"},
+                {"source", "demo"},
+                {"operation", protocol::kOperationExtractMetadata}};
+    if (!mode.empty()) claims["mode"] = mode;
+    if (!baseline_job_id.empty()) claims["baseline_job_id"] = baseline_job_id;
+    return jose::sign(key, key.public_key().key_id(), protocol::kJobType, claims);
+}
+
+// The fake hub, except that completions are answered with a given status
+// (the hub's refusal of a delta: 409 baseline_mismatch).
+class RejectingCompletions final : public egress::Transport {
+  public:
+    explicit RejectingCompletions(FakeHub& inner) : inner_(inner) {}
+    Result<egress::HttpResponse> send(const egress::HttpRequest& request) override {
+        if (request.url.ends_with(protocol::kCompleteSuffix)) {
+            rejected.push_back(json::parse(std::string(request.body)));
+            return FakeHub::reply(409, json{{"error", "baseline_mismatch"},
+                                            {"error_description", "expected baseline J0"}});
+        }
+        return inner_.send(request);
+    }
+    std::vector<json> rejected;
+
+  private:
+    FakeHub& inner_;
+};
+
+// "table NAME" / "removed table NAME" for each record of an upload, sorted.
+std::vector<std::string> records_of(const std::string& body) {
+    std::vector<std::string> out;
+    auto records = metadata::parse_chunk(body);
+    EXPECT_TRUE(records) << records.error().describe();
+    if (!records) return out;
+    for (const auto& r : *records) {
+        if (const auto* t = std::get_if<metadata::Table>(&r)) out.push_back("table " + t->name);
+        if (const auto* x = std::get_if<metadata::Removal>(&r)) {
+            out.push_back("removed " + x->object + " " + x->name);
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
 
 class JobRunnerTest : public ::testing::Test {
   protected:
@@ -94,6 +154,7 @@ class JobRunnerTest : public ::testing::Test {
                                  const std::string& lease_id = "L1") {
         return jobs::LeaseEnvelope{lease_id, job_id, util::unix_seconds() + 600, jws};
     }
+    std::string state_file() const { return (dir_ / "fingerprints" / "demo.ndjson").string(); }
     std::string logs() const {
         std::string all;
         for (const auto& line : log_lines_) all += line;
@@ -468,6 +529,176 @@ TEST_F(JobRunnerTest, ShutdownStopsTheWorkerAndLeavesTheJobToItsLease) {
     EXPECT_EQ(outcome.outcome, "aborted");
     EXPECT_EQ(outcome.reason_code, "shutdown");
     EXPECT_TRUE(hub_.failures.empty());
+}
+
+TEST_F(JobRunnerTest, AnIncrementalJobDeliversOnlyChangesAndRemovals) {
+    // A full run (an old hub: no mode claim) records the state.
+    ASSERT_EQ(runner_->run(envelope(sign_extraction(key_, "J1", "L1", ""))).outcome, "succeeded")
+        << logs();
+    ASSERT_EQ(hub_.completions.size(), 1u);
+    EXPECT_FALSE(hub_.completions[0].contains("delta"));
+    auto state = delivery::read_state(state_file());
+    ASSERT_TRUE(state) << state.error().describe();
+    EXPECT_EQ(state->job_id, "J1");
+    EXPECT_EQ(state->objects.size(), 3u);  // secret_salaries is outside the policy
+    struct stat st {};
+    ASSERT_EQ(::stat(state_file().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    {
+        auto db = sqlite::Database::open(db_path_, sqlite::Database::Mode::read_write_create);
+        ASSERT_TRUE(db);
+        ASSERT_TRUE(
+            db->exec("ALTER TABLE orders ADD COLUMN note TEXT;"
+                     "CREATE TABLE shipments (id INTEGER PRIMARY KEY, order_id INTEGER);"
+                     "DROP VIEW big_orders;"
+                     "CREATE VIEW order_notes AS SELECT id, note FROM orders;"
+                     "DROP TABLE customers;"
+                     "ALTER TABLE secret_salaries ADD COLUMN bonus NUMERIC;"));
+    }
+    const auto outcome =
+        runner_->run(envelope(sign_extraction(key_, "J2", "L2", "incremental", "J1"), "J2", "L2"));
+    ASSERT_EQ(outcome.outcome, "succeeded") << logs();
+    ASSERT_EQ(hub_.uploads.size(), 2u);
+    EXPECT_EQ(hub_.uploads[1].job_id, "J2");
+    EXPECT_EQ(records_of(hub_.uploads[1].body),
+              (std::vector<std::string>{"removed table big_orders", "removed table customers",
+                                        "table order_notes", "table orders", "table shipments"}));
+    ASSERT_EQ(hub_.completions.size(), 2u);
+    const json& done = hub_.completions[1];
+    EXPECT_EQ(done["delta"], (json{{"baseline_job_id", "J1"}}));
+    // The counts are what was delivered: two tables and a view.
+    EXPECT_EQ(done["summary"]["tables"], 2);
+    EXPECT_EQ(done["summary"]["views"], 1);
+    EXPECT_NE(logs().find("incremental job runs as a delta"), std::string::npos) << logs();
+
+    // The state now describes J2: every object seen, delivered or not.
+    state = delivery::read_state(state_file());
+    ASSERT_TRUE(state);
+    EXPECT_EQ(state->job_id, "J2");
+    std::set<std::string> names;
+    for (const auto& e : state->objects) names.insert(e.name);
+    EXPECT_EQ(names, (std::set<std::string>{"orders", "shipments", "order_notes"}));
+
+    // Nothing changed since: the next delta is empty, the spool is clean.
+    ASSERT_EQ(
+        runner_->run(envelope(sign_extraction(key_, "J3", "L3", "incremental", "J2"), "J3", "L3"))
+            .outcome,
+        "succeeded")
+        << logs();
+    EXPECT_EQ(hub_.uploads.size(), 2u);
+    ASSERT_EQ(hub_.completions.size(), 3u);
+    EXPECT_EQ(hub_.completions[2]["delta"]["baseline_job_id"], "J2");
+    EXPECT_TRUE(hub_.completions[2]["chunks"].empty());
+    EXPECT_TRUE(fs::is_empty(spool_));
+}
+
+TEST_F(JobRunnerTest, AnIncrementalJobAgainstAnotherBaselineRunsFull) {
+    ASSERT_EQ(runner_->run(envelope(sign_extraction(key_, "J1", "L1", "full"))).outcome,
+              "succeeded")
+        << logs();
+    // The hub's catalog moved on to a job this agent did not run.
+    const auto outcome = runner_->run(
+        envelope(sign_extraction(key_, "J2", "L2", "incremental", "J-other"), "J2", "L2"));
+    ASSERT_EQ(outcome.outcome, "succeeded") << logs();
+    ASSERT_EQ(hub_.completions.size(), 2u);
+    EXPECT_FALSE(hub_.completions[1].contains("delta"));
+    ASSERT_EQ(hub_.uploads.size(), 2u);
+    EXPECT_EQ(records_of(hub_.uploads[1].body),
+              (std::vector<std::string>{"table big_orders", "table customers", "table orders"}));
+    EXPECT_NE(logs().find("incremental job runs as a full extraction"), std::string::npos);
+    EXPECT_NE(logs().find("the fingerprint state is of job J1"), std::string::npos) << logs();
+    auto state = delivery::read_state(state_file());
+    ASSERT_TRUE(state);
+    EXPECT_EQ(state->job_id, "J2");
+}
+
+TEST_F(JobRunnerTest, AnIncrementalJobWithOtherFiltersOrACorruptStateRunsFull) {
+    ASSERT_EQ(runner_->run(envelope(sign_extraction(key_, "J1", "L1", "full"))).outcome,
+              "succeeded");
+    // Other filters: the baseline would declare filtered-out objects removed.
+    const int64_t now = util::unix_seconds();
+    json claims{{"iss", protocol::kIssuer},
+                {"aud", "cid_1"},
+                {"jti", "L2"},
+                {"iat", now},
+                {"nbf", now},
+                {"exp", now + 600},
+                {"job_id", "J2"},
+                {"app", "test-app"},
+                {"source", "demo"},
+                {"operation", protocol::kOperationExtractMetadata},
+                {"mode", "incremental"},
+                {"baseline_job_id", "J1"},
+                {"filters", {{"tables", {{"include", {"orders"}}}}}}};
+    ASSERT_EQ(
+        runner_
+            ->run(envelope(jose::sign(key_, key_.public_key().key_id(), protocol::kJobType, claims),
+                           "J2", "L2"))
+            .outcome,
+        "succeeded")
+        << logs();
+    EXPECT_FALSE(hub_.completions.back().contains("delta"));
+    EXPECT_NE(logs().find("filters differ"), std::string::npos) << logs();
+
+    // A corrupt state file: a full run, logged, and a fresh state.
+    ASSERT_TRUE(util::write_file_atomic(state_file(), "{\"job_id\": \"J2\", garbage\n", 0600));
+    ASSERT_EQ(
+        runner_->run(envelope(sign_extraction(key_, "J3", "L3", "incremental", "J2"), "J3", "L3"))
+            .outcome,
+        "succeeded")
+        << logs();
+    EXPECT_FALSE(hub_.completions.back().contains("delta"));
+    EXPECT_NE(logs().find("corrupt"), std::string::npos) << logs();
+    auto state = delivery::read_state(state_file());
+    ASSERT_TRUE(state) << state.error().describe();
+    EXPECT_EQ(state->job_id, "J3");
+    EXPECT_EQ(state->objects.size(), 3u);
+}
+
+TEST_F(JobRunnerTest, ARejectedCompletionLeavesTheStateUnchanged) {
+    ASSERT_EQ(runner_->run(envelope(sign_extraction(key_, "J1", "L1", "full"))).outcome,
+              "succeeded");
+    const auto before = util::read_file(state_file());
+    ASSERT_TRUE(before);
+    {
+        auto db = sqlite::Database::open(db_path_, sqlite::Database::Mode::read_write_create);
+        ASSERT_TRUE(db);
+        ASSERT_TRUE(db->exec("CREATE TABLE shipments (id INTEGER PRIMARY KEY);"));
+    }
+    RejectingCompletions rejecting(hub_);
+    control::HubClient client(
+        rejecting, tokens_,
+        control::HubClient::Options{.hub_url = "https://hub.test",
+                                    .agent_id = "edge-1",
+                                    .sleep = [](std::chrono::milliseconds) { return true; }});
+    JobRunner runner(*config_, *verifier_, *policy_, client, logger_, metrics_,
+                     JobRunner::Options{.worker_executable = SA_TEST_WORKER_PATH,
+                                        .spool_root = spool_,
+                                        .cancel_grace = std::chrono::seconds(1)});
+    const auto outcome =
+        runner.run(envelope(sign_extraction(key_, "J2", "L2", "incremental", "J1"), "J2", "L2"));
+    EXPECT_EQ(outcome.outcome, "failed");
+    EXPECT_EQ(outcome.reason_code, "delivery_failed");
+    ASSERT_EQ(rejecting.rejected.size(), 1u);
+    EXPECT_EQ(rejecting.rejected[0]["delta"]["baseline_job_id"], "J1");
+    // The delta was uploaded, but the hub did not take it: the state stays J1's.
+    EXPECT_EQ(records_of(hub_.uploads.back().body), std::vector<std::string>{"table shipments"});
+    const auto after = util::read_file(state_file());
+    ASSERT_TRUE(after);
+    EXPECT_EQ(*after, *before);
+    EXPECT_TRUE(fs::is_empty(spool_));
+}
+
+TEST(FiltersSha256Test, IsTheDigestOfTheCompactFilterArrayInOrder) {
+    jobs::ObjectFilters policy;
+    policy.tables.exclude = {"secret_.*"};
+    jobs::ObjectFilters job;
+    job.tables.include = {"orders"};
+    const json all = json::array({jobs::to_json(policy), jobs::to_json(job)});
+    EXPECT_EQ(filters_sha256({policy, job}), crypto::sha256_hex(all.dump()));
+    EXPECT_NE(filters_sha256({policy, job}), filters_sha256({job, policy}));
+    EXPECT_EQ(filters_sha256({}), crypto::sha256_hex("[]"));
 }
 
 }  // namespace

@@ -246,6 +246,9 @@ Result<json> HubClient::complete(const std::string& job_id, const Completion& co
     };
     json body = base;
     if (completion.result) body["result"] = *completion.result;
+    if (completion.delta_baseline_job_id) {
+        body["delta"] = {{"baseline_job_id", *completion.delta_baseline_job_id}};
+    }
     const std::string path = job_path(job_id) + protocol::kCompleteSuffix;
     auto response = post_json("complete", path, body, job_id);
     if (!response) return std::unexpected(response.error());

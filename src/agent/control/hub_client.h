@@ -39,6 +39,10 @@ struct Completion {
     // list_schemas) delivers instead of chunks; sent when set. At most
     // protocol::kMaxResultBytes serialized, or the hub answers 413.
     std::optional<nlohmann::json> result;
+    // An incremental extraction: the chunks are a delta (changed and new
+    // records plus removals) against this baseline job, sent as
+    // "delta": {"baseline_job_id": ...}. Unset: a full replacement.
+    std::optional<std::string> delta_baseline_job_id;
 };
 
 // Progress carried by a heartbeat (protocol section 5a).

@@ -366,6 +366,28 @@ TEST_F(HubClientTest, CompleteSendsTheResultOfAnInteractiveOperation) {
     completion.result.reset();
     ASSERT_TRUE(hub.complete("J1", completion));
     EXPECT_FALSE(json::parse(transport_.requests.at(1).body).contains("result"));
+    // Nor a "delta" member: a full replacement.
+    EXPECT_FALSE(json::parse(transport_.requests.at(1).body).contains("delta"));
+}
+
+TEST_F(HubClientTest, CompleteNamesTheBaselineOfADelta) {
+    auto hub = make();
+    transport_.reply(200, R"({"job_id":"J2","status":"succeeded"})");
+    Completion completion;
+    completion.lease_id = "L2";
+    completion.chunks = {{0, "aa", 10}};
+    completion.delta_baseline_job_id = "J1";
+    ASSERT_TRUE(hub.complete("J2", completion));
+    const json sent = json::parse(transport_.requests.at(0).body);
+    EXPECT_EQ(sent["delta"], (json{{"baseline_job_id", "J1"}}));
+
+    // A baseline_mismatch answer is an error: the caller keeps its state.
+    transport_.reply(409, R"({"error":"baseline_mismatch","error_description":"expected J0"})");
+    auto rejected = hub.complete("J2", completion);
+    ASSERT_FALSE(rejected);
+    EXPECT_EQ(rejected.error().code, ErrorCode::conflict);
+    EXPECT_NE(rejected.error().message.find("baseline_mismatch"), std::string::npos)
+        << rejected.error().message;
 }
 
 TEST_F(HubClientTest, HeartbeatSendsProgressAndParsesTheReply) {

@@ -14,24 +14,24 @@ ChunkWriter::ChunkWriter(size_t target_bytes, Emit emit)
     : target_bytes_(target_bytes), emit_(std::move(emit)) {}
 
 Status ChunkWriter::write(const metadata::Table& table) {
-    return write_line(metadata::to_json(table), "table " + table.schema + "." + table.name);
+    return write_line(metadata::serialize(table), "table " + table.schema + "." + table.name);
 }
 
 Status ChunkWriter::write(const metadata::Routine& routine) {
-    return write_line(metadata::to_json(routine), "routine " + routine.schema + "." + routine.name +
-                                                      "(" + routine.signature + ")");
+    return write_line(
+        metadata::serialize(routine),
+        "routine " + routine.schema + "." + routine.name + "(" + routine.signature + ")");
 }
 
 Status ChunkWriter::write(const metadata::Removal& removal) {
-    return write_line(metadata::to_json(removal),
+    return write_line(metadata::serialize(removal),
                       "removal of " + removal.schema + "." + removal.name);
 }
 
-Status ChunkWriter::write_line(const nlohmann::json& record, std::string_view what) {
+Status ChunkWriter::write_line(std::string line, std::string_view what) {
     if (failed_) return std::unexpected(*failed_);
-    // Names come from the source and SQLite does not enforce UTF-8; invalid
-    // bytes become U+FFFD instead of an exception that would end the job.
-    std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    // serialize() replaces invalid UTF-8 (names come from the source and
+    // SQLite does not enforce it) by U+FFFD instead of failing the job.
     line += '\n';
     if (line.size() > protocol::kMaxChunkBytes) {
         // The hub refuses such a body; failing here names the record instead.

@@ -54,7 +54,7 @@ class ChunkWriter final : public connectors::MetadataSink {
     const std::vector<ChunkInfo>& chunks() const { return chunks_; }
 
   private:
-    Status write_line(const nlohmann::json& record, std::string_view what);
+    Status write_line(std::string line, std::string_view what);
     Status flush();
     size_t target_bytes_;
     Emit emit_;

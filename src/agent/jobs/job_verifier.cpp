@@ -192,6 +192,30 @@ std::expected<Job, Refusal> JobVerifier::verify(const LeaseEnvelope& envelope, i
         job.filters = std::move(*filters);
     }
 
+    if (auto it = claims.find("mode"); it != claims.end()) {
+        if (!it->is_string()) {
+            return refuse(reason::kMalformedJob, "job claim \"mode\" is not a string");
+        }
+        const auto& mode = it->get_ref<const std::string&>();
+        if (mode != kModeFull && mode != kModeIncremental) {
+            return refuse(reason::kMalformedJob, "job claim \"mode\" is " + printable(mode) +
+                                                     ", expected \"full\" or \"incremental\"");
+        }
+        job.mode = mode;
+    }
+    if (job.mode == kModeIncremental) {
+        if (job.operation != protocol::kOperationExtractMetadata) {
+            return refuse(reason::kMalformedJob,
+                          "job mode \"incremental\" is only for extract_metadata");
+        }
+        auto baseline = string_claim(claims, "baseline_job_id");
+        if (!baseline) return std::unexpected(baseline.error());
+        job.baseline_job_id = std::move(*baseline);
+    } else if (claims.contains("baseline_job_id")) {
+        return refuse(reason::kMalformedJob,
+                      "job claim \"baseline_job_id\" is only for mode \"incremental\"");
+    }
+
     if (job.job_id != envelope.job_id) {
         // Neither id is secret; naming both makes a mix-up diagnosable.
         return refuse(reason::kMalformedJob, "signed job_id " + job.job_id +

@@ -27,6 +27,9 @@ struct LeaseEnvelope {
     std::string job_jws;
 };
 
+inline constexpr const char* kModeFull = "full";
+inline constexpr const char* kModeIncremental = "incremental";
+
 // A job whose signature and claims have been verified.
 struct Job {
     std::string job_id;
@@ -38,6 +41,13 @@ struct Job {
     int64_t expires_at = 0;
     std::string kid;        // the pinned key that verified the signature
     ObjectFilters filters;  // the optional claim "filters"; empty: the job narrows nothing
+    // The optional claim "mode" (extract_metadata only): kModeFull (also when
+    // absent: hubs before incremental runs) or kModeIncremental, which comes
+    // with baseline_job_id, the job whose completion last changed the hub's
+    // catalog of (app, source). Incremental is a request: the supervisor
+    // still runs a full extraction when its own state does not match.
+    std::string mode = kModeFull;
+    std::string baseline_job_id;  // non-empty exactly when mode is incremental
 };
 
 // Why a job was not run; reason_code is one of docs/protocol.md §5
@@ -75,7 +85,9 @@ class JobVerifier final {
     // names a pinned key (unknown_key), the signature with that key only
     // (bad_signature), typ (wrong_type), aud (wrong_audience), iss
     // (malformed_job), exp/nbf/iat within the leeway (expired), the required
-    // claims, the optional "filters" claim and that the signed job_id equals
+    // claims, the optional "filters" claim, the optional "mode" claim ("full"
+    // anywhere, "incremental" only for extract_metadata and then with a
+    // "baseline_job_id", which no other mode may carry) and that the signed job_id equals
     // the envelope's (malformed_job), and that jti was not accepted before
     // (replayed), then remembers jti durably before returning the job
     // (replay_store_unavailable if it cannot: the job is not run).

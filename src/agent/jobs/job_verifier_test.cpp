@@ -195,6 +195,55 @@ TEST_F(JobVerifierTest, OverlongClaimIsMalformed) {
     expect_refused(envelope(sign(c)), "malformed_job");
 }
 
+TEST_F(JobVerifierTest, ModeIsFullWhenAbsentOrSaidSo) {
+    auto absent = verifier_.verify(envelope(sign(claims("lease-m1"))), kNow);
+    ASSERT_TRUE(absent) << absent.error().message;
+    EXPECT_EQ(absent->mode, "full");
+    EXPECT_TRUE(absent->baseline_job_id.empty());
+    json c = claims("lease-m2");
+    c["mode"] = "full";
+    auto full = verifier_.verify(envelope(sign(c)), kNow);
+    ASSERT_TRUE(full) << full.error().message;
+    EXPECT_EQ(full->mode, "full");
+}
+
+TEST_F(JobVerifierTest, IncrementalModeCarriesItsBaseline) {
+    json c = claims();
+    c["mode"] = "incremental";
+    c["baseline_job_id"] = "job-0";
+    auto job = verifier_.verify(envelope(sign(c)), kNow);
+    ASSERT_TRUE(job) << job.error().message;
+    EXPECT_EQ(job->mode, "incremental");
+    EXPECT_EQ(job->baseline_job_id, "job-0");
+}
+
+TEST_F(JobVerifierTest, BadModeClaimsAreMalformed) {
+    int n = 0;
+    const auto refused = [&](json c) {
+        c["jti"] = "lease-b" + std::to_string(++n);
+        expect_refused(envelope(sign(c)), "malformed_job");
+    };
+    json c = claims();
+    c["mode"] = "sideways";
+    refused(c);
+    c["mode"] = 1;
+    refused(c);
+    c["mode"] = "incremental";  // without a baseline
+    refused(c);
+    c["baseline_job_id"] = "";
+    refused(c);
+    c["baseline_job_id"] = 7;
+    refused(c);
+    c["mode"] = "full";  // a baseline only goes with incremental
+    c["baseline_job_id"] = "job-0";
+    refused(c);
+    c = claims();
+    c["operation"] = "test_connection";
+    c["mode"] = "incremental";
+    c["baseline_job_id"] = "job-0";
+    refused(c);
+}
+
 TEST_F(JobVerifierTest, JobIdMismatchWithEnvelopeIsMalformed) {
     expect_refused(envelope(sign(claims()), "job-2"), "malformed_job");
 }

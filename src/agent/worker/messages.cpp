@@ -298,16 +298,17 @@ std::string encode_job(const WorkerJob& job) {
                 {"application_name", job.source.application_name},
                 {"statement_timeout_ms", job.source.statement_timeout_ms},
                 {"lock_timeout_ms", job.source.lock_timeout_ms}};
-    return dump(
-        {{"job_id", job.job_id},
-         {"operation", job.operation},
-         {"source", std::move(source)},
-         {"filters", std::move(filters)},
-         {"limits", {{"max_objects", job.limits.max_objects}, {"max_bytes", job.limits.max_bytes}}},
-         {"chunk_target_bytes", job.chunk_target_bytes},
-         {"spool_dir", job.spool_dir},
-         {"sandbox",
-          {{"strict", job.sandbox.strict}, {"limits", limits_json(job.sandbox.limits)}}}});
+    json body{
+        {"job_id", job.job_id},
+        {"operation", job.operation},
+        {"source", std::move(source)},
+        {"filters", std::move(filters)},
+        {"limits", {{"max_objects", job.limits.max_objects}, {"max_bytes", job.limits.max_bytes}}},
+        {"chunk_target_bytes", job.chunk_target_bytes},
+        {"spool_dir", job.spool_dir},
+        {"sandbox", {{"strict", job.sandbox.strict}, {"limits", limits_json(job.sandbox.limits)}}}};
+    if (job.baseline) body["baseline"] = true;
+    return dump(body);
 }
 
 Result<WorkerJob> decode_job(std::string_view payload) {
@@ -317,7 +318,7 @@ Result<WorkerJob> decode_job(std::string_view payload) {
     const json& j = *value;
     if (auto st = only_keys(j, where,
                             {"job_id", "operation", "source", "filters", "limits",
-                             "chunk_target_bytes", "spool_dir", "sandbox"});
+                             "chunk_target_bytes", "spool_dir", "sandbox", "baseline"});
         !st) {
         return std::unexpected(st.error());
     }
@@ -389,6 +390,16 @@ Result<WorkerJob> decode_job(std::string_view payload) {
         auto parsed = limits_from(**l, sw + ".limits");
         if (!parsed) return std::unexpected(parsed.error());
         job.sandbox.limits = *parsed;
+    }
+
+    if (j.contains("baseline")) {
+        auto baseline = get_bool(j, "baseline", where);
+        if (!baseline) return std::unexpected(baseline.error());
+        job.baseline = *baseline;
+    }
+    if (job.baseline && job.operation != protocol::kOperationExtractMetadata) {
+        return malformed(where + ".baseline",
+                         "only for " + std::string(protocol::kOperationExtractMetadata));
     }
     return job;
 }
@@ -588,6 +599,7 @@ Result<ChunkMessage> decode_chunk(std::string_view payload) {
 
 Result<std::string> encode_finished(const Finished& finished) {
     json body{{"summary", summary_json(finished.summary)}};
+    if (finished.delta) body["delta"] = true;
     if (finished.result) {
         std::string result = dump(*finished.result);
         if (result.size() > kMaxResultBytes) {
@@ -608,10 +620,15 @@ Result<Finished> decode_finished(std::string_view payload) {
     }
     auto value = parse(payload, where);
     if (!value) return std::unexpected(value.error());
-    if (auto st = only_keys(*value, where, {"summary", "result"}); !st) {
+    if (auto st = only_keys(*value, where, {"summary", "result", "delta"}); !st) {
         return std::unexpected(st.error());
     }
     Finished f;
+    if (value->contains("delta")) {
+        auto delta = get_bool(*value, "delta", where);
+        if (!delta) return std::unexpected(delta.error());
+        f.delta = *delta;
+    }
     auto summary = get_object(*value, "summary", where);
     if (!summary) return std::unexpected(summary.error());
     auto s = summary_from(**summary, where + ".summary");

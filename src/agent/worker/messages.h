@@ -11,7 +11,7 @@
 //     log         JSON  {"level","message","fields"}, at most kMaxLogBytes
 //     progress    JSON  {"objects","bytes","chunks"}
 //     chunk       JSON  {"seq","sha256","size","file"}: a chunk file in the spool dir
-//     result      JSON  {"summary":{...},"result":{...}}: the job's end (success)
+//     result      JSON  {"summary":{...},"result":{...},"delta":true}: the job's end (success)
 //     failure     JSON  {"reason_code","message"}: the job's end (failure)
 //
 // Decoders treat every payload as untrusted: strict types, bounded sizes,
@@ -96,6 +96,11 @@ struct WorkerJob {
     size_t chunk_target_bytes = protocol::kTargetChunkBytes;
     std::string spool_dir;  // exists, 0700, created by the supervisor
     SandboxSettings sandbox;
+    // extract_metadata only: the supervisor left the baseline of an
+    // incremental run in SPOOL/baseline.ndjson (delivery/fingerprint_state.h)
+    // and the worker delivers only what changed plus removals. Frame key
+    // "baseline": true; absent: false.
+    bool baseline = false;
 };
 
 struct Credential {
@@ -121,8 +126,12 @@ struct ChunkMessage {
     std::string file;
 };
 struct Finished {
+    // What was delivered: in a delta run, changed and new objects only.
     connectors::ExtractSummary summary;
     std::optional<nlohmann::json> result;  // interactive operations only
+    // The chunks are a delta against the job's baseline (changed and new
+    // records plus removals). Key "delta": true; absent: false.
+    bool delta = false;
 };
 struct Failed {
     std::string reason_code, message;

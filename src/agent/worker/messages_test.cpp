@@ -122,6 +122,32 @@ TEST(MessagesTest, JobErrorsNameTheField) {
     EXPECT_FALSE(decode_job("[1,2]"));
 }
 
+TEST(MessagesTest, JobBaselineFlagIsOptionalAndOnlyForExtraction) {
+    WorkerJob job = sample_job();
+    json j = json::parse(encode_job(job));
+    EXPECT_FALSE(j.contains("baseline"));  // absent: a full run
+    auto decoded = decode_job(j.dump());
+    ASSERT_TRUE(decoded);
+    EXPECT_FALSE(decoded->baseline);
+
+    job.baseline = true;
+    j = json::parse(encode_job(job));
+    EXPECT_EQ(j["baseline"], true);
+    decoded = decode_job(j.dump());
+    ASSERT_TRUE(decoded) << decoded.error().describe();
+    EXPECT_TRUE(decoded->baseline);
+
+    j["baseline"] = "yes";
+    auto wrong_type = decode_job(j.dump());
+    ASSERT_FALSE(wrong_type);
+    EXPECT_EQ(wrong_type.error().message, "job.baseline: expected true or false");
+    j["baseline"] = true;
+    j["operation"] = "list_schemas";
+    auto interactive = decode_job(j.dump());
+    ASSERT_FALSE(interactive);
+    EXPECT_NE(interactive.error().message.find("job.baseline"), std::string::npos);
+}
+
 TEST(MessagesTest, CredentialIsDecodedIntoASecretAndThePayloadWiped) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -263,6 +289,31 @@ TEST(MessagesTest, FinishedRoundTripsAndBoundsTheResult) {
         R"({"summary":{"tables":-1,"views":0,"columns":0,"indexes":0,"foreign_keys":0}})");
     ASSERT_FALSE(negative);
     EXPECT_NE(negative.error().message.find("result.summary.tables"), std::string::npos);
+}
+
+TEST(MessagesTest, FinishedCarriesTheDeltaFlag) {
+    auto full = encode_finished(Finished{{1, 0, 2, 0, 0}, std::nullopt});
+    ASSERT_TRUE(full);
+    EXPECT_FALSE(json::parse(*full).contains("delta"));
+    auto decoded = decode_finished(*full);
+    ASSERT_TRUE(decoded);
+    EXPECT_FALSE(decoded->delta);
+
+    Finished delta{{1, 0, 2, 0, 0}, std::nullopt};
+    delta.delta = true;
+    auto encoded = encode_finished(delta);
+    ASSERT_TRUE(encoded);
+    EXPECT_EQ(json::parse(*encoded)["delta"], true);
+    decoded = decode_finished(*encoded);
+    ASSERT_TRUE(decoded) << decoded.error().describe();
+    EXPECT_TRUE(decoded->delta);
+    EXPECT_EQ(decoded->summary.tables, 1);
+
+    json bad = json::parse(*encoded);
+    bad["delta"] = 1;
+    auto wrong = decode_finished(bad.dump());
+    ASSERT_FALSE(wrong);
+    EXPECT_EQ(wrong.error().message, "result.delta: expected true or false");
 }
 
 TEST(MessagesTest, FailureReasonCodeIsASimpleToken) {

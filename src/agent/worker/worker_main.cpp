@@ -17,8 +17,10 @@
 #include "agent/jobs/filters.h"
 #include "agent/sandbox/sandbox.h"
 #include "agent/secrets/hardening.h"
+#include "agent/worker/sinks.h"
 #include "agent/worker/unique_fd.h"
 #include "common/crypto/encoding.h"
+#include "common/util/files.h"
 
 namespace sa::agent::worker {
 namespace {
@@ -207,58 +209,6 @@ int Worker::run(const AfterReadyHook& after_ready) {
                   "operation \"" + op + "\" is not supported by this worker");
 }
 
-// Filters the connector's stream (objects the filters reject are dropped and
-// not counted; connectors ask wants() first so they are not even read),
-// enforces the object limit and counts what it keeps.
-class FilteringSink final : public connectors::MetadataSink {
-  public:
-    FilteringSink(const jobs::CompiledFilters& filters, int64_t max_objects,
-                  connectors::MetadataSink& next)
-        : filters_(filters), max_objects_(max_objects), next_(next) {}
-
-    bool wants(std::string_view schema, std::string_view relation) const override {
-        return filters_.table_allowed(schema, relation);
-    }
-    bool wants_schema(std::string_view schema) const override {
-        return filters_.schema_allowed(schema);
-    }
-    Status write(const metadata::Table& table) override {
-        if (!wants(table.schema, table.name)) return {};
-        if (auto st = count_object(); !st) return st;
-        if (auto st = next_.write(table); !st) return st;
-        connectors::add_to_summary(summary_, table);
-        return {};
-    }
-    Status write(const metadata::Routine& routine) override {
-        if (!wants_schema(routine.schema)) return {};
-        if (auto st = count_object(); !st) return st;
-        if (auto st = next_.write(routine); !st) return st;
-        summary_.routines += 1;
-        return {};
-    }
-
-    const connectors::ExtractSummary& summary() const { return summary_; }
-    int64_t objects() const { return summary_.tables + summary_.views + summary_.routines; }
-    bool limit_exceeded() const { return limit_exceeded_; }
-
-  private:
-    Status count_object() {
-        if (max_objects_ > 0 && objects() >= max_objects_) {
-            limit_exceeded_ = true;
-            return fail(
-                ErrorCode::permission_denied,
-                "the job's limit of " + std::to_string(max_objects_) + " objects was exceeded");
-        }
-        return {};
-    }
-
-    const jobs::CompiledFilters& filters_;
-    int64_t max_objects_;
-    connectors::MetadataSink& next_;
-    connectors::ExtractSummary summary_;
-    bool limit_exceeded_ = false;
-};
-
 // temp name, fsync, rename, fsync the directory: the supervisor never sees a
 // partial chunk under its final name.
 Status write_chunk_file(const std::string& dir, const std::string& name, std::string_view body) {
@@ -299,6 +249,74 @@ Status write_chunk_file(const std::string& dir, const std::string& name, std::st
     return {};
 }
 
+// A file of the spool written in pieces and published whole: a temp name
+// while it grows; commit() syncs it, renames it into place and syncs the
+// directory. Removed when not committed.
+class SpoolFile final {
+  public:
+    SpoolFile(std::string dir, std::string name)
+        : dir_(std::move(dir)),
+          name_(std::move(name)),
+          tmp_(dir_ + "/." + name_ + ".tmp"),
+          fd_(::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) {
+        if (!fd_.valid()) error_ = error("create");
+    }
+    SpoolFile(const SpoolFile&) = delete;
+    SpoolFile& operator=(const SpoolFile&) = delete;
+    ~SpoolFile() {
+        if (!committed_) ::unlink(tmp_.c_str());
+    }
+
+    Status append(std::string_view text) {
+        if (error_) return std::unexpected(*error_);
+        buffer_ += text;
+        if (buffer_.size() >= 64 * 1024) return flush();
+        return {};
+    }
+    Status commit() {
+        if (auto st = flush(); !st) return st;
+        if (::fsync(fd_.get()) != 0) return std::unexpected(error("sync"));
+        fd_.reset();
+        const std::string final_path = dir_ + "/" + name_;
+        if (::rename(tmp_.c_str(), final_path.c_str()) != 0) {
+            return std::unexpected(error("rename"));
+        }
+        committed_ = true;
+        UniqueFd dir_fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir_fd.valid() || ::fsync(dir_fd.get()) != 0) {
+            return std::unexpected(error("sync the directory of"));
+        }
+        return {};
+    }
+
+  private:
+    Error error(const char* what) const {
+        return Error{ErrorCode::io, std::string("cannot ") + what + " " + name_ +
+                                        " in the spool: " + std::strerror(errno)};
+    }
+    Status flush() {
+        if (error_) return std::unexpected(*error_);
+        size_t off = 0;
+        while (off < buffer_.size()) {
+            ssize_t n = ::write(fd_.get(), buffer_.data() + off, buffer_.size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                error_ = error("write");
+                return std::unexpected(*error_);
+            }
+            off += static_cast<size_t>(n);
+        }
+        buffer_.clear();
+        return {};
+    }
+
+    std::string dir_, name_, tmp_;
+    UniqueFd fd_;
+    std::string buffer_;
+    std::optional<Error> error_;
+    bool committed_ = false;
+};
+
 int Worker::extract(const WorkerJob& job) {
     auto filters = jobs::CompiledFilters::compile(job.filters);
     if (!filters) return failed(reason::kExtractionFailed, filters.error().message);
@@ -337,11 +355,35 @@ int Worker::extract(const WorkerJob& job) {
         }
         return {};
     });
-    FilteringSink sink(*filters, job.limits.max_objects, writer);
+    // An incremental run: the objects of the last accepted run, left by the
+    // supervisor. Unreadable, the run is a full one (always correct; the
+    // result frame says which it was).
+    std::optional<std::vector<delivery::FingerprintEntry>> baseline;
+    if (job.baseline) {
+        auto text = util::read_file(job.spool_dir + "/" + delivery::kBaselineFile);
+        auto parsed =
+            text ? delivery::parse_entries(*text)
+                 : Result<std::vector<delivery::FingerprintEntry>>(std::unexpected(text.error()));
+        if (parsed) {
+            baseline = std::move(*parsed);
+        } else {
+            log("warn", "the baseline cannot be used; this run delivers everything",
+                {{"error", scrub(parsed.error().message, job.source)}});
+        }
+    }
+    // Every object seen, for the supervisor's next baseline.
+    SpoolFile fingerprints(job.spool_dir, delivery::kFingerprintsFile);
+    DeltaSink delta(std::move(baseline), *filters, writer,
+                    [&](const delivery::FingerprintEntry& entry) {
+                        return fingerprints.append(delivery::entry_line(entry));
+                    });
+    FilteringSink sink(*filters, job.limits.max_objects, delta);
     counter = &sink;
 
     auto extracted = (*connector)->extract(sink);
-    Status finished = extracted ? writer.finish() : Status{};
+    Status finished = extracted ? delta.finish() : Status{};
+    if (extracted && finished) finished = writer.finish();
+    if (extracted && finished) finished = fingerprints.commit();
     if (channel_error) return kExitProtocolError;  // the supervisor has gone
     if (sink.limit_exceeded()) {
         return failed(reason::kLimitExceeded, "the job's limit of " +
@@ -355,7 +397,15 @@ int Worker::extract(const WorkerJob& job) {
     if (!finished) {
         return failed(reason::kExtractionFailed, scrub(finished.error().message, job.source));
     }
-    return succeeded(Finished{sink.summary(), std::nullopt});
+    if (delta.delta()) {
+        log("info", "incremental run",
+            {{"seen", sink.objects()},
+             {"unchanged", delta.unchanged()},
+             {"removed", delta.removed()}});
+    }
+    Finished result{delta.summary(), std::nullopt};
+    result.delta = delta.delta();
+    return succeeded(result);
 }
 
 int Worker::test_connection(const WorkerJob& job) {

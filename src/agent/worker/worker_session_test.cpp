@@ -11,12 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "agent/delivery/fingerprint_state.h"
 #include "agent/sandbox/sandbox.h"
 #include "common/crypto/digest.h"
 #include "common/crypto/random.h"
@@ -242,13 +244,105 @@ TEST_F(WorkerSessionTest, ExtractMetadataWritesChunksWhoseDigestsMatch) {
     EXPECT_EQ(table_names(out.chunks),
               (std::set<std::string>{"customer_totals", "customers", "orders", "payroll_salaries",
                                      "products"}));
-    // No temporary file is left behind.
+    EXPECT_FALSE(out.finished->delta);
+    // No temporary file is left behind: the chunks and the run's fingerprints.
     size_t files = 0;
     for (const auto& entry : fs::directory_iterator(root_ / "spool")) {
-        EXPECT_EQ(entry.path().filename().string().rfind("chunk-", 0), 0u) << entry.path();
+        const std::string name = entry.path().filename().string();
+        if (name == delivery::kFingerprintsFile) continue;
+        EXPECT_EQ(name.rfind("chunk-", 0), 0u) << entry.path();
         ++files;
     }
     EXPECT_EQ(files, out.chunks.size());
+    // One fingerprint per object kept, written atomically with mode 0600.
+    const std::string fingerprints = (root_ / "spool" / delivery::kFingerprintsFile).string();
+    auto text = util::read_file(fingerprints);
+    ASSERT_TRUE(text) << text.error().describe();
+    auto entries = delivery::parse_entries(*text);
+    ASSERT_TRUE(entries) << entries.error().describe();
+    std::set<std::string> seen;
+    for (const auto& e : *entries) seen.insert(e.name);
+    EXPECT_EQ(seen, table_names(out.chunks));
+    struct stat st {};
+    ASSERT_EQ(::stat(fingerprints.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// Every record of the chunks as "table NAME" / "removed table NAME".
+std::vector<std::string> chunk_records(const std::vector<ChunkReady>& chunks) {
+    std::vector<std::string> out;
+    for (const auto& c : chunks) {
+        auto body = util::read_file(c.path);
+        EXPECT_TRUE(body);
+        if (!body) continue;
+        auto records = metadata::parse_chunk(*body);
+        EXPECT_TRUE(records) << records.error().describe();
+        if (!records) continue;
+        for (const auto& r : *records) {
+            if (const auto* t = std::get_if<metadata::Table>(&r)) out.push_back("table " + t->name);
+            if (const auto* x = std::get_if<metadata::Removal>(&r)) {
+                out.push_back("removed " + x->object + " " + x->name);
+            }
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+TEST_F(WorkerSessionTest, WithABaselineOnlyChangesAndRemovalsAreDelivered) {
+    const fs::path spool = root_ / "spool";
+    Outcome first = run(job());
+    ASSERT_TRUE(first.finished) << (first.failed ? first.failed->message : "no result");
+    auto baseline = util::read_file((spool / delivery::kFingerprintsFile).string());
+    ASSERT_TRUE(baseline);
+    for (const auto& entry : fs::directory_iterator(spool)) fs::remove(entry.path());
+
+    {
+        auto db = sqlite::Database::open(db_path_, sqlite::Database::Mode::read_write_create);
+        ASSERT_TRUE(db);
+        ASSERT_TRUE(
+            db->exec("ALTER TABLE customers ADD COLUMN phone TEXT;"
+                     "DROP TABLE products;"
+                     "CREATE TABLE shipments(id INTEGER PRIMARY KEY, order_id INTEGER);"));
+    }
+    ASSERT_TRUE(
+        util::write_file_atomic((spool / delivery::kBaselineFile).string(), *baseline, 0600));
+    WorkerJob delta_job = job();
+    delta_job.baseline = true;
+    Outcome second = run(delta_job);
+    ASSERT_TRUE(second.finished) << (second.failed ? second.failed->message : "no result");
+    EXPECT_TRUE(second.finished->delta);
+    EXPECT_EQ(
+        chunk_records(second.chunks),
+        (std::vector<std::string>{"removed table products", "table customers", "table shipments"}));
+    // Counts are what was delivered.
+    EXPECT_EQ(second.finished->summary.tables, 2);
+    EXPECT_EQ(second.finished->summary.views, 0);
+    // The new fingerprints list everything seen, delivered or not.
+    auto text = util::read_file((spool / delivery::kFingerprintsFile).string());
+    ASSERT_TRUE(text);
+    auto entries = delivery::parse_entries(*text);
+    ASSERT_TRUE(entries);
+    std::set<std::string> seen;
+    for (const auto& e : *entries) seen.insert(e.name);
+    EXPECT_EQ(seen, (std::set<std::string>{"customer_totals", "customers", "orders",
+                                           "payroll_salaries", "shipments"}));
+}
+
+TEST_F(WorkerSessionTest, AnUnusableBaselineMakesAFullRun) {
+    ASSERT_TRUE(util::write_file_atomic((root_ / "spool" / delivery::kBaselineFile).string(),
+                                        "{not json\n", 0600));
+    WorkerJob j = job();
+    j.baseline = true;
+    Outcome out = run(j);
+    ASSERT_TRUE(out.finished) << (out.failed ? out.failed->message : "no result");
+    EXPECT_FALSE(out.finished->delta);
+    EXPECT_EQ(out.finished->summary.tables, 4);
+    bool warned = false;
+    for (const auto& line : out.logs) {
+        warned = warned || line.message.find("baseline cannot be used") != std::string::npos;
+    }
+    EXPECT_TRUE(warned);
 }
 
 TEST_F(WorkerSessionTest, EveryFilterSetMustPass) {

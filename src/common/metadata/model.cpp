@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <initializer_list>
 #include <limits>
 #include <set>
@@ -68,7 +69,7 @@ class Reader {
     }
     Result<std::string> string(const char* key, size_t max = kMaxName,
                                bool allow_empty = false) const {
-        seen_.insert(key);
+        mark(key);
         auto it = j_.find(key);
         if (it == j_.end() || !it->is_string())
             return std::unexpected(invalid(where(key) + "expected string"));
@@ -82,7 +83,7 @@ class Reader {
     Result<std::string> choice(const char* key, std::initializer_list<std::string_view> allowed,
                                std::optional<std::string_view> fallback = std::nullopt) const {
         if (fallback && !j_.contains(key)) {
-            seen_.insert(key);
+            mark(key);
             return std::string(*fallback);
         }
         auto s = string(key, kMaxName, true);
@@ -98,7 +99,7 @@ class Reader {
     // Absent and null both read as "not set".
     Result<std::optional<std::string>> optional_string(const char* key,
                                                        size_t max = kMaxText) const {
-        seen_.insert(key);
+        mark(key);
         auto it = j_.find(key);
         if (it == j_.end() || it->is_null()) return std::optional<std::string>();
         if (!it->is_string())
@@ -108,7 +109,7 @@ class Reader {
         return std::optional<std::string>(it->get<std::string>());
     }
     Result<int64_t> integer(const char* key, int64_t min, int64_t max) const {
-        seen_.insert(key);
+        mark(key);
         auto it = j_.find(key);
         if (it == j_.end() || !it->is_number_integer())
             return std::unexpected(invalid(where(key) + "expected integer"));
@@ -122,7 +123,7 @@ class Reader {
                                                     int64_t max) const {
         auto it = j_.find(key);
         if (it == j_.end() || it->is_null()) {
-            seen_.insert(key);
+            mark(key);
             return std::optional<int64_t>();
         }
         auto v = integer(key, min, max);
@@ -130,7 +131,7 @@ class Reader {
         return std::optional<int64_t>(*v);
     }
     Result<bool> boolean(const char* key) const {
-        seen_.insert(key);
+        mark(key);
         auto it = j_.find(key);
         if (it == j_.end() || !it->is_boolean())
             return std::unexpected(invalid(where(key) + "expected boolean"));
@@ -138,7 +139,7 @@ class Reader {
     }
     // Absent reads as an empty array when optional.
     Result<const json*> array(const char* key, bool optional = false) const {
-        seen_.insert(key);
+        mark(key);
         static const json kEmpty = json::array();
         auto it = j_.find(key);
         if (optional && it == j_.end()) return &kEmpty;
@@ -165,7 +166,7 @@ class Reader {
     }
     Status check_no_unknown_keys() const {
         for (const auto& [key, value] : j_.items()) {
-            if (!seen_.contains(key)) {
+            if (!was_read(key)) {
                 return std::unexpected(invalid(where(key.c_str()) + "unknown field"));
             }
         }
@@ -174,7 +175,7 @@ class Reader {
     bool has(const char* key) const { return j_.contains(key); }
     // The value under key (nullptr when absent), marked as read.
     const json* find(const char* key) const {
-        seen_.insert(key);
+        mark(key);
         auto it = j_.find(key);
         return it == j_.end() ? nullptr : &*it;
     }
@@ -192,7 +193,13 @@ class Reader {
     std::string prefix() const { return path_.empty() ? "" : path_ + "."; }
     const json& j_;
     std::string path_;
-    mutable std::set<std::string, std::less<>> seen_;
+    // The keys asked for: string literals, a handful per object, so a flat
+    // list beats a set (parsing a large catalog reads millions of fields).
+    void mark(std::string_view key) const { seen_.push_back(key); }
+    bool was_read(std::string_view key) const {
+        return std::find(seen_.begin(), seen_.end(), key) != seen_.end();
+    }
+    mutable std::vector<std::string_view> seen_;
 };
 
 #define SA_TRY_ASSIGN(lhs, expr)                               \
@@ -535,6 +542,264 @@ std::string prefix(std::string_view source, std::string_view database, std::stri
     return part(source) + "/" + part(database) + "/" + part(schema) + "/";
 }
 
+// Writes canonical JSON directly (see serialize()). Keys are emitted in the
+// byte order nlohmann's std::map sorts them in; a test compares the output
+// with nlohmann's dump for generated records.
+class CanonicalWriter {
+  public:
+    explicit CanonicalWriter(std::string& out) : out_(out) {}
+
+    void string(std::string_view s) {
+        bool plain = true;
+        for (unsigned char c : s) {
+            if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+                plain = false;
+                break;
+            }
+        }
+        if (plain) {
+            out_ += '"';
+            out_ += s;
+            out_ += '"';
+            return;
+        }
+        // Escapes and UTF-8 repair exactly as the reference serializer does.
+        out_ += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    void integer(int64_t v) {
+        char buffer[24];
+        auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+        out_.append(buffer, end);
+    }
+    void boolean(bool v) { out_ += v ? "true" : "false"; }
+    void null() { out_ += "null"; }
+    void optional(const std::optional<std::string>& v) { v ? string(*v) : null(); }
+    void optional(const std::optional<int64_t>& v) { v ? integer(*v) : null(); }
+    void ref(const ObjectRef& r) {
+        key("name", true);
+        string(r.name);
+        key("schema");
+        string(r.schema);
+        out_ += '}';
+    }
+    void optional(const std::optional<ObjectRef>& v) { v ? ref(*v) : null(); }
+    void refs(const std::vector<ObjectRef>& v) {
+        out_ += '[';
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (i) out_ += ',';
+            ref(v[i]);
+        }
+        out_ += ']';
+    }
+    void strings(const std::vector<std::string>& v) {
+        out_ += '[';
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (i) out_ += ',';
+            string(v[i]);
+        }
+        out_ += ']';
+    }
+    // Opens an object with its first key when first, else adds a key.
+    void key(std::string_view name, bool first = false) {
+        out_ += first ? "{\"" : ",\"";
+        out_ += name;
+        out_ += "\":";
+    }
+    void close() { out_ += '}'; }
+    std::string& out() { return out_; }
+
+  private:
+    std::string& out_;
+};
+
+void write_column(CanonicalWriter& w, const Column& c) {
+    w.key("comment", true);
+    w.optional(c.comment);
+    w.key("data_type");
+    w.string(c.data_type);
+    w.key("default");
+    w.optional(c.default_value);
+    w.key("generated");
+    w.string(c.generated);
+    w.key("generation_expression");
+    w.optional(c.generation_expression);
+    w.key("identity");
+    w.string(c.identity);
+    w.key("name");
+    w.string(c.name);
+    w.key("normalized_type");
+    w.string(c.normalized_type);
+    w.key("nullable");
+    w.boolean(c.nullable);
+    w.key("ordinal");
+    w.integer(c.ordinal);
+    w.key("primary_key_position");
+    w.integer(c.primary_key_position);
+    w.close();
+}
+
+void write_constraint(CanonicalWriter& w, const Constraint& c) {
+    w.key("columns", true);
+    w.strings(c.columns);
+    w.key("definition");
+    w.optional(c.definition);
+    w.key("name");
+    w.string(c.name);
+    w.key("on_delete");
+    w.string(c.on_delete);
+    w.key("on_update");
+    w.string(c.on_update);
+    w.key("referenced_columns");
+    w.strings(c.referenced_columns);
+    w.key("references");
+    w.optional(c.references);
+    w.key("type");
+    w.string(c.type);
+    w.close();
+}
+
+void write_index(CanonicalWriter& w, const Index& x) {
+    w.key("keys", true);
+    w.out() += '[';
+    for (size_t i = 0; i < x.keys.size(); ++i) {
+        if (i) w.out() += ',';
+        const auto& k = x.keys[i];
+        if (k.column.empty()) {
+            w.key("expression", true);
+            w.string(k.expression);
+        } else {
+            w.key("column", true);
+            w.string(k.column);
+        }
+        w.close();
+    }
+    w.out() += ']';
+    w.key("method");
+    w.string(x.method);
+    w.key("name");
+    w.string(x.name);
+    w.key("origin");
+    w.string(x.origin);
+    w.key("predicate");
+    w.optional(x.predicate);
+    w.key("unique");
+    w.boolean(x.unique);
+    w.close();
+}
+
+template <typename T, typename Write>
+void write_list(CanonicalWriter& w, const std::vector<T>& items, Write write) {
+    w.out() += '[';
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (i) w.out() += ',';
+        write(w, items[i]);
+    }
+    w.out() += ']';
+}
+
+// with_statistics false leaves estimated_rows/bytes out (the fingerprint).
+void write_table(CanonicalWriter& w, const Table& t, bool with_statistics) {
+    w.key("columns", true);
+    write_list(w, t.columns, write_column);
+    w.key("comment");
+    w.optional(t.comment);
+    w.key("constraints");
+    write_list(w, t.constraints, write_constraint);
+    w.key("database");
+    w.string(t.database);
+    w.key("definition");
+    w.optional(t.definition);
+    w.key("depends_on");
+    w.refs(t.depends_on);
+    if (with_statistics) {
+        w.key("estimated_bytes");
+        w.optional(t.estimated_bytes);
+        w.key("estimated_rows");
+        w.optional(t.estimated_rows);
+    }
+    w.key("indexes");
+    write_list(w, t.indexes, write_index);
+    w.key("inherits");
+    w.refs(t.inherits);
+    w.key("kind");
+    w.string(t.kind);
+    w.key("model_version");
+    w.integer(kModelVersion);
+    w.key("name");
+    w.string(t.name);
+    w.key("owner");
+    w.optional(t.owner);
+    w.key("partition_bound");
+    w.optional(t.partition_bound);
+    w.key("partition_key");
+    w.optional(t.partition_key);
+    w.key("partition_of");
+    w.optional(t.partition_of);
+    w.key("record");
+    w.string("table");
+    w.key("schema");
+    w.string(t.schema);
+    w.close();
+}
+
+void write_routine(CanonicalWriter& w, const Routine& r) {
+    w.key("comment", true);
+    w.optional(r.comment);
+    w.key("database");
+    w.string(r.database);
+    w.key("kind");
+    w.string(r.kind);
+    w.key("language");
+    w.string(r.language);
+    w.key("model_version");
+    w.integer(kModelVersion);
+    w.key("name");
+    w.string(r.name);
+    w.key("owner");
+    w.optional(r.owner);
+    w.key("record");
+    w.string("routine");
+    w.key("return_type");
+    w.optional(r.return_type);
+    w.key("schema");
+    w.string(r.schema);
+    w.key("signature");
+    w.string(r.signature);
+    w.close();
+}
+
+void write_removal(CanonicalWriter& w, const Removal& r) {
+    w.key("database", true);
+    w.string(r.database);
+    w.key("model_version");
+    w.integer(kModelVersion);
+    w.key("name");
+    w.string(r.name);
+    w.key("object");
+    w.string(r.object);
+    w.key("record");
+    w.string("removed");
+    w.key("schema");
+    w.string(r.schema);
+    w.key("signature");
+    w.string(r.signature);
+    w.close();
+}
+
+std::string canonical(const Record& record, bool with_statistics) {
+    std::string out;
+    out.reserve(1024);
+    CanonicalWriter w(out);
+    if (const auto* t = std::get_if<Table>(&record)) {
+        write_table(w, *t, with_statistics);
+    } else if (const auto* r = std::get_if<Routine>(&record)) {
+        write_routine(w, *r);
+    } else {
+        write_removal(w, std::get<Removal>(record));
+    }
+    return out;
+}
+
 }  // namespace
 
 bool is_relation_kind(std::string_view k) {
@@ -716,12 +981,12 @@ std::string qualified_name(std::string_view source, const Removal& removal) {
     return name;
 }
 
+std::string serialize(const Record& record) {
+    return canonical(record, true);
+}
+
 std::string fingerprint(const Record& record) {
-    json j = to_json(record);
-    j.erase("estimated_rows");
-    j.erase("estimated_bytes");
-    // nlohmann's json objects keep keys sorted: dump() is canonical.
-    return crypto::sha256_hex(j.dump(-1, ' ', false, json::error_handler_t::replace));
+    return crypto::sha256_hex(canonical(record, false));
 }
 
 }  // namespace sa::metadata

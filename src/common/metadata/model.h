@@ -170,6 +170,13 @@ nlohmann::json to_json(const Routine& routine);
 nlohmann::json to_json(const Removal& removal);
 nlohmann::json to_json(const Record& record);
 
+// The compact canonical text of to_json(record) (keys sorted, no spaces,
+// invalid UTF-8 replaced by U+FFFD), byte for byte what
+// to_json(record).dump(-1, ' ', false, error_handler_t::replace) gives, written
+// directly: an order of magnitude faster, which matters for catalogs of
+// tens of thousands of tables. One chunk line is serialize(record) + '\n'.
+std::string serialize(const Record& record);
+
 // Errors name the offending field, e.g. "columns[3].ordinal: expected integer".
 Result<Record> record_from_json(const nlohmann::json& json);
 // The same, for a line that must be a relation.

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "common/crypto/digest.h"
 #include "common/metadata/testing/schema_check.h"
 
 namespace sa::metadata {
@@ -116,6 +119,100 @@ TEST(MetadataModel, QualifiedNamesAreStableAndUnambiguous) {
                                           .name = "f",
                                           .signature = "integer"}),
               "s/d/p/f(integer)");
+}
+
+std::vector<Record> every_record_type();
+
+// Names with everything the reference serializer escapes or repairs:
+// quotes, backslashes, control characters, UTF-8, invalid UTF-8.
+std::string awkward_text(std::mt19937& rng) {
+    static const std::vector<std::string> pieces = {"a",
+                                                    "Z",
+                                                    "_",
+                                                    " ",
+                                                    "\"",
+                                                    "\\",
+                                                    "/",
+                                                    "\n",
+                                                    "\t",
+                                                    "\x01",
+                                                    "\x1f",
+                                                    "\x7f",
+                                                    "ß",
+                                                    "表",
+                                                    "\xe2\x82\xac",
+                                                    "\xf0\x9f\x98\x80",
+                                                    "\xff",
+                                                    "\xc3",
+                                                    "\xe2\x82",
+                                                    "\xed\xa0\x80",
+                                                    "%"};
+    std::string out;
+    const int n = static_cast<int>(rng() % 8);
+    for (int i = 0; i < n; ++i) out += pieces[rng() % pieces.size()];
+    return out;
+}
+
+TEST(MetadataModel, SerializeIsByteForByteTheReferenceDump) {
+    std::mt19937 rng(7);
+    auto text = [&] { return awkward_text(rng); };
+    auto maybe = [&]() -> std::optional<std::string> {
+        if (rng() % 3 == 0) return std::nullopt;
+        return text();
+    };
+    std::vector<Record> records = every_record_type();
+    for (int i = 0; i < 300; ++i) {
+        Table t{.database = text(), .schema = text(), .name = text(), .kind = "view"};
+        t.owner = maybe();
+        t.comment = maybe();
+        if (rng() % 2) t.estimated_rows = static_cast<int64_t>(rng());
+        if (rng() % 2) t.estimated_bytes = std::numeric_limits<int64_t>::max() - i;
+        t.definition = maybe();
+        t.depends_on = {ObjectRef{text(), text()}};
+        for (int c = 1; c <= static_cast<int>(rng() % 4); ++c) {
+            t.columns.push_back({.name = text(),
+                                 .ordinal = c,
+                                 .data_type = text(),
+                                 .normalized_type = "string",
+                                 .nullable = rng() % 2 == 0,
+                                 .default_value = maybe(),
+                                 .comment = maybe(),
+                                 .generated = "stored",
+                                 .generation_expression = maybe()});
+        }
+        t.constraints.push_back({.name = text(),
+                                 .type = "foreign_key",
+                                 .columns = {text()},
+                                 .references = ObjectRef{text(), text()},
+                                 .referenced_columns = {text()},
+                                 .on_update = text(),
+                                 .on_delete = text(),
+                                 .definition = maybe()});
+        t.indexes.push_back({.name = text(),
+                             .method = text(),
+                             .predicate = maybe(),
+                             .keys = {{.column = "c"}, {.expression = text() + "x"}}});
+        records.push_back(t);
+        records.push_back(Routine{.database = text(),
+                                  .schema = text(),
+                                  .name = text(),
+                                  .kind = "function",
+                                  .signature = text(),
+                                  .return_type = maybe(),
+                                  .language = text(),
+                                  .owner = maybe(),
+                                  .comment = maybe()});
+    }
+    for (const auto& r : records) {
+        const std::string reference =
+            to_json(r).dump(-1, ' ', false, json::error_handler_t::replace);
+        ASSERT_EQ(serialize(r), reference);
+        json without = to_json(r);
+        without.erase("estimated_rows");
+        without.erase("estimated_bytes");
+        ASSERT_EQ(fingerprint(r),
+                  crypto::sha256_hex(without.dump(-1, ' ', false, json::error_handler_t::replace)));
+    }
 }
 
 TEST(MetadataModel, FingerprintIgnoresStatisticsButNotStructure) {

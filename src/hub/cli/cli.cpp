@@ -151,6 +151,11 @@ int run(int argc, char** argv) {
         ->add_option("--operation", spec.operation,
                      "extract_metadata, test_connection, preflight or list_schemas")
         ->capture_default_str();
+    job_create_cmd
+        ->add_option("--mode", spec.mode,
+                     "extract_metadata only: full (default) or incremental (the agent delivers "
+                     "what changed since the catalog version; full when there is none yet)")
+        ->check(CLI::IsMember({"full", "incremental"}));
     const char* pattern_help =
         " (ECMAScript regex matched against the whole name; repeatable, at most 64, 256 bytes "
         "each; the agent's policy still applies)";

@@ -286,6 +286,9 @@ void print_job(const jobs::Job& j, bool as_json, Io io) {
            << "source: " << j.source << "\n"
            << "operation: " << j.operation << "\n"
            << "filters: " << filters_text(j.filters) << "\n"
+           << "mode: " << j.mode.value_or("-") << "\n"
+           << "baseline_job_id: " << j.baseline_job_id.value_or("-") << "\n"
+           << "applied: " << j.applied_mode.value_or("-") << "\n"
            << "status: " << j.status << "\n"
            << "reason_code: " << j.reason_code.value_or("-") << "\n"
            << "message: " << j.message.value_or("-") << "\n"
@@ -329,7 +332,7 @@ int job_create(const std::string& data_dir, const JobSpec& spec, const WaitOptio
     auto store = open_existing(data_dir);
     if (!store) return failed(io, "job create", store.error());
     jobs::JobQueue queue(**store, system_clock());
-    auto job = queue.create(spec.app, spec.source, spec.operation, spec.filters);
+    auto job = queue.create(spec.app, spec.source, spec.operation, spec.filters, spec.mode);
     if (!job) return failed(io, "job create", job.error());
     if (!wait.wait) {
         if (as_json) {

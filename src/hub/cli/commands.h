@@ -49,6 +49,9 @@ struct JobSpec {
     std::string source;
     std::string operation = "extract_metadata";
     jobs::Filters filters;  // checked by JobQueue::create; errors name the flag
+    // --mode full|incremental: extract_metadata only (JobQueue::create says
+    // so otherwise); nullopt: full.
+    std::optional<std::string> mode;
 };
 
 struct WaitOptions {
@@ -63,8 +66,9 @@ struct WaitOptions {
 // timeout passed first (the message on err says the job is still STATUS).
 int job_create(const std::string& data_dir, const JobSpec& spec, const WaitOptions& wait, bool json,
                Io io);
-// Shows operation, filters, status, reason, progress and last heartbeat,
-// cancel request and result (docs/protocol.md).
+// Shows operation, filters, mode (requested), baseline and applied mode,
+// status, reason, progress and last heartbeat, cancel request and result
+// (docs/protocol.md).
 int job_show(const std::string& data_dir, const std::string& id, bool json, Io io);
 // queued -> cancelled at once; leased -> cancel requested (the agent learns it
 // from its next heartbeat); an ended job is an error (exit 1).

@@ -215,6 +215,74 @@ TEST_F(CommandsTest, JobCreateWaitExitsOneWhenTheJobFailsAndTwoOnTimeout) {
     EXPECT_NE(slow.out.str().find("status: queued\n"), std::string::npos);
 }
 
+TEST_F(CommandsTest, JobCreateTakesAModeAndJobShowTellsWhatWasApplied) {
+    Captured setup;
+    ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);
+    JobSpec spec{"crm", "inventory", "preflight", {}};
+    spec.mode = "incremental";
+    Captured refused;
+    EXPECT_EQ(job_create(dir(), spec, WaitOptions{}, false, refused.io()), 1);
+    EXPECT_NE(refused.err.str().find("--mode is only for --operation extract_metadata"),
+              std::string::npos)
+        << refused.err.str();
+
+    spec.operation = "extract_metadata";
+    Captured created;
+    ASSERT_EQ(job_create(dir(), spec, WaitOptions{}, false, created.io()), 0) << created.err.str();
+    std::string id = created.out.str();
+    id.pop_back();
+    Captured queued;
+    ASSERT_EQ(job_show(dir(), id, false, queued.io()), 0);
+    EXPECT_NE(queued.out.str().find("mode: incremental\nbaseline_job_id: -\napplied: -\n"),
+              std::string::npos)
+        << queued.out.str();
+
+    {
+        // The agent: no catalog yet, so the job runs (and completes) in full.
+        clock::SystemClock clock;
+        auto store = store::Store::open(store::Layout::of(dir()).database);
+        ASSERT_TRUE(store.has_value());
+        jobs::JobQueue queue(**store, clock);
+        ingest::Ingest ingest(**store, clock);
+        auto lease = queue.try_lease("crm", "edge-1");
+        ASSERT_TRUE(lease && *lease);
+        std::string lease_id = *(*lease)->job.lease_id;
+        std::string body = testing::chunk_of({testing::sample_table("orders", 2)});
+        ASSERT_TRUE(
+            ingest.put_chunk("crm", id, lease_id, 0, protocol::content_digest_sha256(body), body)
+                .has_value());
+        auto done = ingest.complete(
+            "crm", id,
+            ingest::Completion{lease_id,
+                               "edge-1",
+                               {{0, crypto::sha256_hex(body), static_cast<int64_t>(body.size())}},
+                               1,
+                               2});
+        ASSERT_TRUE(done.has_value()) << done.error().description;
+    }
+    Captured human;
+    ASSERT_EQ(job_show(dir(), id, false, human.io()), 0);
+    EXPECT_NE(human.out.str().find("mode: incremental\nbaseline_job_id: -\napplied: full\n"),
+              std::string::npos)
+        << human.out.str();
+    Captured as_json;
+    ASSERT_EQ(job_show(dir(), id, true, as_json.io()), 0);
+    auto job = json::parse(as_json.out.str());
+    EXPECT_EQ(job["mode"], "incremental");
+    EXPECT_EQ(job["applied"], "full");
+    EXPECT_TRUE(job["baseline_job_id"].is_null());
+
+    // Without --mode an extraction is full.
+    Captured plain;
+    ASSERT_EQ(job_create(dir(), JobSpec{"crm", "inventory", "extract_metadata", {}}, WaitOptions{},
+                         true, plain.io()),
+              0);
+    std::string plain_id = json::parse(plain.out.str())["job_id"];
+    Captured plain_shown;
+    ASSERT_EQ(job_show(dir(), plain_id, true, plain_shown.io()), 0);
+    EXPECT_EQ(json::parse(plain_shown.out.str())["mode"], "full");
+}
+
 TEST_F(CommandsTest, JobCreateRefusesBadFiltersNamingTheFlag) {
     Captured setup;
     ASSERT_EQ(app_create(dir(), "crm", true, setup.io(), testing::fast_scrypt()), 0);

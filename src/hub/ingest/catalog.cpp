@@ -168,16 +168,9 @@ Result<std::vector<std::string>> string_list(const std::string& text, const char
     return out;
 }
 
-// The stored record text and metadata::fingerprint(record) from one
-// to_json, which dominates the cost of ingesting a relation: the
-// fingerprint's steps are the model's (estimates erased, the same dump);
-// the ingest tests check that both agree.
+// The stored record text (canonical, as the agent sent it) and its fingerprint.
 std::pair<std::string, std::string> record_and_fingerprint(const metadata::Record& record) {
-    json j = metadata::to_json(record);
-    std::string text = dump(j);
-    j.erase("estimated_rows");
-    j.erase("estimated_bytes");
-    return {std::move(text), crypto::sha256_hex(dump(j))};
+    return {metadata::serialize(record), metadata::fingerprint(record)};
 }
 
 // The prepared statements of one replace or delta, reused for every record.

@@ -98,13 +98,14 @@ struct Parsed {
     std::vector<metadata::Record> records;
     jobs::Summary summary;
     int64_t routines = 0;
+    int64_t removals = 0;
 };
 
-// A full extraction: every record must be a relation or a routine, each
-// object delivered once (a second copy would make the catalog depend on
-// chunk order).
+// Every object is delivered once (a second copy would make the catalog
+// depend on chunk order). A full extraction holds relations and routines
+// only; a delta may also remove objects.
 std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk>& chunks,
-                                                   const std::string& source) {
+                                                   const std::string& source, bool delta) {
     Parsed out;
     std::set<std::string> seen;
     for (const auto& c : chunks) {
@@ -115,7 +116,7 @@ std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk
         }
         for (auto& r : *records) {
             std::string key = object_key(source, r);
-            if (std::holds_alternative<metadata::Removal>(r)) {
+            if (std::holds_alternative<metadata::Removal>(r) && !delta) {
                 return wire::WireError{code::kBadChunk,
                                        name + ": removal of " + key +
                                            ": a full extraction delivers what exists; removals "
@@ -125,7 +126,9 @@ std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk
                 return wire::WireError{code::kBadChunk,
                                        name + ": " + key + " is delivered more than once"};
             }
-            if (const auto* t = std::get_if<metadata::Table>(&r)) {
+            if (std::holds_alternative<metadata::Removal>(r)) {
+                ++out.removals;
+            } else if (const auto* t = std::get_if<metadata::Table>(&r)) {
                 if (metadata::is_view_kind(t->kind)) {
                     ++out.summary.views;
                 } else {
@@ -139,6 +142,40 @@ std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk
         }
     }
     return out;
+}
+
+std::string shown(const std::string& untrusted) {
+    return jobs::truncate_utf8(untrusted, 128);
+}
+
+// Why a delta against delta_baseline cannot be applied to the catalog of the
+// job's (app, source), whose version is now `version`; nullopt when it can.
+std::optional<wire::WireError> baseline_problem(const jobs::Job& job,
+                                                const std::string& delta_baseline,
+                                                const std::optional<std::string>& version) {
+    if (jobs::signed_mode(job) != jobs::mode::kIncremental) {
+        return wire::WireError{code::kBaselineMismatch,
+                               "job " + job.id +
+                                   " was signed as a full extraction (no baseline), but the "
+                                   "completion is a delta against job " +
+                                   shown(delta_baseline) + ": deliver a full extraction"};
+    }
+    const std::string& signed_baseline = *job.baseline_job_id;
+    if (delta_baseline != signed_baseline) {
+        return wire::WireError{code::kBaselineMismatch,
+                               "the delta is against job " + shown(delta_baseline) + ", but job " +
+                                   job.id + " was signed with baseline job " + signed_baseline +
+                                   ": expected baseline " + signed_baseline};
+    }
+    if (version != signed_baseline) {
+        return wire::WireError{
+            code::kBaselineMismatch,
+            "the catalog of source " + job.source + " moved on: baseline job " + signed_baseline +
+                " is out of date, the expected baseline is now " +
+                (version ? "job " + *version : std::string("none (no catalog)")) +
+                "; the next incremental job runs against it"};
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -251,6 +288,8 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
     int64_t now = clock_.now_ms();
     std::string source;
     std::string operation;
+    std::optional<wire::WireError> early_problem;
+    const bool delta = completion.delta_baseline_job_id.has_value();
     auto loaded =
         store_.with([&](sqlite::Database& db) -> wire::WireResult<std::vector<StoredChunk>> {
             auto lease = jobs::check_lease(db, app, job_id, completion.lease_id, now);
@@ -258,11 +297,22 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
             source = lease->source;
             operation = lease->operation;
             if (jobs::is_interactive(operation)) return std::vector<StoredChunk>();
+            if (delta) {
+                // Checked before parsing (cheap) and again when committing.
+                auto version = jobs::catalog_version(db, app, source);
+                if (!version) return wire::internal_failure(version.error());
+                early_problem =
+                    baseline_problem(*lease, *completion.delta_baseline_job_id, *version);
+                if (early_problem) return std::unexpected(*early_problem);
+            }
             auto chunks = load_chunks(db, job_id, true);
             if (!chunks) return wire::internal_failure(chunks.error());
             return std::move(*chunks);
         });
-    if (!loaded) return std::unexpected(loaded.error());
+    if (!loaded) {
+        if (early_problem) fail_job(app, job_id, completion, *early_problem);
+        return std::unexpected(loaded.error());
+    }
     if (jobs::is_interactive(operation)) {
         return complete_interactive(app, job_id, completion, operation);
     }
@@ -277,7 +327,7 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
         fail_job(app, job_id, completion, *problem);
         return std::unexpected(*problem);
     }
-    auto parsed = parse_chunks(*loaded, source);
+    auto parsed = parse_chunks(*loaded, source, delta);
     if (auto* problem = std::get_if<wire::WireError>(&parsed)) {
         fail_job(app, job_id, completion, *problem);
         return std::unexpected(*problem);
@@ -305,18 +355,45 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
                                            "chunks changed while the completion was checked"};
             return std::unexpected(*late_problem);
         }
-        if (auto s = replace_catalog(db, app, source, data.records, job_id, now); !s) {
+        if (delta) {
+            // The authoritative check: another job may have changed the
+            // catalog while the chunks were parsed.
+            auto version = jobs::catalog_version(db, app, source);
+            if (!version) return wire::internal_failure(version.error());
+            late_problem = baseline_problem(*lease, *completion.delta_baseline_job_id, *version);
+            if (late_problem) return std::unexpected(*late_problem);
+        }
+        Status applied = delta ? apply_catalog_delta(db, app, source, data.records, job_id, now)
+                               : replace_catalog(db, app, source, data.records, job_id, now);
+        if (!applied) {
+            // parse_chunks refuses what these refuse; should one slip
+            // through it is still the delivery's fault.
+            if (applied.error().code == ErrorCode::invalid_argument) {
+                late_problem = wire::WireError{code::kBadChunk, applied.error().message};
+                return std::unexpected(*late_problem);
+            }
+            return wire::internal_failure(applied.error());
+        }
+        const char* applied_mode = delta ? jobs::mode::kIncremental : jobs::mode::kFull;
+        if (auto s = store::execute(
+                db,
+                "INSERT INTO catalog_sources(app, source, job_id, mode, committed_at_ms) VALUES "
+                "(?, ?, ?, ?, ?) ON CONFLICT(app, source) DO UPDATE SET job_id = "
+                "excluded.job_id, mode = excluded.mode, committed_at_ms = "
+                "excluded.committed_at_ms",
+                app, source, job_id, applied_mode, now);
+            !s) {
             return wire::internal_failure(s.error());
         }
         if (auto s = store::execute(
                 db,
                 "UPDATE jobs SET status = 'succeeded', reason_code = NULL, message = NULL, "
                 "agent_id = ?, started_at_ms = ?, finished_at_ms = ?, completed_at_ms = ?, "
-                "summary_tables = ?, summary_views = ?, summary_columns = ?, summary_routines = ? "
-                "WHERE id = ?",
+                "summary_tables = ?, summary_views = ?, summary_columns = ?, summary_routines = ?, "
+                "applied_mode = ? WHERE id = ?",
                 completion.agent_id, completion.started_at_ms, completion.finished_at_ms, now,
                 data.summary.tables, data.summary.views, data.summary.columns, data.routines,
-                job_id);
+                applied_mode, job_id);
             !s) {
             return wire::internal_failure(s.error());
         }
@@ -324,7 +401,8 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
             return wire::internal_failure(s.error());
         }
         if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
-        return CompletionResult{job_id, operation, data.summary, data.routines};
+        return CompletionResult{job_id,        operation,     data.summary,
+                                data.routines, data.removals, delta};
     });
     if (late_problem) fail_job(app, job_id, completion, *late_problem);
     return done;
@@ -339,6 +417,10 @@ wire::WireResult<CompletionResult> Ingest::complete_interactive(const std::strin
     if (!completion.chunks.empty()) {
         return wire_fail(code::kInvalidRequest,
                          "a " + operation + " job delivers no chunks: chunks must be empty");
+    }
+    if (completion.delta_baseline_job_id) {
+        return wire_fail(code::kInvalidRequest, "delta is only for extract_metadata; a " +
+                                                    operation + " job completes with a result");
     }
     if (!completion.result) {
         return wire_fail(code::kInvalidRequest, "result is required for a " + operation + " job");

@@ -14,10 +14,18 @@
 //     re-hashed), every chunk must parse, and then the catalog of
 //     (app, source) is replaced and the job marked succeeded in ONE
 //     transaction. Any problem fails the job and leaves the catalog as it was.
-//     Every completion today is a full extraction: its chunks carry relations
-//     and routines (model version 2), each object once, and no Removal
-//     (both refused as bad_chunk). Incremental runs will go through
-//     apply_catalog_delta (catalog.h).
+//     A completion without "delta" is a full extraction: its chunks carry
+//     relations and routines (model version 2), each object once, and no
+//     Removal (both refused as bad_chunk), and replace the catalog;
+//   - a completion with "delta": {"baseline_job_id": B} is an incremental
+//     run: changed or new relations and routines plus Removal records, each
+//     object once, applied with apply_catalog_delta (catalog.h). It is
+//     accepted only when the job was signed as incremental with baseline B
+//     and B is still the catalog version of (app, source); otherwise the job
+//     fails with baseline_mismatch (HTTP 409) and the catalog is untouched;
+//   - every successful extraction makes its job the catalog version of
+//     (app, source) (table catalog_sources) and records jobs.applied_mode,
+//     in the same transaction.
 //
 // Chunks are untrusted input: parsing errors become bad_chunk, never crashes.
 // Thread safety: safe to share between threads.
@@ -56,6 +64,9 @@ struct Completion {
     std::optional<int64_t> finished_at_ms;
     // Required for the interactive operations, forbidden for extract_metadata.
     std::optional<nlohmann::json> result;
+    // extract_metadata only: the chunks are a delta against this baseline
+    // (the body member "delta": {"baseline_job_id": ...}); nullopt: full.
+    std::optional<std::string> delta_baseline_job_id;
 };
 
 struct CompletionResult {
@@ -65,6 +76,8 @@ struct CompletionResult {
     // are not views, views = view + materialized_view, columns of both.
     jobs::Summary summary;
     int64_t routines = 0;  // also stored in jobs.summary_routines
+    int64_t removals = 0;  // Removal records of a delta
+    bool delta = false;    // applied as a delta
 };
 
 inline constexpr int64_t kMaxChunkSeq = 1'000'000;
@@ -84,9 +97,10 @@ class Ingest final {
 
     // Errors: lease_lost (job untouched), invalid_request (malformed list; a
     // result missing, not an object or not allowed for the operation; chunks
-    // listed for an interactive operation: job untouched), request_too_large
-    // (result over protocol::kMaxResultBytes, job untouched), missing_chunk,
-    // digest_mismatch, bad_chunk (job failed).
+    // listed for an interactive operation, or a delta: job untouched),
+    // request_too_large (result over protocol::kMaxResultBytes, job
+    // untouched), missing_chunk, digest_mismatch, bad_chunk,
+    // baseline_mismatch (job failed).
     wire::WireResult<CompletionResult> complete(const std::string& app, const std::string& job_id,
                                                 const Completion& completion);
 

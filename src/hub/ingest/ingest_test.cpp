@@ -868,5 +868,268 @@ TEST_F(IngestTest, ReplaceCatalogRefusesRemovalsItself) {
     EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);
 }
 
+// ---- Incremental runs: completions with "delta" (docs/protocol.md section 4).
+
+class IncrementalTest : public IngestTest {
+  protected:
+    struct Leased {
+        std::string job;
+        std::string lease;
+        std::optional<std::string> baseline;  // as signed
+    };
+
+    // Creates and leases a job of mode for source (the oldest queued job of
+    // app-a must be this one).
+    Leased lease_job(const std::string& source, const char* mode) {
+        auto job = queue->create("app-a", source, "extract_metadata", {}, std::string(mode));
+        EXPECT_TRUE(job.has_value()) << job.error().describe();
+        auto lease = queue->try_lease("app-a", "edge-1");
+        EXPECT_TRUE(lease && *lease);
+        EXPECT_EQ((*lease)->job.id, job->id);
+        return {job->id, *(*lease)->job.lease_id, (*lease)->job.baseline_job_id};
+    }
+
+    wire::WireResult<CompletionResult> complete(const Leased& l, const std::vector<Record>& records,
+                                                std::optional<std::string> delta_baseline) {
+        std::string body = records_chunk(records);
+        EXPECT_TRUE(put(l.job, l.lease, 0, body).has_value());
+        Completion c{l.lease, "edge-1", {ref(0, body)}, 1, 2};
+        c.delta_baseline_job_id = std::move(delta_baseline);
+        return ingest->complete("app-a", l.job, c);
+    }
+
+    // A full run of source delivering records; returns its job id.
+    std::string full_run(const std::string& source, const std::vector<Record>& records) {
+        Leased l = lease_job(source, jobs::mode::kFull);
+        auto done = complete(l, records, std::nullopt);
+        EXPECT_TRUE(done.has_value()) << done.error().description;
+        return l.job;
+    }
+
+    std::optional<std::string> version(const std::string& source) {
+        return store->with([&](sqlite::Database& db) {
+            auto v = jobs::catalog_version(db, "app-a", source);
+            EXPECT_TRUE(v.has_value());
+            return *v;
+        });
+    }
+
+    std::string version_mode(const std::string& source) {
+        return store->with([&](sqlite::Database& db) {
+            auto st = store::prepare(
+                db, "SELECT mode FROM catalog_sources WHERE app = 'app-a' AND source = ?", source);
+            EXPECT_TRUE(st.has_value());
+            auto step = st->step();
+            EXPECT_TRUE(step && *step == sqlite::Statement::Step::row);
+            return st->text(0);
+        });
+    }
+};
+
+TEST_F(IncrementalTest, EveryExtractionSetsTheCatalogVersionAndTheAppliedMode) {
+    EXPECT_FALSE(version("shop").has_value());
+    std::string first = full_run("shop", {plain("sales", "a", 1)});
+    EXPECT_EQ(version("shop"), first);
+    EXPECT_EQ(version_mode("shop"), "full");
+    EXPECT_EQ(queue->get(first)->applied_mode, "full");
+    EXPECT_EQ(queue->get(first)->mode, "full");
+
+    // An empty delivery is a catalog version too.
+    std::string second = full_run("shop", {});
+    EXPECT_EQ(version("shop"), second);
+    // Versions are per source; a failed extraction changes nothing.
+    std::string other = full_run("crm", {plain("crm", "x", 1)});
+    EXPECT_EQ(version("crm"), other);
+    EXPECT_EQ(version("shop"), second);
+    Leased bad = lease_job("shop", jobs::mode::kFull);
+    std::string body = "not json\n";
+    ASSERT_TRUE(put(bad.job, bad.lease, 0, body).has_value());
+    ASSERT_FALSE(
+        ingest->complete("app-a", bad.job, Completion{bad.lease, "edge-1", {ref(0, body)}, 1, 2})
+            .has_value());
+    EXPECT_EQ(version("shop"), second);
+    EXPECT_FALSE(queue->get(bad.job)->applied_mode.has_value());
+}
+
+TEST_F(IncrementalTest, DeltaAppliesChangesAndRemovalsAndLeavesTheRest) {
+    metadata::Table orders = plain("sales", "orders", 3);
+    metadata::Table untouched = plain("sales", "untouched", 2);
+    metadata::Table v = view_of("sales", "v_orders", {{"sales", "orders"}});
+    std::string base =
+        full_run("shop", {orders, untouched, v, routine("f", ""), routine("g", "x integer")});
+
+    Leased l = lease_job("shop", jobs::mode::kIncremental);
+    ASSERT_EQ(l.baseline, base);
+    EXPECT_EQ(queue->get(l.job)->baseline_job_id, base);
+    metadata::Table orders2 = orders;
+    orders2.columns.push_back(
+        {.name = "note", .ordinal = 4, .data_type = "TEXT", .normalized_type = "string"});
+    metadata::Table added = plain("sales", "added", 2);
+    auto done = complete(l,
+                         {orders2, added, routine("g", "x integer", "plpgsql"),
+                          metadata::Removal{"table", "shop", "sales", "v_orders", ""},
+                          metadata::Removal{"routine", "shop", "sales", "f", ""}},
+                         base);
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    EXPECT_TRUE(done->delta);
+    EXPECT_EQ(done->removals, 2);
+    // Counts cover what was delivered, not the whole catalog.
+    EXPECT_EQ(done->summary.tables, 2);
+    EXPECT_EQ(done->summary.views, 0);
+    EXPECT_EQ(done->summary.columns, 6);
+    EXPECT_EQ(done->routines, 1);
+
+    EXPECT_EQ(table_names("shop"),
+              (std::vector<std::string>{"sales.added", "sales.orders", "sales.untouched"}));
+    EXPECT_EQ(routine_names("shop"), (std::vector<std::string>{"sales.g(x integer)"}));
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.orders"), orders2);
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.untouched"), untouched);
+    auto tables = catalog->tables(CatalogFilter{.source = "shop"});
+    ASSERT_TRUE(tables.has_value());
+    for (const auto& t : *tables) {
+        EXPECT_EQ(t.job_id, t.name == "untouched" ? base : l.job) << t.name;
+    }
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_lineage"), 0);
+
+    auto job = queue->get(l.job);
+    EXPECT_EQ(job->status, "succeeded");
+    EXPECT_EQ(job->mode, "incremental");
+    EXPECT_EQ(job->applied_mode, "incremental");
+    EXPECT_EQ(version("shop"), l.job);
+    EXPECT_EQ(version_mode("shop"), "incremental");
+    EXPECT_EQ(count("SELECT count(*) FROM chunks"), 0);
+
+    // The next incremental job runs against the delta's job.
+    Leased next = lease_job("shop", jobs::mode::kIncremental);
+    EXPECT_EQ(next.baseline, l.job);
+    ASSERT_TRUE(complete(next, {metadata::Removal{"table", "shop", "sales", "added", ""}}, l.job)
+                    .has_value());
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.orders", "sales.untouched"}));
+    EXPECT_EQ(version("shop"), next.job);
+}
+
+TEST_F(IncrementalTest, IncrementalWithoutACatalogIsSignedFullAndRefusesADelta) {
+    Leased l = lease_job("shop", jobs::mode::kIncremental);
+    EXPECT_FALSE(l.baseline.has_value());
+    EXPECT_EQ(jobs::signed_mode(*queue->get(l.job)), "full");
+    auto refused = complete(l, {plain("sales", "a", 1)}, "some-job");
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "baseline_mismatch");
+    EXPECT_EQ(wire::http_status(refused.error().code), 409);
+    EXPECT_NE(refused.error().description.find("signed as a full extraction"), std::string::npos)
+        << refused.error().description;
+    auto job = queue->get(l.job);
+    EXPECT_EQ(job->status, "failed");
+    EXPECT_EQ(job->reason_code, "baseline_mismatch");
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables"), 0);
+    EXPECT_FALSE(version("shop").has_value());
+}
+
+TEST_F(IncrementalTest, DeltaForAFullJobFailsItAndLeavesTheCatalog) {
+    std::string base = full_run("shop", {plain("sales", "a", 1)});
+    Leased l = lease_job("shop", jobs::mode::kFull);
+    EXPECT_FALSE(l.baseline.has_value());
+    auto refused = complete(l, {metadata::Removal{"table", "shop", "sales", "a", ""}}, base);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "baseline_mismatch");
+    EXPECT_EQ(queue->get(l.job)->status, "failed");
+    EXPECT_EQ(queue->get(l.job)->reason_code, "baseline_mismatch");
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.a"}));
+    EXPECT_EQ(version("shop"), base);
+}
+
+TEST_F(IncrementalTest, DeltaAgainstAnotherBaselineThanSignedFails) {
+    std::string base = full_run("shop", {plain("sales", "a", 1)});
+    Leased l = lease_job("shop", jobs::mode::kIncremental);
+    auto refused = complete(l, {plain("sales", "b", 1)}, "an-older-job");
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "baseline_mismatch");
+    EXPECT_NE(refused.error().description.find("expected baseline " + base), std::string::npos)
+        << refused.error().description;
+    EXPECT_EQ(queue->get(l.job)->reason_code, "baseline_mismatch");
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.a"}));
+    EXPECT_EQ(version("shop"), base);
+}
+
+TEST_F(IncrementalTest, StaleBaselineFailsTheJobWithBaselineMismatchAndLeavesTheCatalog) {
+    std::string base = full_run("shop", {plain("sales", "a", 1)});
+    Leased slow = lease_job("shop", jobs::mode::kIncremental);
+    ASSERT_EQ(slow.baseline, base);
+    // Another run of the same source commits while the slow one works.
+    std::string newer = full_run("shop", {plain("sales", "b", 1)});
+    ASSERT_EQ(version("shop"), newer);
+
+    auto refused = complete(slow, {plain("sales", "c", 1)}, base);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "baseline_mismatch");
+    EXPECT_NE(refused.error().description.find("expected baseline is now job " + newer),
+              std::string::npos)
+        << refused.error().description;
+    auto job = queue->get(slow.job);
+    EXPECT_EQ(job->status, "failed");
+    EXPECT_EQ(job->reason_code, "baseline_mismatch");
+    EXPECT_FALSE(job->applied_mode.has_value());
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.b"}));
+    EXPECT_EQ(version("shop"), newer);
+    EXPECT_EQ(count("SELECT count(*) FROM chunks"), 0);
+
+    // A re-lease takes the version of its own moment.
+    Leased again = lease_job("shop", jobs::mode::kIncremental);
+    EXPECT_EQ(again.baseline, newer);
+}
+
+TEST_F(IncrementalTest, AFullCompletionOfAnIncrementalJobReplacesTheCatalog) {
+    // The agent falls back to a full run when its state names another job.
+    std::string base = full_run("shop", {plain("sales", "a", 1), plain("sales", "b", 1)});
+    Leased l = lease_job("shop", jobs::mode::kIncremental);
+    ASSERT_EQ(l.baseline, base);
+    auto done = complete(l, {plain("sales", "c", 1)}, std::nullopt);
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    EXPECT_FALSE(done->delta);
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.c"}));
+    EXPECT_EQ(queue->get(l.job)->mode, "incremental");
+    EXPECT_EQ(queue->get(l.job)->applied_mode, "full");
+    EXPECT_EQ(version("shop"), l.job);
+    EXPECT_EQ(version_mode("shop"), "full");
+}
+
+TEST_F(IncrementalTest, AFullRunAfterADeltaReplacesEverything) {
+    std::string base = full_run("shop", {plain("sales", "a", 1), routine("f", "")});
+    Leased l = lease_job("shop", jobs::mode::kIncremental);
+    ASSERT_TRUE(complete(l, {plain("sales", "b", 1)}, base).has_value());
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.a", "sales.b"}));
+    std::string full = full_run("shop", {plain("sales", "z", 1)});
+    EXPECT_EQ(table_names("shop"), (std::vector<std::string>{"sales.z"}));
+    EXPECT_TRUE(routine_names("shop").empty());
+    EXPECT_EQ(version("shop"), full);
+    EXPECT_EQ(version_mode("shop"), "full");
+}
+
+TEST_F(IncrementalTest, BadDeltaChunksFailTheJobAndLeaveTheCatalog) {
+    std::string base = full_run("shop", {plain("sales", "a", 1)});
+    Leased l = lease_job("shop", jobs::mode::kIncremental);
+    auto refused = complete(
+        l, {plain("sales", "a", 2), metadata::Removal{"table", "shop", "sales", "a", ""}}, base);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "bad_chunk");
+    EXPECT_EQ(queue->get(l.job)->status, "failed");
+    EXPECT_EQ(*catalog->relation(std::nullopt, "shop", "sales.a"), plain("sales", "a", 1));
+    EXPECT_EQ(version("shop"), base);
+}
+
+TEST_F(IncrementalTest, DeltaOnAnInteractiveJobIsRefusedAndTheJobLeft) {
+    auto job = queue->create("app-a", "shop", "preflight");
+    ASSERT_TRUE(job.has_value());
+    auto lease = queue->try_lease("app-a", "edge-1");
+    ASSERT_TRUE(lease && *lease);
+    Completion c{*(*lease)->job.lease_id, "edge-1", {}, 1, 2};
+    c.result = nlohmann::json{{"ok", true}};
+    c.delta_baseline_job_id = "x";
+    auto refused = ingest->complete("app-a", job->id, c);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, "invalid_request");
+    EXPECT_EQ(queue->get(job->id)->status, "leased");
+}
+
 }  // namespace
 }  // namespace sa::hub::ingest

@@ -18,7 +18,7 @@ constexpr const char* kJobColumns =
     "lease_expires_at_ms, created_at_ms, leased_at_ms, started_at_ms, finished_at_ms, "
     "completed_at_ms, summary_tables, summary_views, summary_columns, filters, "
     "cancel_requested_at_ms, cancel_requested_by, heartbeat_at_ms, progress_objects, "
-    "progress_bytes, progress_chunks, progress_phase, result";
+    "progress_bytes, progress_chunks, progress_phase, result, mode, baseline_job_id, applied_mode";
 
 Job read_job(const Statement& s) {
     Job j;
@@ -55,6 +55,9 @@ Job read_job(const Statement& s) {
         auto parsed = nlohmann::json::parse(*text, nullptr, false);
         if (!parsed.is_discarded()) j.result = std::move(parsed);
     }
+    j.mode = s.optional_text(28);
+    j.baseline_job_id = s.optional_text(29);
+    j.applied_mode = s.optional_text(30);
     return j;
 }
 
@@ -277,7 +280,27 @@ nlohmann::json to_json(const Job& j) {
         {"last_heartbeat_at_ms", or_null(j.heartbeat_at_ms)},
         {"progress", progress},
         {"result", j.result ? *j.result : nlohmann::json(nullptr)},
+        {"mode", or_null(j.mode)},
+        {"baseline_job_id", or_null(j.baseline_job_id)},
+        {"applied", or_null(j.applied_mode)},
     };
+}
+
+std::optional<std::string> signed_mode(const Job& j) {
+    if (j.operation != protocol::kOperationExtractMetadata) return std::nullopt;
+    if (j.mode == mode::kIncremental && j.baseline_job_id) return std::string(mode::kIncremental);
+    return std::string(mode::kFull);
+}
+
+Result<std::optional<std::string>> catalog_version(sqlite::Database& db, const std::string& app,
+                                                   const std::string& source) {
+    auto st = store::prepare(db, "SELECT job_id FROM catalog_sources WHERE app = ? AND source = ?",
+                             app, source);
+    if (!st) return std::unexpected(st.error());
+    auto step = st->step();
+    if (!step) return std::unexpected(step.error());
+    if (*step != Statement::Step::row) return std::optional<std::string>();
+    return std::optional<std::string>(st->text(0));
 }
 
 std::string truncate_utf8(std::string text, size_t max_bytes) {
@@ -327,13 +350,26 @@ JobQueue::JobQueue(store::Store& store, const clock::Clock& clock, store::Change
     : store_(store), clock_(clock), notifier_(notifier), lease_lifetime_(lease_lifetime) {}
 
 Result<Job> JobQueue::create(const std::string& app, const std::string& source,
-                             const std::string& operation, const Filters& filters) {
+                             const std::string& operation, const Filters& filters,
+                             const std::optional<std::string>& requested_mode) {
     const auto& ops = operations();
     if (std::find(ops.begin(), ops.end(), operation) == ops.end()) {
         return sa::fail(ErrorCode::invalid_argument,
                         "unsupported operation '" + operation +
                             "' (supported: extract_metadata, test_connection, preflight, "
                             "list_schemas)");
+    }
+    std::optional<std::string> mode_text;
+    if (operation == protocol::kOperationExtractMetadata) {
+        mode_text = requested_mode.value_or(mode::kFull);
+        if (*mode_text != mode::kFull && *mode_text != mode::kIncremental) {
+            return sa::fail(ErrorCode::invalid_argument,
+                            "--mode must be full or incremental, got '" + *mode_text + "'");
+        }
+    } else if (requested_mode) {
+        return sa::fail(
+            ErrorCode::invalid_argument,
+            "--mode is only for --operation extract_metadata (this job is " + operation + ")");
     }
     if (auto s = validate_filters(filters); !s) return std::unexpected(s.error());
     std::optional<std::string> filters_text;
@@ -360,8 +396,9 @@ Result<Job> JobQueue::create(const std::string& app, const std::string& source,
         }
         if (auto s = store::execute(db,
                                     "INSERT INTO jobs(id, app, source, operation, status, "
-                                    "created_at_ms, filters) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                                    id, app, source, operation, now, filters_text);
+                                    "created_at_ms, filters, mode) VALUES (?, ?, ?, ?, 'queued', "
+                                    "?, ?, ?)",
+                                    id, app, source, operation, now, filters_text, mode_text);
             !s) {
             return std::unexpected(s.error());
         }
@@ -434,9 +471,9 @@ Result<std::optional<LeasedJob>> JobQueue::try_lease(const std::string& app,
             return std::unexpected(s.error());
         }
         auto next = store::prepare(db,
-                                   "SELECT j.id, a.client_id FROM jobs j JOIN apps a ON a.name = "
-                                   "j.app WHERE j.app = ? AND j.status = 'queued' ORDER BY j.n "
-                                   "LIMIT 1",
+                                   "SELECT j.id, a.client_id, j.source, j.mode FROM jobs j JOIN "
+                                   "apps a ON a.name = j.app WHERE j.app = ? AND j.status = "
+                                   "'queued' ORDER BY j.n LIMIT 1",
                                    app);
         if (!next) return std::unexpected(next.error());
         auto step = next->step();
@@ -447,7 +484,17 @@ Result<std::optional<LeasedJob>> JobQueue::try_lease(const std::string& app,
         }
         std::string job_id = next->text(0);
         std::string client_id = next->text(1);
+        std::string source = next->text(2);
+        const bool incremental = next->optional_text(3) == mode::kIncremental;
         next->reset();
+        // The baseline is the catalog version now, when the job is leased and
+        // signed: a re-lease after an expiry takes the version of that moment.
+        std::optional<std::string> baseline;
+        if (incremental) {
+            auto version = catalog_version(db, app, source);
+            if (!version) return std::unexpected(version.error());
+            baseline = std::move(*version);
+        }
         std::string lease_id = crypto::uuid_v4();
         int64_t expires = now + int64_t{lease_lifetime_.count()} * 1000;
         // Progress belongs to a lease: a new attempt starts without one.
@@ -456,8 +503,9 @@ Result<std::optional<LeasedJob>> JobQueue::try_lease(const std::string& app,
                                     "lease_expires_at_ms = ?, agent_id = ?, leased_at_ms = ?, "
                                     "attempts = attempts + 1, heartbeat_at_ms = NULL, "
                                     "progress_objects = NULL, progress_bytes = NULL, "
-                                    "progress_chunks = NULL, progress_phase = NULL WHERE id = ?",
-                                    lease_id, expires, agent_id, now, job_id);
+                                    "progress_chunks = NULL, progress_phase = NULL, "
+                                    "baseline_job_id = ? WHERE id = ?",
+                                    lease_id, expires, agent_id, now, baseline, job_id);
             !s) {
             return std::unexpected(s.error());
         }

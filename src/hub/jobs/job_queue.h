@@ -53,6 +53,15 @@ const std::vector<std::string>& operations();
 // result and deliver no chunks.
 bool is_interactive(const std::string& operation);
 
+// How an extract_metadata job extracts (docs/protocol.md, the claim "mode").
+// incremental: the agent delivers only what changed since the catalog version
+// of (app, source) ("baseline_job_id": the job whose completion last changed
+// that catalog), plus removals; the hub applies it as a delta.
+namespace mode {
+inline constexpr const char* kFull = "full";
+inline constexpr const char* kIncremental = "incremental";
+}  // namespace mode
+
 // Include/exclude patterns (ECMAScript regular expressions) on schema and
 // table names, signed into the job as the claim "filters".
 struct PatternList {
@@ -120,7 +129,18 @@ struct Job {
     std::optional<int64_t> heartbeat_at_ms;          // the last heartbeat of the current lease
     std::optional<Progress> progress;                // as of that heartbeat
     std::optional<nlohmann::json> result;            // of an interactive operation
+    // extract_metadata only (nullopt for the other operations):
+    std::optional<std::string> mode;  // requested: mode::kFull | mode::kIncremental
+    // The catalog version of (app, source) taken at the latest lease of an
+    // incremental job; nullopt when it had none (the job is signed as full).
+    std::optional<std::string> baseline_job_id;
+    std::optional<std::string> applied_mode;  // what the successful completion was
 };
+
+// The mode signed into the job: "incremental" only when incremental was
+// requested and the lease found a baseline; "full" for the other
+// extract_metadata jobs; nullopt for the other operations (no claim).
+std::optional<std::string> signed_mode(const Job& job);
 
 // The operator's view of a job (`job show --json`): everything but lease_id.
 nlohmann::json to_json(const Job& job);
@@ -173,16 +193,21 @@ class JobQueue final {
              std::chrono::seconds lease_lifetime =
                  std::chrono::seconds(protocol::kLeaseLifetimeSeconds));
 
-    // Errors: invalid_argument (source name, operation, filters), not_found
+    // requested_mode: mode::kFull or mode::kIncremental, extract_metadata only
+    // (nullopt: full for extract_metadata, none for the other operations).
+    // Errors: invalid_argument (source name, operation, filters, mode), not_found
     // (app), conflict (the app is revoked), io.
     Result<Job> create(const std::string& app, const std::string& source,
-                       const std::string& operation, const Filters& filters = {});
+                       const std::string& operation, const Filters& filters = {},
+                       const std::optional<std::string>& requested_mode = std::nullopt);
     // Errors: not_found, io.
     Result<Job> get(const std::string& id);
     Result<std::vector<Job>> list(const JobFilter& filter);
 
     // Re-queues expired leases of app, then atomically leases its oldest
-    // queued job to agent_id. nullopt when there is nothing to do.
+    // queued job to agent_id. nullopt when there is nothing to do. An
+    // incremental job records the current catalog version of (app, source)
+    // as its baseline_job_id (none: it is signed as full), at every lease.
     // Errors: permission_denied when the app is revoked (so a long poll that
     // started before the revocation ends at once), io.
     Result<std::optional<LeasedJob>> try_lease(const std::string& app, const std::string& agent_id);
@@ -231,6 +256,11 @@ Result<std::optional<Job>> load_job(sqlite::Database& db, const std::string& id)
 wire::WireResult<Job> check_lease(sqlite::Database& db, const std::string& app,
                                   const std::string& job_id, const std::string& lease_id,
                                   int64_t now_ms);
+
+// The catalog version of (app, source): the job whose completion last changed
+// its catalog; nullopt when it has none.
+Result<std::optional<std::string>> catalog_version(sqlite::Database& db, const std::string& app,
+                                                   const std::string& source);
 
 // Cuts text to at most max_bytes without splitting a UTF-8 sequence.
 std::string truncate_utf8(std::string text, size_t max_bytes);

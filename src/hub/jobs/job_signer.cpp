@@ -95,6 +95,12 @@ SignedJob JobSigner::sign_job(const LeasedJob& leased) const {
         {"operation", j.operation},
     };
     if (!j.filters.empty()) claims["filters"] = filters_to_json(j.filters);
+    // extract_metadata only; an agent that predates incremental runs ignores
+    // both claims and extracts in full, which the hub always accepts.
+    if (auto m = signed_mode(j)) {
+        claims["mode"] = *m;
+        if (*m == mode::kIncremental) claims["baseline_job_id"] = *j.baseline_job_id;
+    }
     auto key = current();
     return SignedJob{jose::sign(key->key, key->kid, protocol::kJobType, claims), key->kid};
 }

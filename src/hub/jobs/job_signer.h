@@ -38,7 +38,9 @@ class JobSigner final {
     // typ secure-agent-job+jwt; kid = key id of the current key; iss
     // agent-hub; aud = the app's client id; jti = lease id; iat = nbf = lease
     // time; exp = lease expiry; job_id, app, source, operation, and filters
-    // when the job has any. Requires a job with lease fields set.
+    // when the job has any; for extract_metadata "mode" (signed_mode()) and,
+    // when that is incremental, "baseline_job_id". Requires a job with lease
+    // fields set.
     SignedJob sign_job(const LeasedJob& leased) const;
     std::string sign(const LeasedJob& leased) const { return sign_job(leased).jws; }
 

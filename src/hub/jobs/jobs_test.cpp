@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "common/jose/jws.h"
@@ -210,6 +211,110 @@ TEST_F(JobsTest, SignedJobVerifiesWithTheJobSigningKeyAndNamesTheClient) {
 
     JobSigner other(crypto::Ed25519PrivateKey::generate());
     EXPECT_FALSE(jose::verify(l.job, other.public_key()).has_value());
+}
+
+// The claims of a job leased through the dispatcher, verified as an agent does.
+nlohmann::json leased_claims(Dispatcher& dispatcher, const JobSigner& signer) {
+    auto lease = dispatcher.lease("app-a", "edge-1", 0s);
+    EXPECT_TRUE(lease && *lease);
+    if (!lease || !*lease) return nullptr;
+    auto jws = jose::verify((*lease)->job, signer.public_key());
+    EXPECT_TRUE(jws.has_value());
+    return jws ? jws->payload : nlohmann::json(nullptr);
+}
+
+TEST_F(JobsTest, CreateChecksTheModeAndDefaultsExtractionsToFull) {
+    auto full = queue->create("app-a", "crm", "extract_metadata");
+    ASSERT_TRUE(full.has_value());
+    EXPECT_EQ(full->mode, "full");
+    auto incremental = queue->create("app-a", "crm", "extract_metadata", {}, "incremental");
+    ASSERT_TRUE(incremental.has_value());
+    EXPECT_EQ(queue->get(incremental->id)->mode, "incremental");
+    EXPECT_FALSE(queue->get(incremental->id)->baseline_job_id.has_value());
+    auto preflight = queue->create("app-a", "crm", "preflight");
+    ASSERT_TRUE(preflight.has_value());
+    EXPECT_FALSE(preflight->mode.has_value());
+
+    auto bad = queue->create("app-a", "crm", "extract_metadata", {}, "partial");
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(bad.error().message.find("--mode must be full or incremental"), std::string::npos);
+    auto wrong_op = queue->create("app-a", "crm", "list_schemas", {}, "full");
+    ASSERT_FALSE(wrong_op.has_value());
+    EXPECT_EQ(wrong_op.error().code, ErrorCode::invalid_argument);
+    EXPECT_NE(wrong_op.error().message.find("only for --operation extract_metadata"),
+              std::string::npos);
+
+    auto shown = to_json(*queue->get(incremental->id));
+    EXPECT_EQ(shown["mode"], "incremental");
+    EXPECT_TRUE(shown["baseline_job_id"].is_null());
+    EXPECT_TRUE(shown["applied"].is_null());
+    EXPECT_TRUE(to_json(*preflight)["mode"].is_null());
+}
+
+TEST_F(JobsTest, ModeClaimIsSignedForExtractionsOnlyWithTheBaselineOfTheLease) {
+    // A full job: mode full, no baseline.
+    ASSERT_TRUE(queue->create("app-a", "crm", "extract_metadata").has_value());
+    auto claims = leased_claims(*dispatcher, signer);
+    EXPECT_EQ(claims["mode"], "full");
+    EXPECT_FALSE(claims.contains("baseline_job_id"));
+
+    // Incremental without a catalog: nothing to be incremental against.
+    auto first = queue->create("app-a", "crm", "extract_metadata", {}, "incremental");
+    claims = leased_claims(*dispatcher, signer);
+    EXPECT_EQ(claims["job_id"], first->id);
+    EXPECT_EQ(claims["mode"], "full");
+    EXPECT_FALSE(claims.contains("baseline_job_id"));
+    EXPECT_EQ(queue->get(first->id)->mode, "incremental");  // requested stays
+
+    // The interactive operations carry neither claim.
+    ASSERT_TRUE(queue->create("app-a", "crm", "test_connection").has_value());
+    claims = leased_claims(*dispatcher, signer);
+    EXPECT_EQ(claims["operation"], "test_connection");
+    EXPECT_FALSE(claims.contains("mode"));
+    EXPECT_FALSE(claims.contains("baseline_job_id"));
+
+    // With a catalog version (set by a successful extraction), an
+    // incremental job is signed against it, and a re-lease after expiry
+    // takes the version of that moment.
+    auto set_version = [&](const std::string& job_id) {
+        auto s = store->with([&](sqlite::Database& db) {
+            return store::execute(db,
+                                  "INSERT INTO catalog_sources(app, source, job_id, mode, "
+                                  "committed_at_ms) VALUES ('app-a', 'crm', ?, 'full', 1) ON "
+                                  "CONFLICT(app, source) DO UPDATE SET job_id = excluded.job_id",
+                                  job_id);
+        });
+        ASSERT_TRUE(s.has_value()) << s.error().describe();
+    };
+    set_version("job-v1");
+    auto inc = queue->create("app-a", "crm", "extract_metadata", {}, "incremental");
+    claims = leased_claims(*dispatcher, signer);
+    EXPECT_EQ(claims["job_id"], inc->id);
+    EXPECT_EQ(claims["mode"], "incremental");
+    EXPECT_EQ(claims["baseline_job_id"], "job-v1");
+    EXPECT_EQ(queue->get(inc->id)->baseline_job_id, "job-v1");
+    EXPECT_EQ(signed_mode(*queue->get(inc->id)), "incremental");
+    // Another source's version is not this one's.
+    auto other = queue->create("app-a", "erp", "extract_metadata", {}, "incremental");
+    claims = leased_claims(*dispatcher, signer);
+    EXPECT_EQ(claims["job_id"], other->id);
+    EXPECT_EQ(claims["mode"], "full");
+
+    set_version("job-v2");
+    clock.advance_ms((queue->lease_lifetime().count() + 1) * 1000);
+    // Every lease expired: the five jobs are handed out again.
+    std::map<std::string, nlohmann::json> again;
+    for (int i = 0; i < 5; ++i) {
+        claims = leased_claims(*dispatcher, signer);
+        again[claims["job_id"].get<std::string>()] = claims;
+    }
+    ASSERT_EQ(again.count(inc->id), 1u);
+    EXPECT_EQ(again[inc->id]["mode"], "incremental");
+    EXPECT_EQ(again[inc->id]["baseline_job_id"], "job-v2");
+    EXPECT_EQ(queue->get(inc->id)->baseline_job_id, "job-v2");
+    // The first job now finds a version too.
+    EXPECT_EQ(queue->get(first->id)->baseline_job_id, "job-v2");
 }
 
 TEST_F(JobsTest, FailEndsTheJobWithTheReason) {

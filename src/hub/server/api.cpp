@@ -471,6 +471,17 @@ ApiResponse Api::complete(const std::optional<std::string>& authorization,
         }
         c.result = *result;
     }
+    if (auto delta = req->find("delta"); delta != req->end() && !delta->is_null()) {
+        auto baseline = delta->is_object() ? delta->find("baseline_job_id") : delta->end();
+        if (!delta->is_object() || baseline == delta->end() || !baseline->is_string() ||
+            !wire::is_valid_job_id(baseline->get_ref<const std::string&>())) {
+            return finish(error(code::kInvalidRequest,
+                                "delta must be an object {\"baseline_job_id\": ID}, ID printable "
+                                "ASCII without spaces, 1.." +
+                                    std::to_string(wire::kMaxJobId) + " bytes"));
+        }
+        c.delta_baseline_job_id = baseline->get<std::string>();
+    }
     auto done = s_.ingest.complete(who.app, job_id, c);
     if (!done) return finish(error(done.error().code, done.error().description));
     if (jobs::is_interactive(done->operation)) {
@@ -486,7 +497,9 @@ ApiResponse Api::complete(const std::optional<std::string>& authorization,
                                             {"columns", done->summary.columns}});
     r.detail = "job " + job_id + " succeeded: " + std::to_string(done->summary.tables) +
                " tables, " + std::to_string(done->summary.views) + " views, " +
-               std::to_string(done->summary.columns) + " columns";
+               std::to_string(done->summary.columns) + " columns" +
+               (done->delta ? " (incremental, " + std::to_string(done->removals) + " removals)"
+                            : std::string());
     return finish(std::move(r));
 }
 

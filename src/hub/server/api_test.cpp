@@ -287,6 +287,61 @@ TEST_F(ApiTest, FullJobLifecycle) {
     EXPECT_EQ(json::parse(late.body)["error"], "lease_lost");
 }
 
+TEST_F(ApiTest, IncrementalCompletionCarriesDeltaAndAStaleOneGets409) {
+    std::string token = bearer();
+    // Leases job_id and uploads records; returns the completion body.
+    auto run = [&](const std::string& job_id, const std::vector<metadata::Record>& records) {
+        auto leased = api->lease(token, R"({"agent_id":"edge-1","wait_seconds":0})");
+        EXPECT_EQ(leased.status, 200) << leased.body;
+        auto lease = json::parse(leased.body);
+        EXPECT_EQ(lease["job_id"], job_id);
+        std::string body = testing::records_chunk(records);
+        auto put = api->put_chunk(token, job_id, "0", lease["lease_id"].get<std::string>(),
+                                  protocol::content_digest_sha256(body), body);
+        EXPECT_EQ(put.status, 201) << put.body;
+        return json{{"lease_id", lease["lease_id"]},
+                    {"agent_id", "edge-1"},
+                    {"chunks",
+                     {{{"seq", 0}, {"sha256", crypto::sha256_hex(body)}, {"size", body.size()}}}}};
+    };
+    auto base = queue->create("app-a", "inv", "extract_metadata");
+    auto full = run(base->id, {sample_table("orders", 3), sample_table("gone", 1)});
+    ASSERT_EQ(api->complete(token, base->id, full.dump()).status, 200);
+
+    auto inc = queue->create("app-a", "inv", "extract_metadata", {}, "incremental");
+    auto delta = run(inc->id, {sample_table("added", 2),
+                               metadata::Removal{"table", "main", "main", "gone", ""}});
+    for (const json& bad : {json("x"), json::object(), json{{"baseline_job_id", 7}},
+                            json{{"baseline_job_id", ""}}, json{{"baseline_job_id", "a\x1b[2Jb"}},
+                            json{{"baseline_job_id", std::string(129, 'j')}}}) {
+        json c = delta;
+        c["delta"] = bad;
+        auto r = api->complete(token, inc->id, c.dump());
+        EXPECT_EQ(r.status, 400) << bad.dump();
+        EXPECT_EQ(json::parse(r.body)["error"], "invalid_request") << c.dump() << r.body;
+    }
+    EXPECT_EQ(queue->get(inc->id)->status, "leased");
+    delta["delta"] = {{"baseline_job_id", base->id}};
+    auto done = api->complete(token, inc->id, delta.dump());
+    ASSERT_EQ(done.status, 200) << done.body;
+    EXPECT_EQ(json::parse(done.body)["tables"], 1);
+    auto job = queue->get(inc->id);
+    EXPECT_EQ(job->applied_mode, "incremental");
+    EXPECT_EQ(jobs::to_json(*job)["applied"], "incremental");
+
+    // A delta against an older baseline than the signed one: 409, job failed.
+    auto stale = queue->create("app-a", "inv", "extract_metadata", {}, "incremental");
+    auto c = run(stale->id, {sample_table("late", 1)});
+    c["delta"] = {{"baseline_job_id", base->id}};
+    auto refused = api->complete(token, stale->id, c.dump());
+    EXPECT_EQ(refused.status, 409) << refused.body;
+    auto error = json::parse(refused.body);
+    EXPECT_EQ(error["error"], "baseline_mismatch");
+    EXPECT_NE(error["error_description"].get<std::string>().find(inc->id), std::string::npos);
+    EXPECT_EQ(queue->get(stale->id)->status, "failed");
+    EXPECT_EQ(queue->get(stale->id)->reason_code, "baseline_mismatch");
+}
+
 TEST_F(ApiTest, FailureReportsEndTheJob) {
     std::string token = bearer();
     auto job = queue->create("app-a", "inv", "extract_metadata");

@@ -312,6 +312,35 @@ CREATE TABLE catalog_routines (
 );
 
 ALTER TABLE jobs ADD COLUMN summary_routines INTEGER;
+
+-- Incremental runs. jobs.mode: what the operator asked for ('full' |
+-- 'incremental'; NULL for the other operations); baseline_job_id: the catalog
+-- version of (app, source) taken at the latest lease of an incremental job
+-- (NULL: none, the job was signed as full); applied_mode: what the successful
+-- completion was ('full' | 'incremental').
+ALTER TABLE jobs ADD COLUMN mode TEXT CHECK (mode IN ('full', 'incremental'));
+ALTER TABLE jobs ADD COLUMN baseline_job_id TEXT;
+ALTER TABLE jobs ADD COLUMN applied_mode TEXT CHECK (applied_mode IN ('full', 'incremental'));
+UPDATE jobs SET mode = 'full' WHERE operation = 'extract_metadata';
+UPDATE jobs SET applied_mode = 'full'
+    WHERE operation = 'extract_metadata' AND status = 'succeeded';
+-- The catalog version of (app, source): the job whose completion last changed
+-- it. Seeded with the latest succeeded extraction of version 3.
+CREATE TABLE catalog_sources (
+    app             TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    job_id          TEXT NOT NULL,
+    mode            TEXT NOT NULL CHECK (mode IN ('full', 'incremental')),
+    committed_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (app, source)
+);
+INSERT INTO catalog_sources(app, source, job_id, mode, committed_at_ms)
+    SELECT app, source, id, 'full', committed FROM
+        (SELECT app, source, id, coalesce(completed_at_ms, 0) AS committed,
+                row_number() OVER (PARTITION BY app, source
+                                   ORDER BY coalesce(completed_at_ms, 0) DESC, n DESC) AS r
+         FROM jobs WHERE operation = 'extract_metadata' AND status = 'succeeded')
+    WHERE r = 1;
 )sql";
 
 Status create_file_private(const std::string& path) {

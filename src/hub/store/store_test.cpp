@@ -277,6 +277,15 @@ TEST(Store, MigratesVersionThreeCatalogToModelVersionTwo) {
     EXPECT_EQ(count("SELECT count(*) FROM catalog_indexes"), 2);
     EXPECT_EQ(count("SELECT count(*) FROM catalog_constraints WHERE type = 'foreign_key'"), 4);
     EXPECT_EQ(count("SELECT count(*) FROM jobs WHERE summary_routines IS NULL"), 1);
+    // Incremental runs: the succeeded extraction is the catalog version of
+    // its source (pg has no job row: no version, its next run is full).
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_sources"), 1);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_sources WHERE app = 'old' AND source = 'inv' "
+                    "AND job_id = 'j-done' AND mode = 'full'"),
+              1);
+    EXPECT_EQ(count("SELECT count(*) FROM jobs WHERE mode = 'full' AND applied_mode = 'full' AND "
+                    "baseline_job_id IS NULL"),
+              1);
 
     // The SQLite table, rebuilt from its converted rows.
     ingest::Catalog catalog(**store);

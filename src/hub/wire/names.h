@@ -28,4 +28,12 @@ inline bool is_valid_agent_id(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
+// A job id named by an agent (the "delta" baseline of a completion). The hub
+// makes UUIDs; anything printable is accepted so that a wrong id is reported
+// as baseline_mismatch, but nothing that could upset a terminal or a log.
+inline constexpr size_t kMaxJobId = 128;
+inline bool is_valid_job_id(std::string_view s) {
+    return is_valid_agent_id(s) && s.size() <= kMaxJobId;
+}
+
 }  // namespace sa::hub::wire

@@ -9,7 +9,9 @@ int http_status(const std::string& c) {
     if (v == code::kInvalidClient || v == code::kInvalidToken) return 401;
     if (v == code::kNotFound) return 404;
     if (v == code::kMethodNotAllowed) return 405;
-    if (v == code::kChunkConflict || v == code::kLeaseLost) return 409;
+    if (v == code::kChunkConflict || v == code::kLeaseLost || v == code::kBaselineMismatch) {
+        return 409;
+    }
     if (v == code::kTooLarge) return 413;
     if (v == code::kServerError) return 500;
     // invalid_request, unsupported_grant_type, invalid_digest, digest_mismatch,

@@ -22,6 +22,9 @@ inline constexpr const char* kChunkConflict = "chunk_conflict";
 inline constexpr const char* kLeaseLost = "lease_lost";
 inline constexpr const char* kMissingChunk = "missing_chunk";
 inline constexpr const char* kBadChunk = "bad_chunk";
+// An incremental completion whose baseline is not the job's signed baseline or
+// no longer the catalog version of (app, source): the job fails, 409.
+inline constexpr const char* kBaselineMismatch = "baseline_mismatch";
 inline constexpr const char* kNotFound = "not_found";
 inline constexpr const char* kTooLarge = "request_too_large";
 inline constexpr const char* kMethodNotAllowed = "method_not_allowed";
