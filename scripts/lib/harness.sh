@@ -369,15 +369,16 @@ pg_sql() {
 maria_start() {
   local dir=$1
   command -v mariadbd >/dev/null || harness_die "MariaDB is not installed"
-  mkdir -p "$dir" && chown mysql: "$dir"
+  mkdir -p "$dir/tmp" && chown mysql: "$dir" "$dir/tmp"
   chmod o+x "$(dirname "$dir")"
   while :; do
     MARIA_PORT=$(shuf -i 20000-60999 -n 1)
     ss -Hltn "sport = :$MARIA_PORT" | grep -q . || break
   done
   MARIA_DIR=$dir
+  # Native AIO off: parallel test servers can exhaust the kernel's AIO contexts.
   mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" --skip-test-db \
-    --auth-root-authentication-method=socket >"$dir/install.log" 2>&1 ||
+    --auth-root-authentication-method=socket --innodb-use-native-aio=0 >"$dir/install.log" 2>&1 ||
     { cat "$dir/install.log" >&2; harness_die "mariadb-install-db failed"; }
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost -keyout "$dir/server.key" -out "$dir/server.crt" \
@@ -386,7 +387,9 @@ maria_start() {
   mariadbd --no-defaults --user=mysql --datadir="$dir/data" --socket="$dir/sock" \
     --port="$MARIA_PORT" --bind-address=127.0.0.1 --pid-file="$dir/pid" \
     --ssl-cert="$dir/server.crt" --ssl-key="$dir/server.key" --performance-schema=ON \
-    --log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=0 >/dev/null 2>&1 &
+    --tmpdir="$dir/tmp" \
+    --log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=0 --innodb-use-native-aio=0 \
+    >/dev/null 2>&1 &
   HARNESS_CLEANUP+=("kill -TERM $!; wait $! 2>/dev/null")
   local i
   for i in $(seq 1 100); do

@@ -35,6 +35,7 @@
 #include "agent/secrets/secret_value.h"
 #include "common/crypto/encoding.h"
 #include "common/crypto/openssl_ptr.h"
+#include "common/util/unique_fd.h"
 
 namespace sa::agent::connectors {
 
@@ -899,20 +900,6 @@ struct SslFree {
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
 using SslPtr = std::unique_ptr<SSL, SslFree>;
 
-class SocketFd final {
-  public:
-    explicit SocketFd(int fd) : fd_(fd) {}
-    ~SocketFd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    SocketFd(const SocketFd&) = delete;
-    SocketFd& operator=(const SocketFd&) = delete;
-    int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
-
 // MySQL protocol capability bits (mariadb_com.h) and limits of the greeting.
 constexpr uint32_t kCapLongPassword = 1;
 constexpr uint32_t kCapProtocol41 = 512;
@@ -978,7 +965,7 @@ std::string printable(std::string_view text, size_t limit = 200) {
 
 // TCP to address:port within timeout_s; the socket is left blocking with
 // send/receive timeouts, which also bound the TLS handshake.
-Result<int> dial(const SourceParams& source, unsigned timeout_s) {
+Result<util::UniqueFd> dial(const SourceParams& source, unsigned timeout_s) {
     sockaddr_storage storage{};
     socklen_t length = 0;
     auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
@@ -994,15 +981,16 @@ Result<int> dial(const SourceParams& source, unsigned timeout_s) {
     } else {
         return fail(ErrorCode::invalid_argument, "mariadb source: address must be an IP address");
     }
-    const int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return std::unexpected(precheck_unavailable("socket failed", errno));
+    util::UniqueFd socket_fd(
+        ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!socket_fd.valid()) return std::unexpected(precheck_unavailable("socket failed", errno));
+    const int fd = socket_fd.get();
     // Lint allow-listed: the worker connects only to the address the
     // supervisor checked against the egress policy (as libpq's hostaddr and
     // Connector/C's own connection to the same IP do); nothing is resolved.
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&storage), length) != 0) {
         if (errno != EINPROGRESS) {
             const int err = errno;
-            ::close(fd);
             return std::unexpected(precheck_unavailable(
                 "cannot reach " + source.address + ":" + std::to_string(source.port), err));
         }
@@ -1015,7 +1003,6 @@ Result<int> dial(const SourceParams& source, unsigned timeout_s) {
         socklen_t err_len = sizeof err;
         if (ready > 0 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0) err = errno;
         if (err != 0) {
-            ::close(fd);
             return std::unexpected(precheck_unavailable(
                 "cannot reach " + source.address + ":" + std::to_string(source.port), err));
         }
@@ -1026,10 +1013,9 @@ Result<int> dial(const SourceParams& source, unsigned timeout_s) {
         ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
         ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
         const int err = errno;
-        ::close(fd);
         return std::unexpected(precheck_unavailable("cannot configure the socket", err));
     }
-    return fd;
+    return socket_fd;
 }
 
 Status read_exact(int fd, unsigned char* out, size_t n) {
@@ -1128,7 +1114,7 @@ Result<std::string> mariadb_verify_server_certificate(const SourceParams& source
     }
     auto dialed = dial(source, kConnectTimeoutSeconds);
     if (!dialed) return std::unexpected(dialed.error());
-    const SocketFd fd(*dialed);
+    const util::UniqueFd fd = std::move(*dialed);
     if (auto st = read_greeting(fd.get()); !st) return std::unexpected(st.error());
     if (auto st = send_ssl_request(fd.get()); !st) return std::unexpected(st.error());
 

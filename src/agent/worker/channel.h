@@ -17,8 +17,8 @@
 #include <string_view>
 #include <variant>
 
-#include "agent/worker/unique_fd.h"
 #include "common/result.h"
+#include "common/util/unique_fd.h"
 
 namespace sa::agent::worker {
 
@@ -56,7 +56,7 @@ using Received = std::variant<Frame, Closed, TimedOut>;
 // project that is the same thread on each side.
 class Channel final {
   public:
-    explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
+    explicit Channel(util::UniqueFd fd) : fd_(std::move(fd)) {}
 
     // Sends one frame (blocking until the kernel took all of it). Errors:
     // invalid_argument for an oversized payload, unavailable when the peer
@@ -71,7 +71,7 @@ class Channel final {
     int fd() const { return fd_.get(); }
 
   private:
-    UniqueFd fd_;
+    util::UniqueFd fd_;
     // The frame being read: its header, then its payload, allocated once at
     // the announced (checked) size.
     std::string header_;

@@ -22,19 +22,19 @@ struct Pair {
 Pair make_pair_channels() {
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    return {Channel(UniqueFd(sv[0])), Channel(UniqueFd(sv[1]))};
+    return {Channel(util::UniqueFd(sv[0])), Channel(util::UniqueFd(sv[1]))};
 }
 
 // A raw socket end for writing arbitrary bytes at the reader.
 struct RawPair {
-    UniqueFd writer;
+    util::UniqueFd writer;
     Channel reader;
 };
 
 RawPair make_raw_pair() {
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    return {UniqueFd(sv[0]), Channel(UniqueFd(sv[1]))};
+    return {util::UniqueFd(sv[0]), Channel(util::UniqueFd(sv[1]))};
 }
 
 void write_all(int fd, std::string_view bytes) {

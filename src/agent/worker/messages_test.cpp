@@ -151,8 +151,8 @@ TEST(MessagesTest, JobBaselineFlagIsOptionalAndOnlyForExtraction) {
 TEST(MessagesTest, CredentialIsDecodedIntoASecretAndThePayloadWiped) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    Channel sender{UniqueFd(sv[0])};
-    Channel receiver{UniqueFd(sv[1])};
+    Channel sender{util::UniqueFd(sv[0])};
+    Channel receiver{util::UniqueFd(sv[1])};
 
     const std::string secret = "s3cr3t-Pa55word";
     Credential credential{"password", secrets::SecretValue::copy_of(secret)};

@@ -18,9 +18,9 @@
 #include "agent/sandbox/sandbox.h"
 #include "agent/secrets/hardening.h"
 #include "agent/worker/sinks.h"
-#include "agent/worker/unique_fd.h"
 #include "common/crypto/encoding.h"
 #include "common/util/files.h"
+#include "common/util/unique_fd.h"
 
 namespace sa::agent::worker {
 namespace {
@@ -218,7 +218,8 @@ Status write_chunk_file(const std::string& dir, const std::string& name, std::st
         return Error{ErrorCode::io, std::string("cannot ") + what + " chunk file " + name +
                                         " in the spool: " + std::strerror(errno)};
     };
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    util::UniqueFd fd(
+        ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd.valid()) return std::unexpected(error("create"));
     size_t off = 0;
     while (off < body.size()) {
@@ -242,7 +243,7 @@ Status write_chunk_file(const std::string& dir, const std::string& name, std::st
         ::unlink(tmp.c_str());
         return std::unexpected(e);
     }
-    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    util::UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir_fd.valid() || ::fsync(dir_fd.get()) != 0) {
         return std::unexpected(error("sync the directory of"));
     }
@@ -282,7 +283,7 @@ class SpoolFile final {
             return std::unexpected(error("rename"));
         }
         committed_ = true;
-        UniqueFd dir_fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        util::UniqueFd dir_fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!dir_fd.valid() || ::fsync(dir_fd.get()) != 0) {
             return std::unexpected(error("sync the directory of"));
         }
@@ -311,7 +312,7 @@ class SpoolFile final {
     }
 
     std::string dir_, name_, tmp_;
-    UniqueFd fd_;
+    util::UniqueFd fd_;
     std::string buffer_;
     std::optional<Error> error_;
     bool committed_ = false;
@@ -469,7 +470,7 @@ int Worker::list_schemas(const WorkerJob& job) {
 }  // namespace
 
 int run_worker(int channel_fd, const AfterReadyHook& after_ready) {
-    Channel channel{UniqueFd(channel_fd)};
+    Channel channel{util::UniqueFd(channel_fd)};
     try {
         return Worker(channel).run(after_ready);
     } catch (const std::exception& e) {

@@ -99,7 +99,8 @@ std::string describe_wait_status(int status) {
     return "killed by signal " + std::to_string(sig) + " (" + name + ")";
 }
 
-WorkerSession::WorkerSession(pid_t pid, UniqueFd pidfd, Channel channel, std::string spool_dir)
+WorkerSession::WorkerSession(pid_t pid, util::UniqueFd pidfd, Channel channel,
+                             std::string spool_dir)
     : pid_(pid),
       pidfd_(std::move(pidfd)),
       channel_(std::move(channel)),
@@ -162,9 +163,9 @@ Result<WorkerSession> WorkerSession::start(const std::string& executable, const 
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         return std::unexpected(errno_error(ErrorCode::io, "cannot create the worker channel"));
     }
-    UniqueFd parent_end(sv[0]);
-    UniqueFd child_end(sv[1]);
-    UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    util::UniqueFd parent_end(sv[0]);
+    util::UniqueFd child_end(sv[1]);
+    util::UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!devnull.valid()) {
         return std::unexpected(errno_error(ErrorCode::io, "cannot open /dev/null"));
     }
@@ -172,8 +173,8 @@ Result<WorkerSession> WorkerSession::start(const std::string& executable, const 
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
         return std::unexpected(errno_error(ErrorCode::io, "cannot create a pipe"));
     }
-    UniqueFd exec_read(pipe_fds[0]);
-    UniqueFd exec_write(pipe_fds[1]);
+    util::UniqueFd exec_read(pipe_fds[0]);
+    util::UniqueFd exec_write(pipe_fds[1]);
 
     // Everything the child needs is built before fork: it must not allocate.
     std::string path = executable;
@@ -206,7 +207,7 @@ Result<WorkerSession> WorkerSession::start(const std::string& executable, const 
     }
 
     // A pidfd makes waiting for the exit pollable; kernels before 5.3 poll waitpid.
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    util::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     WorkerSession session(pid, std::move(pidfd), Channel(std::move(parent_end)), job.spool_dir);
 
     auto gone = [](const Error& e) {

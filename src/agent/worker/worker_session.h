@@ -20,8 +20,8 @@
 
 #include "agent/worker/channel.h"
 #include "agent/worker/messages.h"
-#include "agent/worker/unique_fd.h"
 #include "common/result.h"
+#include "common/util/unique_fd.h"
 
 namespace sa::agent::worker {
 
@@ -84,14 +84,14 @@ class WorkerSession final {
   private:
     enum class Phase { awaiting_ready, running, ended, closed, reaped, failed };
 
-    WorkerSession(pid_t pid, UniqueFd pidfd, Channel channel, std::string spool_dir);
+    WorkerSession(pid_t pid, util::UniqueFd pidfd, Channel channel, std::string spool_dir);
     Result<Event> decode(Frame& frame);
     // Waits up to timeout for the process to end and reaps it.
     std::optional<Exited> reap(std::chrono::milliseconds timeout);
     void kill_and_reap() noexcept;
 
     pid_t pid_ = -1;
-    UniqueFd pidfd_;
+    util::UniqueFd pidfd_;
     std::optional<Channel> channel_;
     std::string spool_dir_;
     Phase phase_ = Phase::awaiting_ready;

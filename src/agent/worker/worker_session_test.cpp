@@ -555,8 +555,8 @@ TEST_F(WorkerSessionTest, ConnectIsLimitedToTheSourcePort) {
 
 TEST_F(WorkerSessionTest, WorkerSeesOnlyDescriptorsZeroToThree) {
     // Not CLOEXEC: only the explicit close in the child keeps it out.
-    UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    UniqueFd leak(::fcntl(devnull.get(), F_DUPFD, 20));
+    util::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    util::UniqueFd leak(::fcntl(devnull.get(), F_DUPFD, 20));
     ASSERT_TRUE(leak.valid());
     ASSERT_EQ(::fcntl(leak.get(), F_GETFD), 0);
     Outcome out = run(job("extract_metadata", "fds-1"));
@@ -638,7 +638,7 @@ RawWorker spawn_raw_worker() {
         ::_exit(127);
     }
     ::close(sv[1]);
-    return {pid, Channel(UniqueFd(sv[0]))};
+    return {pid, Channel(util::UniqueFd(sv[0]))};
 }
 
 // The worker's failure frame, then its exit status.

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/crypto/random.h"
+#include "common/util/files.h"
 
 namespace sa::agent::connectors::testing {
 
@@ -158,16 +159,29 @@ Result<std::unique_ptr<MariaDbServer>> MariaDbServer::start() {
     server->ipv6_ = ipv6_loopback_available();
 
     const std::string dir = quote(server->dir_);
-    if (auto st = run("chown mysql: " + dir +
-                      " && mariadb-install-db --no-defaults --user=mysql "
-                      "--datadir=" +
-                      dir +
-                      "/data --skip-test-db "
-                      "--auth-root-authentication-method=socket --debug-no-sync "
-                      "--innodb-flush-log-at-trx-commit=0 > " +
-                      dir + "/install.log 2>&1");
-        !st) {
-        return std::unexpected(st.error());
+    // Native AIO off: concurrent throwaway servers (tests run in parallel)
+    // can exhaust the kernel's AIO contexts. A failed install is retried
+    // from scratch once, and its log is kept in the error.
+    // The server gets its own tmpdir: servers running side by side must not
+    // share internal temporary table files.
+    const std::string install =
+        "mkdir -p " + dir + "/tmp && chown mysql: " + dir + " " + dir + "/tmp" +
+        " && mariadb-install-db --no-defaults --user=mysql --datadir=" + dir +
+        "/data --skip-test-db --auth-root-authentication-method=socket "
+        "--debug-no-sync --innodb-use-native-aio=0 "
+        "--innodb-flush-log-at-trx-commit=0 > " +
+        dir + "/install.log 2>&1";
+    Status installed = run(install);
+    if (!installed) {
+        fs::remove_all(server->dir_ + "/data", ec);
+        installed = run(install);
+    }
+    if (!installed) {
+        std::string log;
+        if (auto text = util::read_file(server->dir_ + "/install.log")) {
+            log = text->size() > 2000 ? text->substr(text->size() - 2000) : *text;
+        }
+        return fail(ErrorCode::internal, installed.error().message + "\ninstall.log:\n" + log);
     }
     if (auto st = run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
                       "-nodes -days 2 -subj /CN=localhost "
@@ -184,9 +198,11 @@ Result<std::unique_ptr<MariaDbServer>> MariaDbServer::start() {
                       " --bind-address=127.0.0.1,127.0.0.2" + (server->ipv6_ ? ",::1" : "") +
                       " --debug-no-sync --skip-name-resolve --skip-log-bin"
                       " --performance-schema=ON --innodb-buffer-pool-size=32M"
-                      " --innodb-flush-log-at-trx-commit=0 --ssl-cert=" +
-                      dir + "/server.crt --ssl-key=" + dir + "/server.key --pid-file=" + dir +
-                      "/pid --log-error=" + dir + "/server.log > /dev/null 2>&1 &");
+                      " --innodb-flush-log-at-trx-commit=0 --innodb-use-native-aio=0"
+                      " --tmpdir=" +
+                      dir + "/tmp --ssl-cert=" + dir + "/server.crt --ssl-key=" + dir +
+                      "/server.key --pid-file=" + dir + "/pid --log-error=" + dir +
+                      "/server.log > /dev/null 2>&1 &");
         !st) {
         return std::unexpected(st.error());
     }

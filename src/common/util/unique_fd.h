@@ -4,7 +4,7 @@
 
 #include <utility>
 
-namespace sa::agent::worker {
+namespace sa::util {
 
 class UniqueFd final {
   public:
@@ -33,4 +33,4 @@ class UniqueFd final {
     int fd_ = -1;
 };
 
-}  // namespace sa::agent::worker
+}  // namespace sa::util
