@@ -878,7 +878,7 @@ TEST_F(PostgresConnectorTest, ExtractsTwoThousandTablesCompletely) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count();
-    std::cout << "[ pg7 ] " << kTables << " tables + " << kViews << " views extracted in " << ms
+    std::cout << "[ postgres ] " << kTables << " tables + " << kViews << " views extracted in " << ms
               << " ms\n";
     EXPECT_EQ(summary.tables, kTables);
     EXPECT_EQ(summary.views, kViews);
@@ -1022,7 +1022,7 @@ TEST_F(PostgresConnectorTest, DISABLED_TenThousandTablesFasterThanPgDump) {
                              .count();
     ASSERT_TRUE(dump) << dump.error().describe();
     const double ratio = static_cast<double>(extract_ms) / static_cast<double>(dump_ms);
-    std::cout << "[ pg7 ] extract " << extract_ms << " ms, pg_dump --schema-only " << dump_ms
+    std::cout << "[ postgres ] extract " << extract_ms << " ms, pg_dump --schema-only " << dump_ms
               << " ms, ratio " << ratio << "\n";
     EXPECT_LT(ratio, 0.5);
 }
