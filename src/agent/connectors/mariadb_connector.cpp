@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/connectors/wiped_cstring.h"
 #include "agent/secrets/secret_value.h"
 #include "common/crypto/encoding.h"
 #include "common/crypto/openssl_ptr.h"
@@ -53,26 +54,6 @@ struct ResDeleter {
 using MysqlPtr = std::unique_ptr<MYSQL, MysqlDeleter>;
 using StmtPtr = std::unique_ptr<MYSQL_STMT, StmtDeleter>;
 using ResPtr = std::unique_ptr<MYSQL_RES, ResDeleter>;
-
-// A NUL-terminated copy of a secret for the library, wiped (whole capacity)
-// when it goes out of scope. Reserved once, so no reallocation leaves a
-// stray copy behind.
-class WipedCString final {
-  public:
-    explicit WipedCString(std::string_view bytes) {
-        value_.reserve(bytes.size() + 1);
-        value_.assign(bytes.data(), bytes.size());
-    }
-    ~WipedCString() { secrets::wipe(value_); }
-    WipedCString(const WipedCString&) = delete;
-    WipedCString& operator=(const WipedCString&) = delete;
-    const char* c_str() const { return value_.c_str(); }
-    std::string_view view() const { return value_; }
-    bool contains_nul() const { return value_.find('\0') != std::string::npos; }
-
-  private:
-    std::string value_;
-};
 
 using Cell = std::optional<std::string>;
 using Row = std::vector<Cell>;

@@ -341,7 +341,7 @@ class MariaDbConnectorTest : public testing::MariaDbServerSuite {
     }
     // The fixture, extracted once for the tests that only read it.
     void SetUp() override {
-        MariaDbServerSuite::SetUp();
+        testing::MariaDbServerSuite::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
         if (!extracted_) {
             auto c = connect(source());

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "agent/connectors/wiped_cstring.h"
+
 namespace sa::agent::connectors {
 
 namespace {
@@ -24,25 +26,6 @@ struct ResultDeleter {
 };
 using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
 using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
-
-// A NUL-terminated copy of a secret for libpq's parameter array, wiped
-// (whole capacity) when it goes out of scope. Reserved once, so no
-// reallocation leaves a stray copy behind.
-class WipedCString final {
-  public:
-    explicit WipedCString(std::string_view bytes) {
-        value_.reserve(bytes.size() + 1);
-        value_.assign(bytes.data(), bytes.size());
-    }
-    ~WipedCString() { secrets::wipe(value_); }
-    WipedCString(const WipedCString&) = delete;
-    WipedCString& operator=(const WipedCString&) = delete;
-    const char* c_str() const { return value_.c_str(); }
-    bool contains_nul() const { return value_.find('\0') != std::string::npos; }
-
-  private:
-    std::string value_;
-};
 
 // The session settings the server applies at connect time: every statement
 // and lock wait is bounded, and every transaction is read-only unless it

@@ -878,8 +878,8 @@ TEST_F(PostgresConnectorTest, ExtractsTwoThousandTablesCompletely) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count();
-    std::cout << "[ postgres ] " << kTables << " tables + " << kViews << " views extracted in " << ms
-              << " ms\n";
+    std::cout << "[ postgres ] " << kTables << " tables + " << kViews << " views extracted in "
+              << ms << " ms\n";
     EXPECT_EQ(summary.tables, kTables);
     EXPECT_EQ(summary.views, kViews);
     EXPECT_EQ(summary.columns, kTables * 8 + kViews * 2);

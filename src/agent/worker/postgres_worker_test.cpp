@@ -58,7 +58,7 @@ Outcome drain(WorkerSession& session) {
 class PostgresWorkerTest : public connectors::testing::PgServerSuite {
   protected:
     void SetUp() override {
-        PgServerSuite::SetUp();
+        connectors::testing::PgServerSuite::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
         spool_ = fs::temp_directory_path() / ("sa-pgw-" + crypto::random_token(9));
         fs::create_directories(spool_);

@@ -16,6 +16,7 @@
 #include <system_error>
 #include <thread>
 
+#include "agent/connectors/testing/server_process.h"
 #include "common/crypto/random.h"
 #include "common/util/files.h"
 
@@ -96,32 +97,6 @@ INSERT INTO sa_ref.countries VALUES ('DE', 'content-never-read');
 INSERT INTO customers(email, country) VALUES ('content-never-read@example.com', 'DE');
 )sql";
 
-std::string quote(const std::string& s) {
-    return "'" + s + "'";  // only our own paths (letters, digits, '/', '-', '_')
-}
-
-Status run(const std::string& command) {
-    const int rc = std::system(command.c_str());
-    if (rc != 0) {
-        return fail(ErrorCode::internal, "command failed (" + std::to_string(rc) + "): " + command);
-    }
-    return {};
-}
-
-Result<uint16_t> free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return fail(ErrorCode::io, "socket failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    ::close(fd);
-    if (!ok) return fail(ErrorCode::io, "cannot find a free port");
-    return ntohs(addr.sin_port);
-}
-
 // Whether this machine has an IPv6 loopback to listen on (CI machines may not).
 bool ipv6_loopback_available() {
     const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -152,13 +127,13 @@ Result<std::unique_ptr<MariaDbServer>> MariaDbServer::start() {
     fs::create_directories(server->dir_, ec);
     if (ec) return fail(ErrorCode::io, "cannot create the server directory");
     server->socket_ = server->dir_ + "/sock";
-    auto port = free_port();
+    auto port = free_loopback_port();
     if (!port) return std::unexpected(port.error());
     server->port_ = *port;
     server->password_ = crypto::random_token(18);
     server->ipv6_ = ipv6_loopback_available();
 
-    const std::string dir = quote(server->dir_);
+    const std::string dir = shell_quote(server->dir_);
     // Native AIO off: concurrent throwaway servers (tests run in parallel)
     // can exhaust the kernel's AIO contexts. A failed install is retried
     // from scratch once, and its log is kept in the error.
@@ -171,10 +146,10 @@ Result<std::unique_ptr<MariaDbServer>> MariaDbServer::start() {
         "--debug-no-sync --innodb-use-native-aio=0 "
         "--innodb-flush-log-at-trx-commit=0 > " +
         dir + "/install.log 2>&1";
-    Status installed = run(install);
+    Status installed = run_command(install);
     if (!installed) {
         fs::remove_all(server->dir_ + "/data", ec);
-        installed = run(install);
+        installed = run_command(install);
     }
     if (!installed) {
         std::string log;
@@ -183,33 +158,35 @@ Result<std::unique_ptr<MariaDbServer>> MariaDbServer::start() {
         }
         return fail(ErrorCode::internal, installed.error().message + "\ninstall.log:\n" + log);
     }
-    if (auto st = run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-                      "-nodes -days 2 -subj /CN=localhost "
-                      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
-                      dir + "/server.key -out " + dir + "/server.crt > /dev/null 2>&1 && chown " +
-                      "mysql: " + dir + "/server.key && chmod 600 " + dir +
-                      "/server.key && chmod 644 " + dir + "/server.crt");
+    if (auto st =
+            run_command("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                        "-nodes -days 2 -subj /CN=localhost "
+                        "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+                        dir + "/server.key -out " + dir + "/server.crt > /dev/null 2>&1 && chown " +
+                        "mysql: " + dir + "/server.key && chmod 600 " + dir +
+                        "/server.key && chmod 644 " + dir + "/server.crt");
         !st) {
         return std::unexpected(st.error());
     }
-    if (auto st = run(std::string(kServer) + " --no-defaults --user=mysql --datadir=" + dir +
-                      "/data --socket=" + quote(server->socket_) +
-                      " --port=" + std::to_string(server->port_) +
-                      " --bind-address=127.0.0.1,127.0.0.2" + (server->ipv6_ ? ",::1" : "") +
-                      " --debug-no-sync --skip-name-resolve --skip-log-bin"
-                      " --performance-schema=ON --innodb-buffer-pool-size=32M"
-                      " --innodb-flush-log-at-trx-commit=0 --innodb-use-native-aio=0"
-                      " --tmpdir=" +
-                      dir + "/tmp --ssl-cert=" + dir + "/server.crt --ssl-key=" + dir +
-                      "/server.key --pid-file=" + dir + "/pid --log-error=" + dir +
-                      "/server.log > /dev/null 2>&1 &");
+    if (auto st =
+            run_command(std::string(kServer) + " --no-defaults --user=mysql --datadir=" + dir +
+                        "/data --socket=" + shell_quote(server->socket_) +
+                        " --port=" + std::to_string(server->port_) +
+                        " --bind-address=127.0.0.1,127.0.0.2" + (server->ipv6_ ? ",::1" : "") +
+                        " --debug-no-sync --skip-name-resolve --skip-log-bin"
+                        " --performance-schema=ON --innodb-buffer-pool-size=32M"
+                        " --innodb-flush-log-at-trx-commit=0 --innodb-use-native-aio=0"
+                        " --tmpdir=" +
+                        dir + "/tmp --ssl-cert=" + dir + "/server.crt --ssl-key=" + dir +
+                        "/server.key --pid-file=" + dir + "/pid --log-error=" + dir +
+                        "/server.log > /dev/null 2>&1 &");
         !st) {
         return std::unexpected(st.error());
     }
     server->running_ = true;
     bool up = false;
     for (int i = 0; i < 150 && !up; ++i) {
-        up = std::system(("mariadb-admin --no-defaults --socket=" + quote(server->socket_) +
+        up = std::system(("mariadb-admin --no-defaults --socket=" + shell_quote(server->socket_) +
                           " -uroot ping > /dev/null 2>&1")
                              .c_str()) == 0;
         if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -280,7 +257,7 @@ Result<std::vector<std::vector<std::string>>> MariaDbServer::admin_query(
 Result<std::string> MariaDbServer::run_client(const std::string& tool,
                                               const std::string& arguments) const {
     const std::string command =
-        tool + " --no-defaults --socket=" + quote(socket_) + " -uroot " + arguments;
+        tool + " --no-defaults --socket=" + shell_quote(socket_) + " -uroot " + arguments;
     FILE* pipe = ::popen(command.c_str(), "r");
     if (pipe == nullptr) return fail(ErrorCode::io, "cannot run " + tool);
     std::string out;

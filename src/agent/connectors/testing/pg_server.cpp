@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "agent/connectors/testing/server_process.h"
 #include "common/crypto/random.h"
 
 namespace sa::agent::connectors::testing {
@@ -156,32 +157,6 @@ REFRESH MATERIALIZED VIEW rich.product_counts;
 ANALYZE rich.products;
 )sql";
 
-std::string quote(const std::string& s) {
-    return "'" + s + "'";  // only our own paths (letters, digits, '/', '-', '_')
-}
-
-Status run(const std::string& command) {
-    const int rc = std::system(command.c_str());
-    if (rc != 0) {
-        return fail(ErrorCode::internal, "command failed (" + std::to_string(rc) + "): " + command);
-    }
-    return {};
-}
-
-Result<uint16_t> free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return fail(ErrorCode::io, "socket failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    ::close(fd);
-    if (!ok) return fail(ErrorCode::io, "cannot find a free port");
-    return ntohs(addr.sin_port);
-}
-
 Result<Rows> rows_of(PGconn* conn, const std::string& sql) {
     PGresult* result = PQexec(conn, sql.c_str());
     const auto status = PQresultStatus(result);
@@ -242,38 +217,39 @@ Result<std::unique_ptr<PgServer>> PgServer::start() {
     std::error_code ec;
     fs::create_directories(server->dir_, ec);
     if (ec) return fail(ErrorCode::io, "cannot create the cluster directory");
-    auto port = free_port();
+    auto port = free_loopback_port();
     if (!port) return std::unexpected(port.error());
     server->port_ = *port;
     server->password_ = crypto::random_token(18);
 
-    const std::string dir = quote(server->dir_);
+    const std::string dir = shell_quote(server->dir_);
     const std::string as_postgres = "runuser -u postgres -- ";
-    if (auto st = run("chown postgres: " + dir); !st) return std::unexpected(st.error());
-    if (auto st = run(as_postgres + kBin + "initdb -D " + dir +
-                      "/data -U postgres -E UTF8 --locale=C --no-sync --auth-local=trust"
-                      " --auth-host=scram-sha-256 > " +
-                      dir + "/initdb.log 2>&1");
+    if (auto st = run_command("chown postgres: " + dir); !st) return std::unexpected(st.error());
+    if (auto st = run_command(as_postgres + kBin + "initdb -D " + dir +
+                              "/data -U postgres -E UTF8 --locale=C --no-sync --auth-local=trust"
+                              " --auth-host=scram-sha-256 > " +
+                              dir + "/initdb.log 2>&1");
         !st) {
         return std::unexpected(st.error());
     }
     // A self-signed certificate for "localhost" (EC: fast to generate); the
     // certificate doubles as the clients' trust root.
-    if (auto st = run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-                      "-nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost "
-                      "-keyout " +
-                      dir + "/server.key -out " + dir + "/server.crt > /dev/null 2>&1 && chown " +
-                      "postgres: " + dir + "/server.key && chmod 600 " + dir +
-                      "/server.key && chmod 644 " + dir + "/server.crt");
+    if (auto st =
+            run_command("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                        "-nodes -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost "
+                        "-keyout " +
+                        dir + "/server.key -out " + dir + "/server.crt > /dev/null 2>&1 && chown " +
+                        "postgres: " + dir + "/server.key && chmod 600 " + dir +
+                        "/server.key && chmod 644 " + dir + "/server.crt");
         !st) {
         return std::unexpected(st.error());
     }
-    if (auto st =
-            run(as_postgres + kBin + "pg_ctl -D " + dir + "/data -l " + dir +
-                "/server.log -w -o \"-k " + server->dir_ + " -p " + std::to_string(server->port_) +
-                " -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=" +
-                server->dir_ + "/server.crt -c ssl_key_file=" + server->dir_ +
-                "/server.key\" start > /dev/null 2>&1");
+    if (auto st = run_command(
+            as_postgres + kBin + "pg_ctl -D " + dir + "/data -l " + dir +
+            "/server.log -w -o \"-k " + server->dir_ + " -p " + std::to_string(server->port_) +
+            " -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=" +
+            server->dir_ + "/server.crt -c ssl_key_file=" + server->dir_ +
+            "/server.key\" start > /dev/null 2>&1");
         !st) {
         return std::unexpected(st.error());
     }
@@ -405,8 +381,8 @@ Result<std::string> PgServer::run_tool(const std::vector<std::string>& argv) con
 Status PgServer::stop() {
     if (!running_) return {};
     running_ = false;
-    return run("runuser -u postgres -- " + std::string(kBin) + "pg_ctl -D " + quote(dir_) +
-               "/data -m immediate -w stop > /dev/null 2>&1");
+    return run_command("runuser -u postgres -- " + std::string(kBin) + "pg_ctl -D " +
+                       shell_quote(dir_) + "/data -m immediate -w stop > /dev/null 2>&1");
 }
 
 PgServer::~PgServer() {

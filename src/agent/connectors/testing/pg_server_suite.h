@@ -1,38 +1,10 @@
 #pragma once
-// A GoogleTest base for suites that need a PostgreSQL server: one throwaway
-// server for the whole suite (starting one takes seconds), and every test
-// skipped, with the reason, where none can run (not root, not installed).
-// A derived SetUp() calls PgServerSuite::SetUp() first and returns when
-// IsSkipped() or HasFatalFailure().
-#include <gtest/gtest.h>
-
-#include <memory>
-#include <string>
-
+// One throwaway PostgreSQL server per suite (see server_suite.h).
 #include "agent/connectors/testing/pg_server.h"
+#include "agent/connectors/testing/server_suite.h"
 
 namespace sa::agent::connectors::testing {
 
-class PgServerSuite : public ::testing::Test {
-  protected:
-    static void SetUpTestSuite() {
-        if (!PgServer::skip_reason().empty()) return;
-        auto server = PgServer::start();
-        if (server) {
-            server_ = std::move(*server);
-        } else {
-            start_error_ = server.error().describe();
-        }
-    }
-    static void TearDownTestSuite() { server_.reset(); }
-
-    void SetUp() override {
-        if (auto reason = PgServer::skip_reason(); !reason.empty()) GTEST_SKIP() << reason;
-        ASSERT_TRUE(server_) << start_error_;
-    }
-
-    inline static std::unique_ptr<PgServer> server_;
-    inline static std::string start_error_;
-};
+using PgServerSuite = ServerSuite<PgServer>;
 
 }  // namespace sa::agent::connectors::testing
