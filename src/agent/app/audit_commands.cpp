@@ -8,13 +8,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/app/audit_services.h"
 #include "agent/app/commands.h"
+#include "agent/app/egress_wiring.h"
+#include "agent/app/secret_store_wiring.h"
 #include "agent/audit/field_hasher.h"
 #include "agent/audit/format.h"
 #include "agent/audit/proof.h"
 #include "agent/audit/retention.h"
 #include "agent/audit/verify.h"
 #include "agent/timestamp/stamp_verify.h"
+#include "build_info.h"
 #include "common/crypto/ed25519.h"
 #include "common/util/files.h"
 
@@ -301,11 +305,62 @@ int audit_unpreserve(const std::string& dir, const std::string& segment, std::os
     return kExitOk;
 }
 
+namespace {
+
+// The salt audit.hmac_salt of the config at config_path names, read through
+// the secret stores the agent would build (null: the config has none).
+Result<std::shared_ptr<const audit::FieldHasher>> salt_from_config(const std::string& config_path) {
+    auto config = config::load_config(config_path);
+    if (!config) return std::unexpected(config.error());
+    if (!config->audit.hmac_salt) return std::shared_ptr<const audit::FieldHasher>();
+    secrets::SecretStores stores;
+    add_local_secret_stores(stores, *config);
+    auto proxy = AgentProxy::load(*config, stores);
+    if (!proxy) return std::unexpected(proxy.error());
+    const egress::ProxyConfig* proxy_config = *proxy ? &(*proxy)->config() : nullptr;
+    auto policy_options = egress_policy_options(*config, proxy_config);
+    if (!policy_options) return std::unexpected(policy_options.error());
+    const egress::EgressPolicy policy(std::move(*policy_options));
+    egress::HttpClient::Options store_http;
+    store_http.user_agent = std::string("secure-agent/") + build::kVersion + " audit hash";
+    store_http.policy = &policy;
+    store_http.proxy = proxy_config;
+    if (auto added =
+            add_remote_secret_stores(stores, *config, http_store_transports(std::move(store_http)));
+        !added) {
+        return std::unexpected(added.error());
+    }
+    return load_configured_salt(*config, stores);
+}
+
+}  // namespace
+
 int audit_hash(const std::string& dir, const std::string& value, std::ostream& out,
-               std::ostream& err) {
-    auto hasher = audit::FieldHasher::load(dir);
+               std::ostream& err, const std::string& config_path) {
+    std::shared_ptr<const audit::FieldHasher> hasher;
+    if (!config_path.empty()) {
+        auto configured = salt_from_config(config_path);
+        if (!configured) {
+            err << "audit hash: " << configured.error().describe() << "\n";
+            return kExitConfig;
+        }
+        hasher = std::move(*configured);
+    }
     if (!hasher) {
-        err << "audit hash: " << hasher.error().describe() << "\n";
+        auto file = audit::FieldHasher::load(dir);
+        if (!file) {
+            err << "audit hash: " << file.error().describe() << "\n";
+            if (file.error().code == ErrorCode::not_found) {
+                err << "audit hash: " << dir
+                    << " has no hmac.salt: when its salt comes from a secret store "
+                       "(audit.hmac_salt), pass --config with the agent's config file\n";
+            }
+            return kExitConfig;
+        }
+        hasher = std::make_shared<const audit::FieldHasher>(std::move(*file));
+    }
+    if (auto bound = audit::bind_salt_source(dir, *hasher, /*record=*/false); !bound) {
+        err << "audit hash: " << bound.error().describe() << "\n";
         return kExitConfig;
     }
     out << hasher->hash(value) << "\n";

@@ -65,8 +65,15 @@ int audit_preserve(const std::string& dir, const AuditPreserveRequest& request, 
 int audit_unpreserve(const std::string& dir, const std::string& segment, std::ostream& out,
                      std::ostream& err);
 
-// `audit hash --dir DIR VALUE`: the HMAC form of VALUE, as records store it.
+// `audit hash --dir DIR [--config FILE] VALUE`: the HMAC form of VALUE, as
+// records store it. The salt is DIR/hmac.salt, or, when config_path is given
+// and that config has audit.hmac_salt, read from its secret store (local and
+// remote stores are built as the agent builds them; the read is not in the
+// audit log, which this command does not open). Either way it must be the
+// salt DIR's records were made with (audit::bind_salt_source): a directory
+// whose salt comes from a store, given without --config, is refused with a
+// hint. Exit codes: 0, 2 (no usable salt, config error, conflict).
 int audit_hash(const std::string& dir, const std::string& value, std::ostream& out,
-               std::ostream& err);
+               std::ostream& err, const std::string& config_path = "");
 
 }  // namespace sa::agent::app

@@ -11,9 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/audit/audit_log.h"
+#include "agent/audit/field_hasher.h"
 #include "agent/audit/format.h"
 #include "agent/audit/retention.h"
 #include "agent/identity/agent_key.h"
+#include "common/crypto/encoding.h"
 #include "common/crypto/random.h"
 
 namespace sa::agent::app {
@@ -143,6 +145,66 @@ TEST_F(AuditCommandsTest, HashMatchesRecordedValue) {
     EXPECT_EQ(out_.str(), hashed_ + "\n");
     std::ostringstream none;
     EXPECT_EQ(audit_hash((root_ / "empty").string(), "x", none, err_), kExitConfig);
+}
+
+// An audit directory whose salt comes from a file secret store
+// (audit.hmac_salt), and the agent config that names it.
+TEST(AuditHashStoreSaltTest, HashNeedsTheConfigToReadTheSaltFromTheStore) {
+    const fs::path root = fs::temp_directory_path() / ("sa-audit-salt-" + crypto::random_token(8));
+    const std::string state = (root / "state").string();
+    const std::string dir = state + "/audit";
+    const std::string salt = "a-salt-of-more-than-32-bytes-shared-by-agents";
+    fs::create_directories(root / "secrets");
+    std::ofstream(root / "secrets" / "audit-salt") << crypto::base64_encode(salt) << "\n";
+    std::ofstream(root / "agent.yaml")
+        << "agent: {id: edge-1, state_dir: " << state << "}\n"
+        << "hub: {url: \"https://hub.example.com\", job_signing_public_key: /k.pem, "
+           "client_id: c, client_secret: {secret: files/hub}}\n"
+        << "secret_stores: {files: {type: file, path: " << (root / "secrets").string() << "}}\n"
+        << "audit: {dir: " << dir << ", hmac_salt: {secret: files/audit-salt}}\n";
+    const std::string config = (root / "agent.yaml").string();
+
+    std::string hashed;
+    {
+        auto key = identity::AgentKey::load_or_create(state);
+        ASSERT_TRUE(key);
+        auto hasher = audit::FieldHasher::from_secret(
+            secrets::SecretValue::from(crypto::base64_encode(salt)), "files/audit-salt");
+        ASSERT_TRUE(hasher) << hasher.error().describe();
+        audit::Options o;
+        o.agent_id = "edge-1";
+        o.batch_interval_ms = 1;
+        o.hasher = std::make_shared<const audit::FieldHasher>(std::move(*hasher));
+        auto opened = audit::AuditLog::open(dir, o, *key);
+        ASSERT_TRUE(opened) << opened.error().describe();
+        hashed = opened->log->hmac("db/prod/password");
+        ASSERT_TRUE(opened->log->append_durable("secret.accessed", {{"path", hashed}}));
+        ASSERT_TRUE(opened->log->close());
+    }
+    ASSERT_FALSE(fs::exists(fs::path(dir) / audit::kSaltFile));
+
+    std::ostringstream out;
+    std::ostringstream err;
+    ASSERT_EQ(audit_hash(dir, "db/prod/password", out, err, config), kExitOk) << err.str();
+    EXPECT_EQ(out.str(), hashed + "\n");
+
+    std::ostringstream none;
+    std::ostringstream why;
+    EXPECT_EQ(audit_hash(dir, "db/prod/password", none, why), kExitConfig);
+    EXPECT_EQ(none.str(), "");
+    EXPECT_NE(why.str().find("has no hmac.salt"), std::string::npos) << why.str();
+    EXPECT_NE(why.str().find("pass --config"), std::string::npos) << why.str();
+
+    // Another salt in the store: refused, not a silently different HMAC.
+    std::ofstream(root / "secrets" / "audit-salt", std::ios::trunc)
+        << crypto::base64_encode(salt + "-rotated") << "\n";
+    std::ostringstream changed;
+    std::ostringstream refused;
+    EXPECT_EQ(audit_hash(dir, "db/prod/password", changed, refused, config), kExitConfig);
+    EXPECT_EQ(changed.str(), "");
+    EXPECT_NE(refused.str().find("now holds a different salt"), std::string::npos) << refused.str();
+    EXPECT_EQ(refused.str().find(crypto::base64_encode(salt)), std::string::npos);
+    fs::remove_all(root);
 }
 
 TEST_F(AuditCommandsTest, PreserveMarksSegmentsByJobAndLists) {

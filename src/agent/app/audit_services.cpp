@@ -20,20 +20,43 @@ std::string host_name() {
 
 }  // namespace
 
+Result<std::shared_ptr<const audit::FieldHasher>> load_configured_salt(
+    const config::Config& config, const secrets::SecretStores& stores) {
+    if (!config.audit.hmac_salt) return std::shared_ptr<const audit::FieldHasher>();
+    const secrets::SecretRef& ref = *config.audit.hmac_salt;
+    auto text = stores.read(ref, {.purpose = "audit hmac salt"});
+    if (!text) {
+        return fail(text.error().code,
+                    "audit.hmac_salt " + ref.to_string() + ": " + text.error().message);
+    }
+    auto hasher = audit::FieldHasher::from_secret(*text, ref.to_string());
+    if (!hasher) return std::unexpected(hasher.error());
+    return std::make_shared<const audit::FieldHasher>(std::move(*hasher));
+}
+
 AuditServices::AuditServices(const config::Config& config, const observe::Logger& logger,
-                             observe::Registry& registry, Auditor& auditor, EgressHooks egress)
+                             observe::Registry& registry, Auditor& auditor, EgressHooks egress,
+                             const secrets::SecretStores* stores)
     : config_(config),
       logger_(logger),
       registry_(registry),
       auditor_(auditor),
-      egress_(std::move(egress)) {}
+      egress_(std::move(egress)),
+      stores_(stores) {}
 
 Result<std::unique_ptr<AuditServices>> AuditServices::create(const config::Config& config,
                                                              const observe::Logger& logger,
                                                              observe::Registry& registry,
-                                                             Auditor& auditor, EgressHooks egress) {
+                                                             Auditor& auditor, EgressHooks egress,
+                                                             const secrets::SecretStores* stores) {
+    for (const auto& spec : config.audit.siem) {
+        if (spec.client_key && stores == nullptr) {
+            return fail(ErrorCode::internal,
+                        "audit.siem " + spec.name + ": client_key needs the secret stores");
+        }
+    }
     std::unique_ptr<AuditServices> services(
-        new AuditServices(config, logger, registry, auditor, std::move(egress)));
+        new AuditServices(config, logger, registry, auditor, std::move(egress), stores));
     if (config.audit.tsa) {
         const auto& tsa = *config.audit.tsa;
         egress::HttpClient::Options http_options;
@@ -107,9 +130,17 @@ Status AuditServices::start_exports(audit::AuditLog& log) {
             options.connection.rate_limiter = egress_.rate_limiter;
             options.connection.on_connection = egress_.on_connection;
             options.hostname = host_name();
+            if (spec.client_key && spec.client_cert) {
+                // Mutual TLS: the key is read (and audited) for each new connection.
+                options.client_certificate = siem::ClientCertificate{
+                    .cert_file = *spec.client_cert,
+                    .key = *spec.client_key,
+                    .reader = stores_->reader("siem client key " + spec.name)};
+            }
             sink = std::make_unique<siem::SyslogRecordSink>(std::move(options));
             where = (spec.tls ? "syslog+tls://" : "syslog+tcp://") + spec.host + ":" +
                     std::to_string(spec.port);
+            if (spec.client_cert) where += " (client certificate " + *spec.client_cert + ")";
             if (!spec.tls) {
                 logger_.warn("audit export over plain TCP: records travel unencrypted",
                              {{"export", spec.name}, {"to", where}});

@@ -33,11 +33,13 @@
 
 #include "agent/app/auditor.h"
 #include "agent/audit/audit_log.h"
+#include "agent/audit/field_hasher.h"
 #include "agent/config/config.h"
 #include "agent/egress/http_client.h"
 #include "agent/egress/rate_limit.h"
 #include "agent/observe/logger.h"
 #include "agent/observe/metrics.h"
+#include "agent/secrets/secret_stores.h"
 #include "agent/siem/audit_exporter.h"
 #include "agent/timestamp/checkpoint_stamper.h"
 #include "agent/timestamp/tsa_client.h"
@@ -54,13 +56,25 @@ struct EgressHooks {
     std::function<void(const egress::ConnectionRecord&)> on_connection;
 };
 
+// The salt of the audit log's hmac() values when the config takes it from a
+// secret store (audit.hmac_salt), read now through `stores` (one audited read,
+// purpose "audit hmac salt") and held for the process lifetime; null without
+// audit.hmac_salt (the log uses AUDIT_DIR/hmac.salt). The read happens before
+// the audit log can record it: run_agent's SecretAccessRecorder holds the
+// event until the log is open. Errors: the store's, or invalid_argument for a
+// salt that breaks audit::FieldHasher::from_secret's rules.
+Result<std::shared_ptr<const audit::FieldHasher>> load_configured_salt(
+    const config::Config& config, const secrets::SecretStores& stores);
+
 class AuditServices final {
   public:
-    // References (and the policy) must outlive the services.
-    static Result<std::unique_ptr<AuditServices>> create(const config::Config& config,
-                                                         const observe::Logger& logger,
-                                                         observe::Registry& registry,
-                                                         Auditor& auditor, EgressHooks egress = {});
+    // References (and the policy and stores) must outlive the services.
+    // `stores` reads the SIEM client keys (audit.siem[].client_key) for each
+    // new connection, audited with the purpose "siem client key NAME"; it may
+    // be null only when no export has a client key.
+    static Result<std::unique_ptr<AuditServices>> create(
+        const config::Config& config, const observe::Logger& logger, observe::Registry& registry,
+        Auditor& auditor, EgressHooks egress = {}, const secrets::SecretStores* stores = nullptr);
     ~AuditServices();  // stop(0)
     AuditServices(const AuditServices&) = delete;
     AuditServices& operator=(const AuditServices&) = delete;
@@ -77,7 +91,8 @@ class AuditServices final {
 
   private:
     AuditServices(const config::Config& config, const observe::Logger& logger,
-                  observe::Registry& registry, Auditor& auditor, EgressHooks egress);
+                  observe::Registry& registry, Auditor& auditor, EgressHooks egress,
+                  const secrets::SecretStores* stores);
     void collect_metrics();
 
     const config::Config& config_;
@@ -85,6 +100,7 @@ class AuditServices final {
     observe::Registry& registry_;
     Auditor& auditor_;
     EgressHooks egress_;
+    const secrets::SecretStores* stores_;
     uint64_t collector_id_ = 0;
 
     // TSA (absent without audit.tsa).

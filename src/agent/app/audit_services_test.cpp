@@ -4,21 +4,27 @@
 #include "agent/app/audit_services.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
 #include "agent/app/audit_commands.h"
+#include "agent/app/auditor.h"
 #include "agent/audit/format.h"
 #include "agent/audit/verify.h"
 #include "agent/egress/testing/tls_test_server.h"
 #include "agent/identity/agent_key.h"
 #include "agent/observe/agent_metrics.h"
 #include "agent/observe/health_server.h"
+#include "agent/secrets/file_secret_store.h"
 #include "agent/siem/rsyslog_harness.h"
 #include "agent/timestamp/stamp_verify.h"
 #include "agent/timestamp/tsa_test_support.h"
+#include "common/crypto/encoding.h"
 
 namespace sa::agent::app {
 namespace {
@@ -211,6 +217,102 @@ TEST_F(AuditServicesTest, UnwritableJsonExportIsAStartupError) {
     EXPECT_NE(started.error().message.find("audit.siem archive: "), std::string::npos)
         << started.error().message;
     (*services)->stop(std::chrono::seconds(0));
+}
+
+// As run_agent does it: the salt is read from the store before the log
+// opens, and the read is recorded once it is.
+TEST_F(AuditServicesTest, StoreSaltIsReadBeforeTheLogOpensAndAuditedAfter) {
+    auto key = identity::AgentKey::load_or_create(config_.agent.state_dir);
+    ASSERT_TRUE(key);
+    const std::string salt = "0123456789abcdef0123456789abcdef-shared";
+    const std::string salt_b64 = crypto::base64_encode(salt);
+    agent::testing::write_test_file((tmp_.path() / "secrets" / "audit-salt").string(),
+                                    salt_b64 + "\n");
+    config_.audit.tsa.reset();
+    config_.audit.siem.clear();
+    config_.audit.hmac_salt = secrets::SecretRef{.store = "files", .path = "audit-salt", .key = ""};
+    Auditor auditor;
+    SecretAccessRecorder recorder(auditor);
+    secrets::SecretStores stores;
+    stores.add("files", std::make_unique<secrets::FileSecretStore>(
+                            "files", (tmp_.path() / "secrets").string()));
+    stores.set_observer([&](const secrets::AccessEvent& e) { recorder.on_access(e); });
+
+    auto hasher = load_configured_salt(config_, stores);
+    ASSERT_TRUE(hasher) << hasher.error().describe();
+    ASSERT_TRUE(*hasher);
+    audit::Options options;
+    options.agent_id = "edge-1";
+    options.batch_interval_ms = 1;
+    options.hasher = *hasher;
+    auto opened = audit::AuditLog::open(config_.audit.dir, std::move(options), *key);
+    ASSERT_TRUE(opened) << opened.error().describe();
+    auditor.attach(opened->log.get());
+    recorder.start();
+    ASSERT_TRUE(opened->log->flush());
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    HMAC(EVP_sha256(), salt.data(), static_cast<int>(salt.size()),
+         reinterpret_cast<const unsigned char*>("db-prod-01"), 10, mac, &mac_len);
+    EXPECT_EQ(opened->log->hmac("db-prod-01"),
+              "hmac-sha256:" + crypto::base64_encode(
+                                   std::string_view(reinterpret_cast<const char*>(mac), mac_len)));
+    auditor.attach(nullptr);
+    ASSERT_TRUE(opened->log->close());
+
+    const auto lines = segment_lines(config_.audit.dir);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("\"type\":\"secret.accessed\""), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find("\"purpose\":\"audit hmac salt\""), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find("\"outcome\":\"ok\""), std::string::npos) << lines[0];
+    EXPECT_EQ(lines[0].find(salt_b64), std::string::npos);
+    EXPECT_EQ(lines[0].find("0123456789abcdef"), std::string::npos);
+    EXPECT_FALSE(fs::exists(fs::path(config_.audit.dir) / audit::kSaltFile));
+}
+
+TEST_F(AuditServicesTest, SiemExportPresentsTheClientCertificateFromTheStore) {
+    if (!siem::harness::rsyslog_available()) GTEST_SKIP() << siem::harness::kNoRsyslog;
+    siem::harness::Rsyslog mtls(/*tls=*/true, siem::harness::ClientAuth::certvalid);
+    mtls.start();
+    const std::string cert = agent::testing::write_test_file((tmp_.path() / "client.pem").string(),
+                                                             mtls.pki().client.cert_pem);
+    agent::testing::write_test_file((tmp_.path() / "secrets" / "siem.key").string(),
+                                    mtls.pki().client.key_pem);
+    auto key = identity::AgentKey::load_or_create(config_.agent.state_dir);
+    ASSERT_TRUE(key);
+    config_.audit.tsa.reset();
+    config_.audit.siem.resize(1);
+    config_.audit.siem[0].port = mtls.port();
+    config_.audit.siem[0].ca_file = mtls.ca_file();
+    config_.audit.siem[0].client_cert = cert;
+    config_.audit.siem[0].client_key =
+        secrets::SecretRef{.store = "files", .path = "siem.key", .key = ""};
+    secrets::SecretStores stores;
+    stores.add("files", std::make_unique<secrets::FileSecretStore>(
+                            "files", (tmp_.path() / "secrets").string()));
+    std::mutex mu;
+    std::vector<std::string> purposes;
+    stores.set_observer([&](const secrets::AccessEvent& e) {
+        std::lock_guard lock(mu);
+        purposes.push_back(e.purpose);
+    });
+    Auditor auditor;
+    EXPECT_FALSE(AuditServices::create(config_, logger_, registry_, auditor));  // no stores
+    auto services = AuditServices::create(config_, logger_, registry_, auditor, {}, &stores);
+    ASSERT_TRUE(services) << services.error().describe();
+    audit::Options options;
+    options.agent_id = "edge-1";
+    options.batch_interval_ms = 1;
+    auto opened = audit::AuditLog::open(config_.audit.dir, std::move(options), *key);
+    ASSERT_TRUE(opened);
+    ASSERT_TRUE((*services)->start_exports(*opened->log));
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(opened->log->append("job.finished", {{"n", i}}));
+    ASSERT_TRUE(opened->log->close());
+    EXPECT_EQ(mtls.received(5).size(), 5u);
+    (*services)->stop(std::chrono::seconds(5));
+    std::lock_guard lock(mu);
+    ASSERT_FALSE(purposes.empty());
+    EXPECT_EQ(purposes[0], "siem client key soc");
 }
 
 }  // namespace

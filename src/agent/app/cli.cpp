@@ -88,7 +88,11 @@ int run_cli(int argc, char** argv) {
     std::string hash_value;
     CLI::App* audit_hash_cmd = audit->add_subcommand(
         "hash", "Print the HMAC form of VALUE, to search records for a sensitive value.");
-    audit_hash_cmd->add_option("--dir", audit_dir, "Audit directory (holds hmac.salt)")->required();
+    std::string hash_config;
+    audit_hash_cmd->add_option("--dir", audit_dir, "Audit directory")->required();
+    audit_hash_cmd->add_option(
+        "--config", hash_config,
+        "Agent config, to read the salt from its secret store (audit.hmac_salt)");
     audit_hash_cmd->add_option("value", hash_value, "The value to hash")->required();
 
     AuditPreserveRequest preserve;
@@ -146,7 +150,8 @@ int run_cli(int argc, char** argv) {
     if (audit_verify_proof_cmd->parsed())
         return audit_verify_proof(proof_file, audit_key, std::cout, std::cerr);
     if (audit_show_cmd->parsed()) return audit_show(audit_dir, show_filter, std::cout, std::cerr);
-    if (audit_hash_cmd->parsed()) return audit_hash(audit_dir, hash_value, std::cout, std::cerr);
+    if (audit_hash_cmd->parsed())
+        return audit_hash(audit_dir, hash_value, std::cout, std::cerr, hash_config);
     if (audit_custody_cmd->parsed()) return audit_custody(custody, std::cout, std::cerr);
     if (audit_preserve_cmd->parsed())
         return audit_preserve(audit_dir, preserve, std::cout, std::cerr);

@@ -285,9 +285,16 @@ int run_agent(const std::string& config_path) {
                                                 {.policy = &egress_policy,
                                                  .proxy = proxy_config,
                                                  .rate_limiter = &rate_limiter,
-                                                 .on_connection = network_log.callback()});
+                                                 .on_connection = network_log.callback()},
+                                                &secret_stores);
     if (!audit_services) return startup_failed("set up audit timestamps", audit_services.error());
     audit_options.on_checkpoint = (*audit_services)->checkpoint_hook();
+    // The hmac() salt from the secret store (audit.hmac_salt), held for the
+    // process lifetime; absent: AUDIT_DIR/hmac.salt. open() refuses a
+    // directory whose HMACs were made with another salt source.
+    auto audit_salt = load_configured_salt(config, secret_stores);
+    if (!audit_salt) return startup_failed("read audit.hmac_salt", audit_salt.error());
+    audit_options.hasher = *audit_salt;
     auto audit_log = audit::AuditLog::open(config.audit.dir, std::move(audit_options), *agent_key);
     if (!audit_log) return startup_failed("open audit log", audit_log.error());
     for (const auto& warning : audit_log->warnings) {
@@ -311,7 +318,8 @@ int run_agent(const std::string& config_path) {
         !started && fail_closed) {
         return startup_failed("write audit record agent.started", started.error());
     }
-    // The key and the proxy password were read before the log could record it.
+    // The key, the proxy password and the audit salt were read before the log
+    // could record it.
     access_recorder.start();
     if (auto exporting = (*audit_services)->start_exports(*audit_log->log); !exporting) {
         return startup_failed("start audit export", exporting.error());

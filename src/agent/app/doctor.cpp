@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/app/audit_services.h"
 #include "agent/app/commands.h"
 #include "agent/app/egress_wiring.h"
 #include "agent/app/job_runner.h"
@@ -26,6 +27,7 @@
 #include "agent/jobs/policy.h"
 #include "agent/sandbox/probe.h"
 #include "agent/secrets/secret_stores.h"
+#include "agent/siem/client_certificate.h"
 #include "build_info.h"
 #include "common/protocol/protocol.h"
 #include "common/sqlite/database.h"
@@ -140,6 +142,9 @@ struct Target {
     int port = 0;
     std::optional<std::string> ca_file;  // syslog: the target's own CA
     std::string ca_key;                  // the key that sets this destination's CA
+    // syslog_tls with mutual TLS: presented like the agent does, so a SIEM
+    // that requires it does not fail the TLS check.
+    std::optional<siem::ClientCertificate> client_certificate;
 };
 
 // The key to edit for a CA problem: the allowing rule's ca_file when an
@@ -588,6 +593,19 @@ class Doctor final {
         stream_options.policy = &policy_;
         stream_options.proxy = proxy_;
         stream_options.on_connection = capture;
+        // The client certificate, when its key can be read and matches; a
+        // key problem is the secret check's to report, not a TLS failure.
+        crypto::EvpPkeyPtr client_key;
+        if (target.client_certificate && stream_options.tls) {
+            const auto& cert = *target.client_certificate;
+            auto key = siem::read_client_key(cert);
+            if (key && siem::check_client_certificate(cert.cert_file, key->get())) {
+                client_key = std::move(*key);
+                stream_options.configure_tls = [&cert, &client_key](ssl_ctx_st* ctx) {
+                    return siem::install_client_certificate(ctx, cert.cert_file, client_key.get());
+                };
+            }
+        }
         auto connection = egress::StreamConnection::open(stream_options);
         if (!connection) return std::unexpected(connection.error());
         // The record (with the TLS details) arrives when the connection closes.
@@ -815,8 +833,79 @@ int run_doctor(const std::string& config_path, std::ostream& out, DoctorOptions 
         const auto& siem = config.audit.siem[i];
         if (siem.type != config::SiemExport::Type::syslog) continue;
         const std::string key = "audit.siem[" + std::to_string(i) + "]";
-        doctor.check_destination({siem.tls ? Target::Kind::syslog_tls : Target::Kind::syslog_tcp,
-                                  key, "", siem.host, siem.port, siem.ca_file, key + ".ca_file"});
+        Target target{siem.tls ? Target::Kind::syslog_tls : Target::Kind::syslog_tcp,
+                      key,
+                      "",
+                      siem.host,
+                      siem.port,
+                      siem.ca_file,
+                      key + ".ca_file"};
+        if (siem.client_cert && siem.client_key) {
+            target.client_certificate =
+                siem::ClientCertificate{.cert_file = *siem.client_cert,
+                                        .key = *siem.client_key,
+                                        .reader = stores.reader("siem client key " + siem.name)};
+        }
+        doctor.check_destination(target);
+    }
+    // The SIEM client keys: the reference resolves and the key belongs to
+    // the certificate (read as the agent reads it, for each connection).
+    for (size_t i = 0; i < config.audit.siem.size(); ++i) {
+        const auto& siem = config.audit.siem[i];
+        if (!siem.client_key || !siem.client_cert) continue;
+        const std::string key = "audit.siem[" + std::to_string(i) + "].client_key";
+        const siem::ClientCertificate cert{.cert_file = *siem.client_cert,
+                                           .key = *siem.client_key,
+                                           .reader = stores.reader("siem client key " + siem.name)};
+        if (auto checked = siem::check_client_certificate(cert); !checked) {
+            const Error& error = checked.error();
+            std::string fix;
+            if (error.code == ErrorCode::not_found) {
+                fix = "create the secret " + siem.client_key->to_string() + " or fix " + key;
+            } else if (error.code == ErrorCode::invalid_argument) {
+                fix = "store the unencrypted PEM private key of the certificate in " +
+                      *siem.client_cert + " at " + siem.client_key->to_string() +
+                      ", or point audit.siem[" + std::to_string(i) +
+                      "].client_cert at that key's certificate";
+            } else {
+                fix = "check that the secret store " + siem.client_key->store +
+                      " is reachable and lets the agent read " + siem.client_key->to_string();
+            }
+            report.fail("secret", key, error.message, fix);
+        } else {
+            report.ok("secret", key,
+                      siem.client_key->to_string() + " is the private key of " + *siem.client_cert);
+        }
+    }
+    // The audit salt from a secret store: it resolves, follows the rules and
+    // is the salt the audit directory's HMACs were made with.
+    if (config.audit.hmac_salt) {
+        const std::string ref = config.audit.hmac_salt->to_string();
+        auto salt = load_configured_salt(config, stores);
+        Status bound = salt ? Status{} : Status{std::unexpected(salt.error())};
+        if (salt && std::filesystem::exists(config.audit.dir)) {
+            bound = audit::bind_salt_source(config.audit.dir, **salt, /*record=*/false);
+        }
+        if (!bound) {
+            const Error& error = bound.error();
+            std::string fix;
+            if (error.code == ErrorCode::conflict) {
+                fix = "restore the salt (source) " + config.audit.dir +
+                      " was written with, or set audit.dir to a new directory";
+            } else if (error.code == ErrorCode::invalid_argument) {
+                fix = "store standard base64 text of at least 32 random bytes at " + ref +
+                      " (e.g. `openssl rand -base64 32`)";
+            } else if (error.code == ErrorCode::not_found) {
+                fix = "create the secret " + ref + " or fix audit.hmac_salt";
+            } else {
+                fix = "check that the secret store " + config.audit.hmac_salt->store +
+                      " is reachable and lets the agent read " + ref;
+            }
+            report.fail("secret", "audit.hmac_salt", error.message, fix);
+        } else {
+            report.ok("secret", "audit.hmac_salt",
+                      ref + " holds a usable salt for " + config.audit.dir);
+        }
     }
     for (const std::string& url : options.extra_urls) {
         auto extra = https_host_port(url);

@@ -410,6 +410,43 @@ TEST_F(DoctorTest, TsaAndSiemDestinationsAreCheckedToo) {
     }
 }
 
+TEST_F(DoctorTest, SiemClientKeyMustResolveAndMatchTheCertificate) {
+    std::ofstream(dir_ / "client.pem") << pki().client.cert_pem;
+    std::ofstream(dir_ / "secrets" / "siem-key") << pki().client.key_pem;
+    extra_yaml_ = "audit:\n  siem:\n    - {name: soc, type: syslog, host: 127.0.0.1, port: " +
+                  std::to_string(server_->port()) + ", ca_file: " + ca_file_ +
+                  ", client_cert: " + (dir_ / "client.pem").string() +
+                  ", client_key: {secret: files/siem-key}}\n";
+    EXPECT_EQ(run(), kExitOk) << output_;
+    EXPECT_TRUE(has("[ ok ] secret")) << output_;
+    EXPECT_TRUE(has("files/siem-key is the private key of " + (dir_ / "client.pem").string()))
+        << output_;
+
+    // The key of another certificate: a clear failure that never quotes it.
+    std::ofstream(dir_ / "secrets" / "siem-key", std::ios::trunc) << pki().server.key_pem;
+    EXPECT_EQ(run(), kExitFailure) << output_;
+    EXPECT_TRUE(has("[FAIL] secret")) << output_;
+    EXPECT_TRUE(has("client_key: the private key does not match the certificate in")) << output_;
+    EXPECT_FALSE(has("PRIVATE KEY")) << output_;
+
+    fs::remove(dir_ / "secrets" / "siem-key");
+    EXPECT_EQ(run(), kExitFailure) << output_;
+    EXPECT_TRUE(has("create the secret files/siem-key or fix audit.siem[0].client_key")) << output_;
+}
+
+TEST_F(DoctorTest, AuditSaltFromTheStoreIsChecked) {
+    std::ofstream(dir_ / "secrets" / "salt") << crypto::base64_encode(std::string(40, 'q') + "!");
+    extra_yaml_ = "audit:\n  hmac_salt: {secret: files/salt}\n";
+    EXPECT_EQ(run(), kExitOk) << output_;
+    EXPECT_TRUE(has("[ ok ] secret")) << output_;
+    EXPECT_TRUE(has("files/salt holds a usable salt")) << output_;
+
+    std::ofstream(dir_ / "secrets" / "salt", std::ios::trunc) << crypto::base64_encode("short");
+    EXPECT_EQ(run(), kExitFailure) << output_;
+    EXPECT_TRUE(has("the salt must decode to at least 32 bytes")) << output_;
+    EXPECT_TRUE(has("openssl rand -base64 32")) << output_;
+}
+
 TEST_F(DoctorTest, ProxyRefusingTheCredentials) {
     RefusingProxy proxy("HTTP/1.1 407 Proxy Authentication Required");
     std::ofstream(dir_ / "secrets" / "proxy") << "proxy-password";

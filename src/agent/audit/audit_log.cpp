@@ -397,14 +397,15 @@ int64_t SystemClock::now_millis() const {
 }
 
 struct AuditLog::Impl {
-    Impl(std::string d, Options o, const identity::AgentKey& k, const Clock& c, FieldHasher h)
+    Impl(std::string d, Options o, const identity::AgentKey& k, const Clock& c,
+         std::shared_ptr<const FieldHasher> h)
         : dir(std::move(d)), options(std::move(o)), key(k), clock(c), hasher(std::move(h)) {}
 
     const std::string dir;
     const Options options;
     const identity::AgentKey& key;
     const Clock& clock;
-    const FieldHasher hasher;
+    const std::shared_ptr<const FieldHasher> hasher;  // never null
     const std::string default_actor = "agent:" + options.agent_id;
     Fd dir_lock;  // held for the lifetime of the log
 
@@ -916,8 +917,15 @@ Result<AuditLog::Opened> AuditLog::open(const std::string& dir, Options options,
     if (auto st = util::make_dirs(dir, 0700); !st) return std::unexpected(st.error());
     auto dir_lock = lock_dir(dir);
     if (!dir_lock) return std::unexpected(dir_lock.error());
-    auto hasher = FieldHasher::load_or_create(dir);
-    if (!hasher) return std::unexpected(hasher.error());
+    std::shared_ptr<const FieldHasher> hasher = options.hasher;
+    if (!hasher) {
+        auto loaded = FieldHasher::load_or_create(dir);
+        if (!loaded) return std::unexpected(loaded.error());
+        hasher = std::make_shared<const FieldHasher>(std::move(*loaded));
+    }
+    if (auto st = bind_salt_source(dir, *hasher, /*record=*/true); !st) {
+        return std::unexpected(st.error());
+    }
 
     Recovered r;
     // Checkpoints first: a record they cover is never cut off as a torn tail.
@@ -928,7 +936,7 @@ Result<AuditLog::Opened> AuditLog::open(const std::string& dir, Options options,
 
     auto impl = std::make_unique<Impl>(dir, std::move(options), key,
                                        clock ? *clock : static_cast<const Clock&>(system_clock),
-                                       std::move(*hasher));
+                                       std::move(hasher));
     impl->dir_lock = std::move(*dir_lock);
     impl->next_seq = r.next_seq;
     impl->durable = r.next_seq;
@@ -1003,7 +1011,7 @@ Status AuditLog::close() {
 }
 
 std::string AuditLog::hmac(std::string_view value) const {
-    return impl_->hasher.hash(value);
+    return impl_->hasher->hash(value);
 }
 
 bool AuditLog::failed() const {

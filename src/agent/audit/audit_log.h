@@ -38,9 +38,9 @@
 //   oldest remaining record. Retention problems fail the log closed like
 //   write errors: a retention that silently stops is a compliance breach.
 //
-// Seams for later increments: RFC 3161 timestamping and SIEM export hook in
-// where a checkpoint / a batch becomes durable (writer thread); the salt may
-// come from the secret store.
+// RFC 3161 timestamping and SIEM export hook in where a checkpoint / a batch
+// becomes durable (writer thread); the salt may come from the secret store
+// (Options::hasher).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,6 +50,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/audit/field_hasher.h"
 #include "agent/audit/format.h"
 #include "agent/identity/agent_key.h"
 #include "common/result.h"
@@ -100,6 +101,11 @@ struct Options {
     // Test seam: 1 = stop a pruning after step (a), 2 = after step (b), as a
     // crash there would (the log keeps running). 0 in production.
     int prune_stop_after_step = 0;
+    // The salt of hmac() values when it comes from a secret store
+    // (FieldHasher::from_secret); null: DIR/hmac.salt, created when absent.
+    // Either way open() binds the directory to that salt source and refuses
+    // (conflict) a directory written with another (bind_salt_source()).
+    std::shared_ptr<const FieldHasher> hasher;
 };
 
 struct PruneResult {

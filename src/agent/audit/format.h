@@ -3,7 +3,8 @@
 // the proofs and the CLI. Layout of an audit directory:
 //   segment-000001.jsonl, segment-000002.jsonl, ...  records, one per line
 //   checkpoints.jsonl                                 signed checkpoints
-//   hmac.salt                                         salt for hmac() values
+//   hmac.salt                                         salt for hmac() values (file source)
+//   salt-source.json                                  which salt the hmac() values use
 //   retention.jsonl                                   retention anchors (retention.h)
 //   segment-NNNNNN.jsonl.preserved                    "never remove" marks (retention.h)
 //
@@ -33,6 +34,7 @@ namespace sa::agent::audit {
 
 inline constexpr const char* kCheckpointsFile = "checkpoints.jsonl";
 inline constexpr const char* kSaltFile = "hmac.salt";
+inline constexpr const char* kSaltSourceFile = "salt-source.json";  // field_hasher.h
 inline constexpr const char* kCheckpointNoteHeader = "secure-agent audit checkpoint v1";
 
 // "segment-000001.jsonl" for number 1.

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 
+#include "agent/secrets/private_key_pem.h"
 #include "common/crypto/encoding.h"
 #include "common/crypto/openssl_ptr.h"
 
@@ -35,29 +36,6 @@ const char* alg_name(Alg alg) {
             return "EdDSA";
     }
     return "";
-}
-
-// Refuses to prompt for a passphrase: an encrypted key simply fails to load.
-int no_passphrase(char*, int, int, void*) {
-    return -1;
-}
-
-Result<crypto::EvpPkeyPtr> load_private_key(const secrets::SecretValue& pem) {
-    const std::string_view text = pem.reveal();
-    if (text.empty() || text.size() > INT_MAX) {
-        return fail(ErrorCode::invalid_argument, "private key is empty or too large");
-    }
-    // A read-only memory BIO reads the SecretValue's bytes in place.
-    crypto::BioPtr bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
-    if (!bio) return fail(ErrorCode::internal, "cannot allocate a memory BIO");
-    crypto::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
-    // The OpenSSL error queue says little and must not linger for the next caller.
-    ERR_clear_error();
-    if (!key) {
-        return fail(ErrorCode::invalid_argument,
-                    "private key is not an unencrypted PEM private key (PKCS#8 or traditional)");
-    }
-    return key;
 }
 
 Result<Alg> algorithm_for(EVP_PKEY* key) {
@@ -140,7 +118,7 @@ Result<std::string> sign_jwt(const nlohmann::json& claims,
     if (!claims.is_object()) {
         return fail(ErrorCode::invalid_argument, "JWT claims must be a JSON object");
     }
-    auto key = load_private_key(private_key_pem);
+    auto key = secrets::load_private_key_pem(private_key_pem);
     if (!key) return std::unexpected(key.error());
     auto alg = algorithm_for(key->get());
     if (!alg) return std::unexpected(alg.error());

@@ -154,7 +154,7 @@ Config parse_document(const YAML::Node& root) {
     {
         Map hub(top.get("hub"), "hub",
                 {"url", "ca_file", "job_signing_public_key", "job_signing_keys", "client_id",
-                 "client_secret", "client_auth", "poll_wait_seconds"});
+                 "client_secret", "private_key", "client_auth", "poll_wait_seconds"});
         config.hub.url = parse_hub_url(hub.required_string("url"), hub.at("url"));
         config.hub.ca_file = hub.optional_string("ca_file");
         if (auto single = hub.optional_string("job_signing_public_key")) {
@@ -176,17 +176,28 @@ Config parse_document(const YAML::Node& root) {
                      "key the agent pins");
         }
         config.hub.client_id = hub.required_string("client_id");
-        if (!hub.has("client_secret")) error_at(hub.at("client_secret"), "missing required key");
-        config.hub.client_secret =
-            parse_secret_field(hub.get("client_secret"), hub.at("client_secret"));
-        check_store(config.hub.client_secret, hub.at("client_secret"));
         if (auto method = hub.optional_string("client_auth")) {
-            if (*method != "client_secret_basic" && *method != "client_secret_post") {
+            if (*method != "client_secret_basic" && *method != "client_secret_post" &&
+                *method != "private_key_jwt") {
                 error_at(hub.at("client_auth"),
-                         "must be one of client_secret_basic, client_secret_post");
+                         "must be one of client_secret_basic, client_secret_post, "
+                         "private_key_jwt");
             }
             config.hub.client_auth = *method;
         }
+        // private_key_jwt signs with a private key; the secret methods send a
+        // client secret. Exactly the credential the method uses is accepted.
+        const bool key_auth = config.hub.client_auth == "private_key_jwt";
+        const char* credential = key_auth ? "private_key" : "client_secret";
+        const char* other = key_auth ? "client_secret" : "private_key";
+        if (hub.has(other)) {
+            error_at(hub.at(other), std::string("not used with client_auth ") +
+                                        config.hub.client_auth + " (the credential is hub." +
+                                        credential + ")");
+        }
+        if (!hub.has(credential)) error_at(hub.at(credential), "missing required key");
+        config.hub.client_secret = parse_secret_field(hub.get(credential), hub.at(credential));
+        check_store(config.hub.client_secret, hub.at(credential));
         if (hub.has("poll_wait_seconds")) {
             config.hub.poll_wait_seconds =
                 parse_int(hub.get("poll_wait_seconds"), 0, 30, hub.at("poll_wait_seconds"));
@@ -226,7 +237,7 @@ Config parse_document(const YAML::Node& root) {
     if (top.has("audit")) {
         Map audit(top.get("audit"), "audit",
                   {"dir", "batch_interval_ms", "checkpoint_every_records", "checkpoint_interval_ms",
-                   "on_failure", "retention_days", "tsa", "siem"});
+                   "on_failure", "retention_days", "tsa", "siem", "hmac_salt"});
         if (auto dir = audit.optional_string("dir")) config.audit.dir = *dir;
         if (audit.has("batch_interval_ms")) {
             config.audit.batch_interval_ms =
@@ -273,8 +284,8 @@ Config parse_document(const YAML::Node& root) {
             for (size_t i = 0; i < list.size(); ++i) {
                 const std::string path = audit.at("siem") + "[" + std::to_string(i) + "]";
                 Map entry(list[i], path,
-                          {"name", "type", "host", "port", "transport", "ca_file", "path",
-                           "max_backlog_mb"});
+                          {"name", "type", "host", "port", "transport", "ca_file", "client_cert",
+                           "client_key", "path", "max_backlog_mb"});
                 SiemExport out;
                 out.name = entry.required_string("name");
                 if (!is_name(out.name, 64)) {
@@ -304,11 +315,32 @@ Config parse_document(const YAML::Node& root) {
                     if (out.ca_file && !out.tls) {
                         error_at(entry.at("ca_file"), "only applies to transport: tls");
                     }
+                    // Mutual TLS: a certificate only with its key, and only over TLS.
+                    out.client_cert = entry.optional_string("client_cert");
+                    if (entry.has("client_key")) {
+                        out.client_key =
+                            parse_secret_field(entry.get("client_key"), entry.at("client_key"));
+                        check_store(*out.client_key, entry.at("client_key"));
+                    }
+                    if ((out.client_cert || out.client_key) && !out.tls) {
+                        error_at(entry.at(out.client_cert ? "client_cert" : "client_key"),
+                                 "only applies to transport: tls");
+                    }
+                    if (out.client_cert && !out.client_key) {
+                        error_at(entry.at("client_key"),
+                                 "missing: client_cert needs its private key as "
+                                 "{secret: \"STORE/PATH#KEY\"}");
+                    }
+                    if (out.client_key && !out.client_cert) {
+                        error_at(entry.at("client_cert"),
+                                 "missing: client_key needs its certificate chain (PEM file)");
+                    }
                     if (entry.has("path")) error_at(entry.at("path"), "only applies to json_lines");
                 } else if (type == "json_lines") {
                     out.type = SiemExport::Type::json_lines;
                     out.path = entry.required_string("path");
-                    for (const char* key : {"host", "port", "transport", "ca_file"}) {
+                    for (const char* key :
+                         {"host", "port", "transport", "ca_file", "client_cert", "client_key"}) {
                         if (entry.has(key)) error_at(entry.at(key), "only applies to syslog");
                     }
                 } else {
@@ -320,6 +352,11 @@ Config parse_document(const YAML::Node& root) {
                 }
                 config.audit.siem.push_back(std::move(out));
             }
+        }
+        if (audit.has("hmac_salt")) {
+            config.audit.hmac_salt =
+                parse_secret_field(audit.get("hmac_salt"), audit.at("hmac_salt"));
+            check_store(*config.audit.hmac_salt, audit.at("hmac_salt"));
         }
     }
 
@@ -590,6 +627,12 @@ Status check_files(const Config& config) {
         if (!exporter.ca_file) continue;
         const std::string key = "audit.siem[" + std::to_string(i) + "].ca_file";
         if (auto st = check_pem_certificates(*exporter.ca_file, key); !st) return st;
+    }
+    for (size_t i = 0; i < config.audit.siem.size(); ++i) {
+        const auto& exporter = config.audit.siem[i];
+        if (!exporter.client_cert) continue;
+        const std::string key = "audit.siem[" + std::to_string(i) + "].client_cert";
+        if (auto st = check_pem_certificates(*exporter.client_cert, key); !st) return st;
     }
     for (size_t i = 0; i < config.sources.size(); ++i) {
         const auto& source = config.sources[i];

@@ -47,10 +47,13 @@ struct HubSection {
     // hub's next key beside the current one before it rotates). At least one.
     std::vector<std::string> job_signing_keys;
     std::string client_id;
-    secrets::SecretRef client_secret;  // always a reference
-    // How the client secret is sent to the token endpoint (RFC 6749 2.3.1):
-    // "client_secret_basic" (an Authorization header) or "client_secret_post"
-    // (form fields), both accepted by the hub.
+    // The credential, always a reference: `hub.client_secret`, or for
+    // private_key_jwt `hub.private_key` (a PEM private key).
+    secrets::SecretRef client_secret;
+    // How the agent authenticates to the token endpoint: "client_secret_basic"
+    // (an Authorization header), "client_secret_post" (form fields; RFC 6749
+    // 2.3.1) or "private_key_jwt" (a signed assertion, RFC 7523); the hub
+    // accepts all three.
     std::string client_auth = "client_secret_basic";
     int poll_wait_seconds = 25;  // 0..30
 };
@@ -135,6 +138,11 @@ struct SiemExport {
     int port = 6514;
     bool tls = true;                     // transport: tls (RFC 5425) | tcp (RFC 6587)
     std::optional<std::string> ca_file;  // the SIEM's CA; absent: system trust store
+    // Mutual TLS (transport tls only; both or neither): the client
+    // certificate chain (PEM file, leaf first; not secret) and its private key
+    // (always a secret-store reference, read for each new connection).
+    std::optional<std::string> client_cert;
+    std::optional<secrets::SecretRef> client_key;
     // json_lines
     std::string path;          // a file, or "-" for stdout
     int max_backlog_mb = 256;  // 1..65536: unsent records beyond this are skipped and reported
@@ -150,6 +158,10 @@ struct AuditSection {
     int retention_days = 365;  // 30..365: whole daily segments older than this are removed
     std::optional<TsaSection> tsa;
     std::vector<SiemExport> siem;
+    // The salt of hmac() values from a secret store: standard base64 text of
+    // at least 32 bytes (audit::FieldHasher::from_secret). Absent:
+    // DIR/hmac.salt, 32 random bytes created on first start.
+    std::optional<secrets::SecretRef> hmac_salt;
 };
 
 // One `egress.allow` entry: a destination the agent may connect to.

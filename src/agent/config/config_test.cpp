@@ -377,6 +377,64 @@ TEST(ConfigTest, AuditSectionErrorsNameTheKey) {
               "audit.siem[0].port: must be an integer between 1 and 65535");
 }
 
+TEST(ConfigTest, SiemClientCertificateAndKeyReference) {
+    auto config = parse_config(variant("log:\n", R"(audit:
+  siem:
+    - name: soc
+      type: syslog
+      host: siem.example.com
+      client_cert: /etc/sa/siem-client.pem
+      client_key: {secret: "files/siem/client-key#pem"}
+log:
+)"));
+    ASSERT_TRUE(config) << config.error().describe();
+    const auto& soc = config->audit.siem.at(0);
+    EXPECT_EQ(soc.client_cert, "/etc/sa/siem-client.pem");
+    ASSERT_TRUE(soc.client_key);
+    EXPECT_EQ(soc.client_key->to_string(), "files/siem/client-key#pem");
+    EXPECT_FALSE(config->audit.hmac_salt);
+}
+
+TEST(ConfigTest, SiemClientKeyErrorsNameTheKey) {
+    const auto siem = [](const std::string& entry) {
+        return error_of(variant(
+            "log:\n", "audit:\n  siem: [{name: x, type: syslog, host: h, " + entry + "}]\nlog:\n"));
+    };
+    const std::string literal = siem("client_cert: /c.pem, client_key: \"-----BEGIN KEY xyzzy\"");
+    EXPECT_EQ(literal.rfind("audit.siem[0].client_key: literal secrets are not allowed", 0), 0u)
+        << literal;
+    EXPECT_EQ(literal.find("xyzzy"), std::string::npos);
+    EXPECT_EQ(siem("client_cert: /c.pem"),
+              "audit.siem[0].client_key: missing: client_cert needs its private key as "
+              "{secret: \"STORE/PATH#KEY\"}");
+    EXPECT_EQ(siem("client_key: {secret: \"files/k\"}"),
+              "audit.siem[0].client_cert: missing: client_key needs its certificate chain (PEM "
+              "file)");
+    EXPECT_EQ(siem("transport: tcp, client_cert: /c.pem, client_key: {secret: \"files/k\"}"),
+              "audit.siem[0].client_cert: only applies to transport: tls");
+    EXPECT_EQ(siem("client_cert: /c.pem, client_key: {secret: \"vault/k\"}"),
+              "audit.siem[0].client_key: unknown secret store \"vault\"");
+    EXPECT_EQ(error_of(variant("log:\n",
+                               "audit:\n  siem: [{name: x, type: json_lines, path: a, "
+                               "client_cert: /c.pem}]\nlog:\n")),
+              "audit.siem[0].client_cert: only applies to syslog");
+}
+
+TEST(ConfigTest, HmacSaltIsASecretReference) {
+    auto config = parse_config(
+        variant("log:\n", "audit:\n  hmac_salt: {secret: \"files/audit-salt\"}\nlog:\n"));
+    ASSERT_TRUE(config) << config.error().describe();
+    ASSERT_TRUE(config->audit.hmac_salt);
+    EXPECT_EQ(config->audit.hmac_salt->to_string(), "files/audit-salt");
+
+    const std::string literal =
+        error_of(variant("log:\n", "audit:\n  hmac_salt: \"c2FsdHNhbHRzYWx0c2FsdA==\"\nlog:\n"));
+    EXPECT_EQ(literal.rfind("audit.hmac_salt: literal secrets are not allowed", 0), 0u) << literal;
+    EXPECT_EQ(literal.find("c2FsdHNh"), std::string::npos);
+    EXPECT_EQ(error_of(variant("log:\n", "audit:\n  hmac_salt: {secret: \"nostore/s\"}\nlog:\n")),
+              "audit.hmac_salt: unknown secret store \"nostore\"");
+}
+
 TEST(ConfigTest, UnknownConnector) {
     EXPECT_EQ(error_of(variant("connector: sqlite\n    path: /data/other.db",
                                "connector: oracle\n    path: /data/other.db")),
@@ -537,8 +595,39 @@ TEST(ConfigTest, HubClientAuthMethod) {
     ASSERT_TRUE(post) << post.error().describe();
     EXPECT_EQ(post->hub.client_auth, "client_secret_post");
     EXPECT_EQ(error_of(variant("  poll_wait_seconds: 20",
-                               "  client_auth: private_key_jwt\n  poll_wait_seconds: 20")),
-              "hub.client_auth: must be one of client_secret_basic, client_secret_post");
+                               "  client_auth: tls_client_auth\n  poll_wait_seconds: 20")),
+              "hub.client_auth: must be one of client_secret_basic, client_secret_post, "
+              "private_key_jwt");
+}
+
+TEST(ConfigTest, PrivateKeyJwtTakesAPrivateKeyReferenceInsteadOfASecret) {
+    const std::string key_auth = variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
+                                         "  client_auth: private_key_jwt\n"
+                                         "  private_key: {secret: \"files/hub-key.pem\"}\n");
+    auto config = parse_config(key_auth);
+    ASSERT_TRUE(config) << config.error().describe();
+    EXPECT_EQ(config->hub.client_auth, "private_key_jwt");
+    EXPECT_EQ(config->hub.client_secret, (secrets::SecretRef{"files", "hub-key.pem", ""}));
+    // Only the credential the method uses.
+    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
+                               "  client_auth: private_key_jwt\n"
+                               "  client_secret: {secret: \"files/hub-client-secret\"}\n")),
+              "hub.client_secret: not used with client_auth private_key_jwt (the credential is "
+              "hub.private_key)");
+    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
+                               "  client_auth: private_key_jwt\n")),
+              "hub.private_key: missing required key");
+    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
+                               "  client_secret: {secret: \"files/hub-client-secret\"}\n"
+                               "  private_key: {secret: \"files/hub-key.pem\"}\n")),
+              "hub.private_key: not used with client_auth client_secret_basic (the credential "
+              "is hub.client_secret)");
+    // A literal key is refused like a literal secret.
+    EXPECT_NE(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
+                               "  client_auth: private_key_jwt\n"
+                               "  private_key: \"-----BEGIN PRIVATE KEY-----\"\n"))
+                  .find("hub.private_key: literal secrets are not allowed"),
+              std::string::npos);
 }
 
 TEST(ConfigTest, RemoteSecretStores) {
@@ -891,6 +980,9 @@ TEST_F(ConfigFilesTest, ReportsMissingOrBadFilesByKey) {
                     (dir_ / "none.pem").string() + "}]\n")
                   .rfind("audit.siem[0].ca_file: ", 0),
               0u);
+    EXPECT_EQ(check(base + "audit:\n  siem: [{name: s, type: syslog, host: h, client_cert: " + key +
+                    ", client_key: {secret: \"files/k\"}}]\n"),
+              "audit.siem[0].client_cert: " + key + " holds no PEM certificate");
     EXPECT_EQ(check(base + "egress:\n  ca_file: " + key + "\n"),
               "egress.ca_file: " + key + " holds no PEM certificate");
     auto global_ca = parse_config(base + "egress:\n  ca_file: " + ca + "\n");

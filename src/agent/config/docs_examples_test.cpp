@@ -11,7 +11,9 @@
 // dropped or rewritten, so a wrong key, a bare-string secret or an unknown
 // section still reaches parse_config and fails. The only addition: a store
 // the block references ({secret: "STORE/..."}) without defining it is added
-// as a file store, as the docs often show a remote store alone.
+// as a file store, as the docs often show a remote store alone; and a block
+// that sets hub.private_key drops the base's hub.client_secret (the two
+// exclude each other).
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
@@ -167,6 +169,11 @@ std::string merged_config(const std::string& block_text) {
         stores[name] = store;
     }
 
+    // hub.client_secret and hub.private_key exclude each other: an example
+    // that shows the key replaces the base's secret rather than adding to it.
+    if (block["hub"].IsMap() && block["hub"]["private_key"].IsDefined()) {
+        base["hub"].remove("client_secret");
+    }
     for (const auto& entry : block) {
         const std::string key = entry.first.Scalar();
         YAML::Node target = base[key];

@@ -62,6 +62,13 @@ void on_tls_info(const SSL* ssl, int where, int) {
 CURLcode on_ssl_ctx(CURL*, void* ctx, void* user) {
     // libcurl builds one SSL_CTX per connection, so the pointer is per connection.
     auto* ssl_ctx = static_cast<SSL_CTX*>(ctx);
+    auto* info = static_cast<TlsInfo*>(user);
+    if (info->configure) {
+        if (auto configured = info->configure(ssl_ctx); !configured) {
+            info->configure_error = configured.error();
+            return CURLE_SSL_CERTPROBLEM;
+        }
+    }
     if (tls_info_index() < 0 || SSL_CTX_set_ex_data(ssl_ctx, tls_info_index(), user) != 1) {
         return CURLE_OK;  // the record just lacks TLS details
     }

@@ -6,12 +6,15 @@
 #include <openssl/crypto.h>
 
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/egress/policy.h"
 #include "agent/egress/proxy.h"
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace sa::agent::egress::detail {
 
@@ -100,6 +103,11 @@ std::optional<Error> proxy_error(CURL* easy, CURLcode result, const ProxyConfig&
 struct TlsInfo {
     std::string version;  // "TLSv1.3"
     std::string cipher;
+    // Optional: called with each connection's SSL_CTX before the handshake
+    // (a client certificate for mutual TLS). An error aborts the handshake
+    // (CURLE_SSL_CERTPROBLEM) and is kept in configure_error.
+    std::function<Status(ssl_ctx_st*)> configure;
+    std::optional<Error> configure_error;
 };
 // From the handle's live connection; empty when there is none (or no TLS).
 TlsInfo tls_info(CURL* easy);

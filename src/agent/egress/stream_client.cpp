@@ -177,7 +177,10 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
                                 handle->guard, resolve_list, proxy_headers);
         if (!applied) return std::unexpected(applied.error());
     }
-    if (options.tls) detail::capture_tls_info(easy, &handle->tls);
+    if (options.tls) {
+        handle->tls.configure = options.configure_tls;
+        detail::capture_tls_info(easy, &handle->tls);
+    }
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -208,6 +211,9 @@ Result<StreamConnection> StreamConnection::open_checked(const Options& options,
     }
     if (destination && rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH) {
         return fail(ErrorCode::integrity, detail::pin_mismatch_message(*destination));
+    }
+    if (rc != CURLE_OK && handle->tls.configure_error) {
+        return std::unexpected(std::move(*handle->tls.configure_error));
     }
     if (rc != CURLE_OK) {
         std::string detail = error_buffer[0] != 0 ? error_buffer : curl_easy_strerror(rc);

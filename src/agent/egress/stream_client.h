@@ -33,6 +33,8 @@
 #include "agent/egress/rate_limit.h"
 #include "common/result.h"
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+
 namespace sa::agent::egress {
 
 class StreamConnection final {
@@ -54,6 +56,10 @@ class StreamConnection final {
         EgressRateLimiter* rate_limiter = nullptr;
         // Must not block or throw.
         std::function<void(const ConnectionRecord&)> on_connection;
+        // Mutual TLS (tls only): called on the opening thread with the
+        // connection's SSL_CTX before the handshake, to install a client
+        // certificate and key. An error fails open() with that error.
+        std::function<Status(ssl_ctx_st*)> configure_tls;
     };
 
     // Connects (and completes the TLS handshake). Errors: unavailable

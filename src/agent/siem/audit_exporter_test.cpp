@@ -10,6 +10,8 @@
 
 #include "agent/audit/audit_log.h"
 #include "agent/audit/test_support.h"
+#include "agent/secrets/file_secret_store.h"
+#include "agent/secrets/secret_stores.h"
 #include "agent/siem/json_lines_sink.h"
 #include "agent/siem/rsyslog_harness.h"
 #include "agent/siem/syslog_record_sink.h"
@@ -506,6 +508,143 @@ TEST_F(RsyslogExportTest, PlainTcpDelivery) {
     for (size_t i = 0; i < lines.size(); ++i) {
         EXPECT_TRUE(lines[i].ends_with(records[i])) << lines[i];
     }
+}
+
+// Mutual TLS: rsyslog requires a client certificate issued by its client CA
+// (x509/certvalid); the key comes from a file secret store.
+class MutualTlsExportTest : public RsyslogExportTest {
+  protected:
+    MutualTlsExportTest() {
+        stores_.add("files", std::make_unique<secrets::FileSecretStore>(
+                                 "files", (tmp_.path() / "store").string()));
+        stores_.set_observer([this](const secrets::AccessEvent& e) {
+            std::lock_guard lock(mu_);
+            events_.push_back(e);
+        });
+    }
+    void SetUp() override {
+        if (!harness::rsyslog_available()) GTEST_SKIP() << harness::kNoRsyslog;
+    }
+    void use_client(const ::sa::agent::testing::TestCert& cert) {
+        ::sa::agent::testing::write_test_file((tmp_.path() / "client.pem").string(), cert.cert_pem);
+        store_key(cert.key_pem);
+    }
+    void store_key(const std::string& pem) {
+        ::sa::agent::testing::write_test_file((tmp_.path() / "store" / "siem.key").string(), pem);
+    }
+    std::unique_ptr<SyslogRecordSink> mtls_sink(const harness::Rsyslog& rsyslog,
+                                                bool with_certificate = true) {
+        SyslogRecordSink::Options o{
+            .connection = rsyslog.options(), .hostname = "edge-host", .confirm_wait = 100ms};
+        if (with_certificate) {
+            o.client_certificate =
+                ClientCertificate{.cert_file = (tmp_.path() / "client.pem").string(),
+                                  .key = {.store = "files", .path = "siem.key", .key = ""},
+                                  .reader = stores_.reader("siem client key test")};
+        }
+        return std::make_unique<SyslogRecordSink>(std::move(o));
+    }
+    size_t key_reads() {
+        std::lock_guard lock(mu_);
+        return events_.size();
+    }
+    // Starts an exporter that must be refused: it reports the SIEM
+    // unavailable, nothing arrives and the cursor stays at 0.
+    void expect_refused(harness::Rsyslog& rsyslog, std::unique_ptr<SyslogRecordSink> sink) {
+        open_log();
+        append(10);
+        std::atomic<int> unavailable{0};
+        auto o = options([&] { return log_->durable_size(); });
+        o.on_unavailable = [&](const std::string&) { ++unavailable; };
+        AuditExporter exporter(dir(), std::move(sink), std::move(o));
+        ASSERT_TRUE(exporter.start());
+        EXPECT_TRUE(wait_until([&] { return unavailable.load() >= 1; }));
+        exporter.stop();
+        EXPECT_EQ(exporter.stats().next_seq, 0u);
+        EXPECT_TRUE(rsyslog.lines().empty()) << rsyslog.lines().front();
+    }
+
+    secrets::SecretStores stores_;
+    std::vector<secrets::AccessEvent> events_;
+};
+
+TEST_F(MutualTlsExportTest, RecordsArriveWithTheClientCertificate) {
+    harness::Rsyslog rsyslog(/*tls=*/true, harness::ClientAuth::certvalid);
+    rsyslog.start();
+    use_client(rsyslog.pki().client);
+    open_log();
+    append(12);
+    AuditExporter exporter(dir(), mtls_sink(rsyslog),
+                           options([&] { return log_->durable_size(); }));
+    ASSERT_TRUE(exporter.start());
+    EXPECT_TRUE(wait_until([&] { return received_seqs(rsyslog.lines()) == range(0, 12); }));
+    EXPECT_TRUE(wait_until([&] { return exporter.stats().next_seq == 12; }));
+    exporter.stop();
+    std::lock_guard lock(mu_);
+    ASSERT_GE(events_.size(), 1u);
+    EXPECT_EQ(events_[0].purpose, "siem client key test");
+    EXPECT_EQ(events_[0].outcome, "ok");
+}
+
+TEST_F(MutualTlsExportTest, WithoutAClientCertificateTheReceiverRefuses) {
+    harness::Rsyslog rsyslog(/*tls=*/true, harness::ClientAuth::certvalid);
+    rsyslog.start();
+    expect_refused(rsyslog, mtls_sink(rsyslog, /*with_certificate=*/false));
+}
+
+TEST_F(MutualTlsExportTest, ACertificateFromAnotherCaIsRefused) {
+    harness::Rsyslog rsyslog(/*tls=*/true, harness::ClientAuth::certvalid);
+    rsyslog.start();
+    use_client(::sa::agent::testing::other_pki().client);
+    expect_refused(rsyslog, mtls_sink(rsyslog));
+}
+
+TEST_F(MutualTlsExportTest, KeyRotatedInTheStoreIsUsedOnTheNextConnection) {
+    harness::Rsyslog rsyslog(/*tls=*/true, harness::ClientAuth::certvalid);
+    rsyslog.start();
+    use_client(rsyslog.pki().client);
+    // Not the certificate's key yet: every connection attempt fails before
+    // the handshake, with the mismatch as the reason.
+    store_key(rsyslog.pki().server.key_pem);
+    open_log();
+    append(8);
+    std::mutex reasons_mu;
+    std::vector<std::string> reasons;
+    auto o = options([&] { return log_->durable_size(); });
+    o.on_unavailable = [&](const std::string& reason) {
+        std::lock_guard lock(reasons_mu);
+        reasons.push_back(reason);
+    };
+    AuditExporter exporter(dir(), mtls_sink(rsyslog), std::move(o));
+    ASSERT_TRUE(exporter.start());
+    EXPECT_TRUE(wait_until([&] {
+        std::lock_guard lock(reasons_mu);
+        return !reasons.empty();
+    }));
+    {
+        std::lock_guard lock(reasons_mu);
+        EXPECT_NE(reasons[0].find("does not match the certificate"), std::string::npos)
+            << reasons[0];
+        EXPECT_EQ(reasons[0].find("PRIVATE KEY"), std::string::npos);
+    }
+    EXPECT_EQ(exporter.stats().next_seq, 0u);
+    const size_t reads_before = key_reads();
+    EXPECT_GE(reads_before, 1u);
+
+    store_key(rsyslog.pki().client.key_pem);  // rotated in the store
+    EXPECT_TRUE(wait_until([&] { return received_seqs(rsyslog.lines()) == range(0, 8); }));
+    EXPECT_TRUE(wait_until([&] { return exporter.stats().next_seq == 8; }));
+    EXPECT_GT(key_reads(), reads_before);
+
+    // A new connection (the SIEM restarted) reads the key again.
+    const size_t reads_connected = key_reads();
+    rsyslog.stop();
+    rsyslog.start(rsyslog.port());
+    append(4);
+    exporter.wake();
+    EXPECT_TRUE(wait_until([&] { return received_seqs(rsyslog.lines()) == range(0, 12); }));
+    exporter.stop();
+    EXPECT_GT(key_reads(), reads_connected);
 }
 
 }  // namespace

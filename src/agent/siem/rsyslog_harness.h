@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -39,15 +40,48 @@ inline bool wait_until(const std::function<bool()>& cond,
     return true;
 }
 
+// True when rsyslogd can be started for a test: it is on PATH and we are
+// root (its ossl driver and work directory handling assume it). Tests that
+// need it skip otherwise: GTEST_SKIP() << harness::kNoRsyslog.
+inline bool rsyslog_available() {
+    if (::geteuid() != 0) return false;
+    const char* path = std::getenv("PATH");
+    std::string dirs = path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
+    dirs += ":/usr/sbin:/sbin";
+    size_t start = 0;
+    while (start <= dirs.size()) {
+        size_t end = dirs.find(':', start);
+        if (end == std::string::npos) end = dirs.size();
+        if (end > start &&
+            ::access((dirs.substr(start, end - start) + "/rsyslogd").c_str(), X_OK) == 0) {
+            return true;
+        }
+        start = end + 1;
+    }
+    return false;
+}
+inline constexpr const char* kNoRsyslog = "rsyslogd is not installed or we are not root";
+
+// How the receiver authenticates senders over TLS.
+enum class ClientAuth {
+    anon,       // StreamDriver.AuthMode="anon": any client
+    certvalid,  // "x509/certvalid": a client certificate issued by client_ca_file()
+};
+
 class Rsyslog {
   public:
-    explicit Rsyslog(bool tls = true)
-        : tls_(tls), dir_(fs::temp_directory_path() / ("sa-rsyslog-" + crypto::random_token(6))) {
+    explicit Rsyslog(bool tls = true, ClientAuth client_auth = ClientAuth::anon)
+        : tls_(tls),
+          client_auth_(client_auth),
+          dir_(fs::temp_directory_path() / ("sa-rsyslog-" + crypto::random_token(6))) {
         fs::create_directories(dir_);
         pki_ = ::sa::agent::testing::TestPki::generate();
         ::sa::agent::testing::write_test_file((dir_ / "ca.pem").string(), pki_.ca.cert_pem);
         ::sa::agent::testing::write_test_file((dir_ / "server.pem").string(), pki_.server.cert_pem);
         ::sa::agent::testing::write_test_file((dir_ / "server.key").string(), pki_.server.key_pem);
+        // Senders' certificates are checked against the same test CA, which
+        // also issued pki().client.
+        ::sa::agent::testing::write_test_file(client_ca_file(), pki_.ca.cert_pem);
     }
     ~Rsyslog() {
         stop();
@@ -95,6 +129,8 @@ class Rsyslog {
     int port() const { return port_; }
     const fs::path& dir() const { return dir_; }
     std::string ca_file() const { return (dir_ / "ca.pem").string(); }
+    // The CA that must have issued a sender's certificate (ClientAuth::certvalid).
+    std::string client_ca_file() const { return (dir_ / "client-ca.pem").string(); }
     const ::sa::agent::testing::TestPki& pki() const { return pki_; }
 
     egress::StreamConnection::Options options() const {
@@ -156,17 +192,24 @@ class Rsyslog {
                     "/server.pem\" DefaultNetstreamDriverKeyFile=\"" + d + "/server.key\"";
         }
         conf += ")\n";
-        conf += tls_ ? "module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\""
-                       " StreamDriver.AuthMode=\"anon\")\n"
+        const bool certvalid = client_auth_ == ClientAuth::certvalid;
+        conf += tls_ ? std::string(
+                           "module(load=\"imtcp\" StreamDriver.Name=\"ossl\""
+                           " StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"") +
+                           (certvalid ? "x509/certvalid" : "anon") + "\")\n"
                      : "module(load=\"imtcp\")\n";
         conf += "input(type=\"imtcp\" port=\"" + std::to_string(port) +
-                "\" address=\"127.0.0.1\" listenPortFileName=\"" + d + "/port\")\n";
+                "\" address=\"127.0.0.1\" listenPortFileName=\"" + d + "/port\"";
+        // The CA a sender's certificate must chain to (rsyslog >= 8.2108).
+        if (tls_ && certvalid) conf += " streamDriver.CAFile=\"" + client_ca_file() + "\"";
+        conf += ")\n";
         conf += "template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n";
         conf += "action(type=\"omfile\" file=\"" + d + "/received.log\" template=\"raw\")\n";
         ::sa::agent::testing::write_test_file((dir_ / "rsyslog.conf").string(), conf);
     }
 
     bool tls_;
+    ClientAuth client_auth_;
     fs::path dir_;
     ::sa::agent::testing::TestPki pki_;
     pid_t pid_ = -1;

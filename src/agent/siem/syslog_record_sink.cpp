@@ -92,14 +92,36 @@ Status SyslogRecordSink::send(std::span<const std::string_view> record_lines) {
     // so the batch does not go into a dead socket.
     if (connection_ && connection_->peer_closed()) connection_.reset();
     if (!connection_) {
-        auto opened = egress::StreamConnection::open(options_.connection);
-        if (!opened) return std::unexpected(opened.error());
-        connection_.emplace(std::move(*opened));
+        if (auto connected = connect(); !connected) return connected;
     }
     if (auto sent = connection_->send_all(frames); !sent) {
         connection_.reset();
         return sent;
     }
+    return {};
+}
+
+Status SyslogRecordSink::connect() {
+    if (!options_.client_certificate || !options_.connection.tls) {
+        auto opened = egress::StreamConnection::open(options_.connection);
+        if (!opened) return std::unexpected(opened.error());
+        connection_.emplace(std::move(*opened));
+        return {};
+    }
+    // Just in time: the key is read for this connection only, so a rotated
+    // key is picked up on the next one, and released once the connection's
+    // SSL_CTX holds it (when open() returns).
+    const ClientCertificate& cert = *options_.client_certificate;
+    auto key = read_client_key(cert);
+    if (!key) return std::unexpected(key.error());
+    egress::StreamConnection::Options options = options_.connection;
+    EVP_PKEY* raw = key->get();
+    options.configure_tls = [&cert, raw](ssl_ctx_st* ctx) {
+        return install_client_certificate(ctx, cert.cert_file, raw);
+    };
+    auto opened = egress::StreamConnection::open(options);
+    if (!opened) return std::unexpected(opened.error());
+    connection_.emplace(std::move(*opened));
     return {};
 }
 

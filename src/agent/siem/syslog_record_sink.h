@@ -29,6 +29,7 @@
 
 #include "agent/audit/format.h"
 #include "agent/egress/stream_client.h"
+#include "agent/siem/client_certificate.h"
 #include "agent/siem/record_sink.h"
 #include "agent/siem/syslog.h"
 
@@ -52,13 +53,17 @@ class SyslogRecordSink final : public RecordSink {
         egress::StreamConnection::Options connection;
         std::string hostname;  // the agent's host name for HOSTNAME; empty -> "-"
         std::chrono::milliseconds confirm_wait{100};
+        // Mutual TLS (connection.tls only): presented on every connection;
+        // the key is read from its store for each new connection.
+        std::optional<ClientCertificate> client_certificate;
     };
 
     explicit SyslogRecordSink(Options options);
 
     // Parses each line (invalid_argument for one that is not a record),
     // connects when needed and writes the whole batch. unavailable when the
-    // receiver cannot be reached or the write fails.
+    // receiver cannot be reached (or refused the client certificate) or the
+    // write fails; the client key's read or check errors as they come.
     Status send(std::span<const std::string_view> record_lines) override;
     // Waits confirm_wait, then unavailable when the receiver closed the
     // connection (the batch may be lost; the connection is dropped).
@@ -66,6 +71,9 @@ class SyslogRecordSink final : public RecordSink {
     std::string describe() const override;
 
   private:
+    // Opens a connection, reading the client key first when there is one.
+    Status connect();
+
     Options options_;
     std::optional<egress::StreamConnection> connection_;
 };

@@ -1,5 +1,7 @@
 #include "common/crypto/encoding.h"
 
+#include <openssl/crypto.h>
+
 #include <array>
 
 namespace sa::crypto {
@@ -56,9 +58,16 @@ std::optional<Bytes> decode(std::string_view in, std::string_view alphabet, bool
     out.reserve(in.size() * 3 / 4);
     uint32_t acc = 0;
     int bits = 0;
+    // Decoded text may be a secret (a salt, a key): what was decoded before
+    // a bad character is wiped, not left in freed memory.
+    const auto reject = [&]() -> std::optional<Bytes> {
+        OPENSSL_cleanse(out.data(), out.size());
+        OPENSSL_cleanse(&acc, sizeof acc);
+        return std::nullopt;
+    };
     for (char c : in) {
         int v = table[static_cast<unsigned char>(c)];
-        if (v < 0) return std::nullopt;
+        if (v < 0) return reject();
         acc = (acc << 6) | static_cast<uint32_t>(v);
         bits += 6;
         if (bits >= 8) {
@@ -67,7 +76,7 @@ std::optional<Bytes> decode(std::string_view in, std::string_view alphabet, bool
         }
     }
     // Leftover bits must be zero, otherwise two texts would decode alike.
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return reject();
     return out;
 }
 

@@ -87,13 +87,42 @@ int run(int argc, char** argv) {
     auto* app_cmd = app.add_subcommand("app", "manage apps (OAuth clients of agents)");
     app_cmd->require_subcommand(1);
     auto* app_create_cmd = app_cmd->add_subcommand(
-        "create", "create an app and print its client id and secret (shown once)");
+        "create",
+        "create an app and print its client id and secret (shown once); with --public-key the "
+        "app authenticates with private_key_jwt instead and has no secret");
     std::string app_name;
     app_create_cmd->add_option("NAME", app_name, "app name, [A-Za-z0-9_.-]{1,64}")->required();
+    std::optional<std::string> public_key;
+    app_create_cmd->add_option("--public-key", public_key,
+                               "PEM public key (SubjectPublicKeyInfo: Ed25519, EC P-256 or RSA "
+                               ">= 2048 bits) the agent's client assertions are signed with");
     add_data(app_create_cmd);
     add_json(app_create_cmd);
-    app_create_cmd->callback(
-        with_data([&](const std::string& dir) { return app_create(dir, app_name, as_json, io); }));
+    app_create_cmd->callback(with_data([&](const std::string& dir) {
+        return public_key ? app_create_with_key(dir, app_name, *public_key, as_json, io)
+                          : app_create(dir, app_name, as_json, io);
+    }));
+    auto* app_set_key_cmd = app_cmd->add_subcommand(
+        "set-key",
+        "replace the public key of a private_key_jwt app; the previous key keeps working for "
+        "--overlap seconds. Setting a key again during an overlap ends the oldest key at once "
+        "(at most two keys are accepted).");
+    app_set_key_cmd->add_option("NAME", app_name, "app name")->required();
+    std::string new_public_key;
+    app_set_key_cmd->add_option("--public-key", new_public_key, "the new PEM public key")
+        ->required();
+    int key_overlap = 3600;
+    app_set_key_cmd
+        ->add_option("--overlap", key_overlap,
+                     "seconds the previous key stays valid (0: it stops at once)")
+        ->check(CLI::Range(0, 30 * 24 * 3600))
+        ->capture_default_str();
+    add_data(app_set_key_cmd);
+    add_json(app_set_key_cmd);
+    app_set_key_cmd->callback(with_data([&](const std::string& dir) {
+        return app_set_key(dir, app_name, new_public_key, std::chrono::seconds(key_overlap),
+                           as_json, io);
+    }));
     auto* app_list_cmd = app_cmd->add_subcommand("list", "list apps");
     add_data(app_list_cmd);
     add_json(app_list_cmd);

@@ -67,12 +67,35 @@ json app_json(const identity::App& a) {
     return json{{"app", a.name},
                 {"client_id", a.client_id},
                 {"state", state_of(a)},
+                {"auth_method", a.auth_method},
                 {"created_at_ms", a.created_at_ms},
                 {"rotated_at_ms", or_null(a.rotated_at_ms)},
                 {"rotated_by", or_null(a.rotated_by)},
                 {"previous_secret_valid_until_ms", or_null(a.previous_secret_valid_until_ms)},
                 {"revoked_at_ms", or_null(a.revoked_at_ms)},
                 {"revoked_by", or_null(a.revoked_by)}};
+}
+
+json key_json(const identity::AppKey& k) {
+    return json{{"thumbprint", k.thumbprint},
+                {"algorithm", k.algorithm},
+                {"added_at_ms", k.added_at_ms},
+                {"valid_until_ms", or_null(k.valid_until_ms)}};
+}
+
+// The public key in file; errors name the file and say what is wrong.
+Result<identity::ClientPublicKey> read_public_key(const std::string& file) {
+    auto text = util::read_file(file);
+    if (!text) {
+        return fail(ErrorCode::invalid_argument,
+                    "cannot read public key file " + file + ": " + text.error().message);
+    }
+    auto key = identity::ClientPublicKey::from_pem(*text);
+    if (!key) {
+        return fail(ErrorCode::invalid_argument,
+                    "public key file " + file + " " + key.error().message);
+    }
+    return key;
 }
 
 std::optional<std::string> user_name(uid_t uid) {
@@ -132,6 +155,76 @@ int app_create(const std::string& data_dir, const std::string& name, bool as_jso
     return 0;
 }
 
+int app_create_with_key(const std::string& data_dir, const std::string& name,
+                        const std::string& public_key_file, bool as_json, Io io) {
+    // Checked before anything is created: a bad key leaves no trace.
+    auto key = read_public_key(public_key_file);
+    if (!key) return failed(io, "app create", key.error());
+    if (auto s = util::make_dirs(data_dir, 0700); !s) return failed(io, "app create", s.error());
+    auto store = store::Store::open(store::Layout::of(data_dir).database);
+    if (!store) return failed(io, "app create", store.error());
+    identity::AppRegistry apps(**store, system_clock());
+    auto created = apps.create_with_key(name, *key, current_operator());
+    if (!created) return failed(io, "app create", created.error());
+    if (as_json) {
+        io.out << dump(json{{"app", created->name},
+                            {"client_id", created->client_id},
+                            {"auth_method", created->auth_method},
+                            {"key_thumbprint", key->thumbprint()},
+                            {"key_algorithm", key->algorithm()}})
+               << "\n";
+    } else {
+        io.out << "app: " << created->name << "\n"
+               << "client_id: " << created->client_id << "\n"
+               << "auth_method: " << created->auth_method << "\n"
+               << "key: " << key->description() << " (" << key->algorithm() << ")\n"
+               << "key_thumbprint: " << key->thumbprint() << "\n"
+               << "No client secret exists: the agent signs client assertions with the private "
+                  "key (hub.client_auth: private_key_jwt).\n";
+    }
+    io.out.flush();
+    return 0;
+}
+
+int app_set_key(const std::string& data_dir, const std::string& name,
+                const std::string& public_key_file, std::chrono::seconds overlap, bool as_json,
+                Io io) {
+    auto key = read_public_key(public_key_file);
+    if (!key) return failed(io, "app set-key", key.error());
+    auto store = open_existing(data_dir);
+    if (!store) return failed(io, "app set-key", store.error());
+    identity::AppRegistry apps(**store, system_clock());
+    auto change = apps.set_key(name, *key, overlap, current_operator());
+    if (!change) return failed(io, "app set-key", change.error());
+    if (as_json) {
+        io.out << dump(json{{"app", change->app.name},
+                            {"client_id", change->app.client_id},
+                            {"key", key_json(change->key)},
+                            {"previous_key",
+                             change->previous ? key_json(*change->previous) : json(nullptr)}})
+               << "\n";
+    } else {
+        io.out << "app: " << change->app.name << "\n"
+               << "client_id: " << change->app.client_id << "\n"
+               << "key: " << key->description() << " (" << key->algorithm() << ")\n"
+               << "key_thumbprint: " << change->key.thumbprint << "\n";
+        if (change->previous) {
+            io.out << "The previous key (" << change->previous->thumbprint
+                   << ") keeps working until "
+                   << util::rfc3339_millis(*change->previous->valid_until_ms)
+                   << ". Put the new private key in the agent's secret store before then.\n";
+        } else {
+            io.out << "The previous key no longer works. Put the new private key in the agent's "
+                      "secret store now.\n";
+        }
+        if (change->dropped_older) {
+            io.out << "A key replaced earlier and still in its overlap stopped working.\n";
+        }
+    }
+    io.out.flush();
+    return 0;
+}
+
 int app_list(const std::string& data_dir, bool as_json, Io io) {
     auto store = open_existing(data_dir);
     if (!store) return failed(io, "app list", store.error());
@@ -144,7 +237,7 @@ int app_list(const std::string& data_dir, bool as_json, Io io) {
         io.out << dump(arr) << "\n";
     } else {
         for (const auto& a : *list) {
-            io.out << a.name << "  " << a.client_id << "  " << state_of(a);
+            io.out << a.name << "  " << a.client_id << "  " << a.auth_method << "  " << state_of(a);
             if (a.previous_secret_valid_until_ms) {
                 io.out << " (previous secret valid until "
                        << util::rfc3339_millis(*a.previous_secret_valid_until_ms) << ")";
@@ -163,8 +256,13 @@ int app_show(const std::string& data_dir, const std::string& name, bool as_json,
     if (!app) return failed(io, "app show", app.error());
     auto events = apps.events(name);
     if (!events) return failed(io, "app show", events.error());
+    auto keys = apps.keys(name);
+    if (!keys) return failed(io, "app show", keys.error());
     if (as_json) {
         json out = app_json(*app);
+        json key_list = json::array();
+        for (const auto& k : *keys) key_list.push_back(key_json(k));
+        out["keys"] = std::move(key_list);
         json history = json::array();
         for (const auto& e : *events) {
             history.push_back(
@@ -178,13 +276,20 @@ int app_show(const std::string& data_dir, const std::string& name, bool as_json,
     io.out << "app: " << a.name << "\n"
            << "client_id: " << a.client_id << "\n"
            << "state: " << state_of(a) << "\n"
+           << "auth_method: " << a.auth_method << "\n"
            << "created_at: " << when(a.created_at_ms) << "\n"
            << "rotated_at: " << when(a.rotated_at_ms)
            << (a.rotated_by ? " by " + *a.rotated_by : std::string()) << "\n"
            << "previous_secret_valid_until: " << when(a.previous_secret_valid_until_ms) << "\n"
            << "revoked_at: " << when(a.revoked_at_ms)
-           << (a.revoked_by ? " by " + *a.revoked_by : std::string()) << "\n"
-           << "history:\n";
+           << (a.revoked_by ? " by " + *a.revoked_by : std::string()) << "\n";
+    for (const auto& k : *keys) {
+        io.out << "key: " << k.thumbprint << " " << k.algorithm
+               << (k.valid_until_ms ? " previous, valid until " + when(k.valid_until_ms)
+                                    : std::string(" current"))
+               << "\n";
+    }
+    io.out << "history:\n";
     for (const auto& e : *events) {
         io.out << "  " << util::rfc3339_millis(e.at_ms) << "  " << e.event << "  by " << e.actor;
         if (!e.detail.empty()) io.out << "  (" << e.detail << ")";

@@ -27,8 +27,19 @@ Result<std::string> resolve_data_dir(const std::optional<std::string>& flag);
 // Prints the client secret once; only its scrypt hash is stored.
 int app_create(const std::string& data_dir, const std::string& name, bool json, Io io,
                const crypto::ScryptParams& params = crypto::ScryptParams{});
+// With public_key_file (a PEM SubjectPublicKeyInfo: Ed25519, EC P-256 or
+// RSA >= 2048 bits) the app authenticates with private_key_jwt instead: no
+// secret is issued; client_id and the key's thumbprint (its kid) are printed.
+int app_create_with_key(const std::string& data_dir, const std::string& name,
+                        const std::string& public_key_file, bool json, Io io);
+// Replaces a key app's public key; the previous key keeps working for
+// overlap (0: stops at once), as with app_rotate.
+int app_set_key(const std::string& data_dir, const std::string& name,
+                const std::string& public_key_file, std::chrono::seconds overlap, bool json, Io io);
+// Each app with its authentication (client_secret | private_key_jwt).
 int app_list(const std::string& data_dir, bool json, Io io);
-// One app: state (active | revoked), rotation and overlap, history.
+// One app: state (active | revoked), authentication, rotation and overlap,
+// accepted keys (key apps), history.
 int app_show(const std::string& data_dir, const std::string& name, bool json, Io io);
 // Prints the new client secret once; the previous one keeps working for
 // overlap (0: stops at once). Records the operator and time.

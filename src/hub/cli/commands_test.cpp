@@ -14,6 +14,7 @@
 #include "common/crypto/ed25519.h"
 #include "common/protocol/content_digest.h"
 #include "common/util/files.h"
+#include "hub/identity/test_keys.h"
 #include "hub/ingest/ingest.h"
 #include "hub/jobs/job_queue.h"
 #include "hub/pki/pki.h"
@@ -684,6 +685,73 @@ TEST_F(CommandsTest, AppRevokeShowsInListAndShowAndIsFinal) {
     EXPECT_NE(job.err.str().find("revoked"), std::string::npos);
     Captured none;
     EXPECT_EQ(app_show(dir(), "nope", false, none.io()), 1);
+}
+
+TEST_F(CommandsTest, AppCreateWithPublicKeyIssuesNoSecretAndSetKeyRotatesIt) {
+    using identity_testing::TestKey;
+    const TestKey first = TestKey::generate("EdDSA");
+    const TestKey second = TestKey::generate("ES256");
+    const std::string first_file = tmp.file("first.pub");
+    const std::string second_file = tmp.file("second.pub");
+    ASSERT_TRUE(util::write_file_atomic(first_file, first.public_pem(), 0644));
+    ASSERT_TRUE(util::write_file_atomic(second_file, second.public_pem(), 0644));
+
+    Captured created;
+    ASSERT_EQ(app_create_with_key(dir(), "edge", first_file, false, created.io()), 0)
+        << created.err.str();
+    const std::string text = created.out.str();
+    EXPECT_NE(text.find("client_id: cid_"), std::string::npos);
+    EXPECT_NE(text.find("auth_method: private_key_jwt"), std::string::npos);
+    EXPECT_NE(text.find("key_thumbprint: " + first.public_key().thumbprint()), std::string::npos);
+    EXPECT_EQ(text.find("client_secret:"), std::string::npos);
+
+    // Refusals name the file and the reason; nothing is created.
+    const std::string private_file = tmp.file("agent.key");
+    ASSERT_TRUE(util::write_file_atomic(private_file, first.private_pem(), 0600));
+    Captured bad;
+    EXPECT_EQ(app_create_with_key(dir(), "other", private_file, false, bad.io()), 1);
+    EXPECT_NE(bad.err.str().find(private_file), std::string::npos);
+    EXPECT_NE(bad.err.str().find("private key"), std::string::npos);
+    // The message must not quote the key.
+    EXPECT_EQ(bad.err.str().find("BEGIN"), std::string::npos);
+    Captured missing;
+    EXPECT_EQ(app_create_with_key(dir(), "other", tmp.file("none.pub"), false, missing.io()), 1);
+    EXPECT_NE(missing.err.str().find("none.pub"), std::string::npos);
+
+    Captured rotate;
+    EXPECT_EQ(app_rotate(dir(), "edge", std::chrono::seconds(0), false, rotate.io()), 1);
+    EXPECT_NE(rotate.err.str().find("set-key"), std::string::npos);
+
+    Captured set;
+    ASSERT_EQ(app_set_key(dir(), "edge", second_file, std::chrono::seconds(600), true, set.io()), 0)
+        << set.err.str();
+    auto change = json::parse(set.out.str());
+    EXPECT_EQ(change["key"]["thumbprint"], second.public_key().thumbprint());
+    EXPECT_EQ(change["key"]["algorithm"], "ES256");
+    EXPECT_EQ(change["previous_key"]["thumbprint"], first.public_key().thumbprint());
+    EXPECT_TRUE(change["previous_key"]["valid_until_ms"].is_number_integer());
+
+    Captured list;
+    ASSERT_EQ(app_list(dir(), false, list.io()), 0);
+    EXPECT_NE(list.out.str().find("  private_key_jwt  active\n"), std::string::npos)
+        << list.out.str();
+    Captured shown;
+    ASSERT_EQ(app_show(dir(), "edge", true, shown.io()), 0);
+    auto app = json::parse(shown.out.str());
+    EXPECT_EQ(app["auth_method"], "private_key_jwt");
+    ASSERT_EQ(app["keys"].size(), 2u);
+    EXPECT_EQ(app["history"].back()["event"], "key-rotated");
+    EXPECT_EQ(app["history"].back()["actor"], current_operator());
+
+    Captured secret_app;
+    ASSERT_EQ(app_create(dir(), "crm", true, secret_app.io(), testing::fast_scrypt()), 0);
+    Captured wrong;
+    EXPECT_EQ(app_set_key(dir(), "crm", second_file, std::chrono::seconds(0), false, wrong.io()),
+              1);
+    EXPECT_NE(wrong.err.str().find("client secret"), std::string::npos);
+    Captured secret_list;
+    ASSERT_EQ(app_list(dir(), true, secret_list.io()), 0);
+    EXPECT_EQ(json::parse(secret_list.out.str())[0]["auth_method"], "client_secret");
 }
 
 TEST(CurrentOperator, NamesTheOsUser) {

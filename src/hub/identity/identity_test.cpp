@@ -5,6 +5,7 @@
 #include "common/jose/jws.h"
 #include "common/protocol/protocol.h"
 #include "hub/identity/app_registry.h"
+#include "hub/identity/test_keys.h"
 #include "hub/identity/token_service.h"
 #include "hub/testing/test_support.h"
 
@@ -369,6 +370,278 @@ TEST_F(IdentityTest, TokenLifetimeIsConfigurableWithinBounds) {
     EXPECT_EQ(
         TokenService(crypto::Ed25519PrivateKey::generate(), clock, 1 << 30).lifetime_seconds(),
         kMaxAccessTokenLifetime);
+}
+
+// ---- private_key_jwt (RFC 7523) ----
+
+using json = nlohmann::json;
+using identity_testing::assertion_claims;
+using identity_testing::TestKey;
+
+constexpr const char* kAud = "https://hub.example:8443/oauth2/token";
+
+TEST(ClientPublicKey, AcceptsEachSupportedTypeWithItsAlgorithm) {
+    for (const char* alg : {"EdDSA", "ES256", "RS256"}) {
+        auto key = ClientPublicKey::from_pem(TestKey::shared(alg).public_pem());
+        ASSERT_TRUE(key.has_value()) << alg << ": " << key.error().describe();
+        EXPECT_EQ(key->algorithm(), alg);
+        EXPECT_EQ(key->thumbprint().size(), 43u);  // SHA-256, base64url
+    }
+}
+
+TEST(ClientPublicKey, ThumbprintIsTheRfc7638OneOfTheRfc8037Example) {
+    // RFC 8037 appendix A.2/A.3: x and its JWK thumbprint.
+    auto x = crypto::base64url_decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+    ASSERT_TRUE(x.has_value());
+    // SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix + x.
+    const std::string prefix("\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00", 12);
+    std::string pem = "-----BEGIN PUBLIC KEY-----\n" + crypto::base64_encode(prefix + *x) +
+                      "\n-----END PUBLIC KEY-----\n";
+    auto key = ClientPublicKey::from_pem(pem);
+    ASSERT_TRUE(key.has_value()) << key.error().describe();
+    EXPECT_EQ(key->thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+}
+
+TEST(ClientPublicKey, RefusesWhatIsNotAnAcceptedPublicKeyAndSaysWhy) {
+    auto message = [](const std::string& pem) {
+        auto key = ClientPublicKey::from_pem(pem);
+        EXPECT_FALSE(key.has_value());
+        return key ? std::string() : key.error().message;
+    };
+    EXPECT_NE(message(TestKey::generate("EdDSA").private_pem()).find("private key"),
+              std::string::npos);
+    EXPECT_NE(message(TestKey::generate("ES384").public_pem()).find("P-256"), std::string::npos);
+    crypto::EvpPkeyPtr small(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024}));
+    crypto::BioPtr bio(BIO_new(BIO_s_mem()));
+    PEM_write_bio_PUBKEY(bio.get(), small.get());
+    char* data = nullptr;
+    long size = BIO_get_mem_data(bio.get(), &data);
+    EXPECT_NE(message(std::string(data, static_cast<size_t>(size))).find("1024 bits"),
+              std::string::npos);
+    EXPECT_NE(message("hello").find("not a PEM public key"), std::string::npos);
+    EXPECT_NE(message("").find("empty"), std::string::npos);
+}
+
+class KeyAuthTest : public IdentityTest {
+  protected:
+    // Creates a key app with a key of alg; returns its client id.
+    std::string create_key_app(const std::string& name, const TestKey& key) {
+        auto app = apps->create_with_key(name, key.public_key(), "alice");
+        EXPECT_TRUE(app.has_value()) << app.error().describe();
+        return app ? app->client_id : std::string();
+    }
+    int64_t now() const { return clock.now_seconds(); }
+    Result<App> check(const std::string& assertion,
+                      std::optional<std::string_view> client_id = std::nullopt) {
+        return apps->authenticate_assertion(assertion, client_id, rules);
+    }
+    static void expect_refused(const Result<App>& r, const std::string& why) {
+        ASSERT_FALSE(r.has_value()) << "accepted: " << why;
+        EXPECT_EQ(r.error().code, ErrorCode::unauthenticated) << r.error().describe();
+        EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+    }
+
+    AssertionRules rules{.audience_ok = [](std::string_view aud) { return aud == kAud; }};
+};
+
+TEST_F(KeyAuthTest, GoodAssertionOfEachKeyTypeAuthenticates) {
+    for (const char* alg : {"EdDSA", "ES256", "RS256"}) {
+        const TestKey& key = TestKey::shared(alg);
+        std::string cid = create_key_app(std::string("app-") + alg, key);
+        auto app = check(key.assertion(assertion_claims(cid, now(), kAud)), cid);
+        ASSERT_TRUE(app.has_value()) << alg << ": " << app.error().describe();
+        EXPECT_EQ(app->client_id, cid);
+        EXPECT_TRUE(app->uses_key());
+        // With the kid (the thumbprint) and without the client_id parameter.
+        auto with_kid =
+            check(key.assertion(assertion_claims(cid, now(), kAud), key.public_key().thumbprint()));
+        EXPECT_TRUE(with_kid.has_value()) << alg << ": " << with_kid.error().describe();
+    }
+}
+
+TEST_F(KeyAuthTest, KeyAppHasNoSecretAndHistoryNamesTheKey) {
+    TestKey key = TestKey::generate("ES256");
+    std::string cid = create_key_app("keyed", key);
+    EXPECT_EQ(stored_hash("keyed"), "");
+    // Not even an empty secret passes.
+    EXPECT_FALSE(apps->authenticate(cid, "").has_value());
+    auto events = apps->events("keyed");
+    ASSERT_TRUE(events.has_value());
+    ASSERT_EQ(events->size(), 2u);
+    EXPECT_EQ((*events)[1].event, "key-registered");
+    EXPECT_NE((*events)[1].detail.find(key.public_key().thumbprint()), std::string::npos);
+    auto keys = apps->keys("keyed");
+    ASSERT_TRUE(keys.has_value());
+    ASSERT_EQ(keys->size(), 1u);
+    EXPECT_EQ((*keys)[0].algorithm, "ES256");
+    EXPECT_FALSE((*keys)[0].valid_until_ms.has_value());
+    // A secret app cannot get a key, a key app cannot rotate a secret.
+    ASSERT_TRUE(apps->create("secret-app").has_value());
+    auto set = apps->set_key("secret-app", key.public_key(), std::chrono::seconds(0), "bob");
+    ASSERT_FALSE(set.has_value());
+    EXPECT_EQ(set.error().code, ErrorCode::conflict);
+    auto rotated = apps->rotate("keyed", std::chrono::seconds(0), "bob");
+    ASSERT_FALSE(rotated.has_value());
+    EXPECT_EQ(rotated.error().code, ErrorCode::conflict);
+    EXPECT_NE(rotated.error().message.find("set-key"), std::string::npos);
+}
+
+TEST_F(KeyAuthTest, WrongKeyWrongAlgorithmAndAlgNoneAreRefused) {
+    TestKey key = TestKey::generate("ES256");
+    std::string cid = create_key_app("app", key);
+    auto claims = assertion_claims(cid, now(), kAud);
+    expect_refused(check(TestKey::generate("ES256").assertion(claims)), "signature");
+    expect_refused(check(TestKey::generate("EdDSA").assertion(claims)), "signature");
+    // The right signature under a header naming another algorithm.
+    auto relabel = [&](const std::string& alg) {
+        json header = {{"alg", alg}, {"typ", "JWT"}};
+        return key.sign(header, claims);
+    };
+    expect_refused(check(relabel("RS256")), "signature");
+    expect_refused(check(relabel("ES384")), "algorithm");
+    expect_refused(check(relabel("HS256")), "algorithm");
+    // alg none with an empty signature.
+    std::string none = crypto::base64url_encode(json{{"alg", "none"}}.dump()) + "." +
+                       crypto::base64url_encode(claims.dump()) + ".";
+    expect_refused(check(none), "algorithm");
+    // A kid that names no key of the app.
+    expect_refused(check(key.assertion(assertion_claims(cid, now(), kAud), "other-kid")),
+                   "signature");
+    // Garbage.
+    expect_refused(check("a.b.c"), "");
+    expect_refused(check(std::string(kMaxAssertionBytes + 1, 'a')), "longer");
+}
+
+TEST_F(KeyAuthTest, ClaimsAreChecked) {
+    TestKey key = TestKey::generate("EdDSA");
+    std::string cid = create_key_app("app", key);
+    auto with = [&](const std::function<void(json&)>& change) {
+        json c = assertion_claims(cid, now(), kAud);
+        change(c);
+        return key.assertion(c);
+    };
+    expect_refused(check(with([&](json& c) { c["exp"] = now() - 120; })), "expired");
+    expect_refused(check(with([&](json& c) { c.erase("exp"); })), "exp");
+    expect_refused(check(with([&](json& c) { c["exp"] = now() + 3600; })), "ahead");
+    expect_refused(check(with([&](json& c) { c["nbf"] = now() + 120; })), "not valid yet");
+    expect_refused(check(with([&](json& c) { c["iat"] = now() + 120; })), "future");
+    expect_refused(check(with([&](json& c) { c["aud"] = "https://other.example/oauth2/token"; })),
+                   "aud");
+    expect_refused(check(with([&](json& c) { c.erase("aud"); })), "aud");
+    expect_refused(check(with([&](json& c) { c["sub"] = "cid_other"; })), "sub");
+    expect_refused(check(with([&](json& c) { c.erase("jti"); })), "jti");
+    expect_refused(check(with([](json&) {}), "cid_other"), "client_id");
+    // An unknown client: the same kind of refusal as a bad signature.
+    expect_refused(check(with([](json& c) { c["iss"] = c["sub"] = "cid_nobody"; })),
+                   "unknown client");
+    // Within the leeway, and aud as an array, pass.
+    EXPECT_TRUE(check(with([&](json& c) { c["nbf"] = c["iat"] = now() + 20; })).has_value());
+    EXPECT_TRUE(check(with([&](json& c) {
+                    c["aud"] = json::array({"https://elsewhere.example", kAud});
+                })).has_value());
+}
+
+TEST_F(KeyAuthTest, ReplayedJtiIsRefusedUntilTheAssertionCouldNoLongerBeValid) {
+    TestKey key = TestKey::generate("ES256");
+    std::string cid = create_key_app("app", key);
+    json claims = assertion_claims(cid, now(), kAud);
+    std::string assertion = key.assertion(claims);
+    ASSERT_TRUE(check(assertion).has_value());
+    expect_refused(check(assertion), "replay");
+    // The same jti re-signed in a new assertion is a replay too.
+    claims["iat"] = now() + 1;
+    expect_refused(check(key.assertion(claims)), "replay");
+    // Another jti passes.
+    EXPECT_TRUE(check(key.assertion(assertion_claims(cid, now(), kAud))).has_value());
+    // Long after expiry the jti is forgotten (the table does not grow forever)
+    // and the old assertion is refused as expired, not accepted.
+    clock.advance_ms(600'000);
+    expect_refused(check(assertion), "expired");
+    EXPECT_TRUE(check(key.assertion(assertion_claims(cid, now(), kAud))).has_value());
+    auto remembered = store->with([](sqlite::Database& db) {
+        auto st = db.prepare("SELECT count(*) FROM client_assertion_jtis");
+        (void)st->step();
+        return st->integer(0);
+    });
+    EXPECT_EQ(remembered, 1);
+}
+
+TEST_F(KeyAuthTest, RevokedAppGetsNothing) {
+    TestKey key = TestKey::generate("EdDSA");
+    std::string cid = create_key_app("app", key);
+    ASSERT_TRUE(apps->revoke("app", "alice").has_value());
+    expect_refused(check(key.assertion(assertion_claims(cid, now(), kAud))), "revoked");
+    auto keys = apps->keys("app");
+    ASSERT_TRUE(keys.has_value());
+    EXPECT_TRUE(keys->empty());
+    EXPECT_EQ(apps->set_key("app", TestKey::generate("EdDSA").public_key(), std::chrono::seconds(0),
+                            "alice")
+                  .error()
+                  .code,
+              ErrorCode::conflict);
+}
+
+TEST_F(KeyAuthTest, SetKeyKeepsThePreviousKeyForTheOverlapOnly) {
+    const TestKey first = TestKey::generate("EdDSA");
+    const TestKey& second = TestKey::shared("RS256");
+    TestKey third = TestKey::generate("ES256");
+    std::string cid = create_key_app("app", first);
+    auto fresh = [&](const TestKey& k) {
+        return check(k.assertion(assertion_claims(cid, now(), kAud)));
+    };
+    EXPECT_FALSE(
+        apps->set_key("app", second.public_key(), std::chrono::seconds(-1), "bob").has_value());
+    auto same = apps->set_key("app", first.public_key(), std::chrono::seconds(60), "bob");
+    ASSERT_FALSE(same.has_value());
+    EXPECT_EQ(same.error().code, ErrorCode::invalid_argument);
+
+    auto change = apps->set_key("app", second.public_key(), std::chrono::seconds(60), "bob");
+    ASSERT_TRUE(change.has_value()) << change.error().describe();
+    EXPECT_EQ(change->key.thumbprint, second.public_key().thumbprint());
+    ASSERT_TRUE(change->previous.has_value());
+    EXPECT_EQ(change->previous->thumbprint, first.public_key().thumbprint());
+    EXPECT_EQ(*change->previous->valid_until_ms, clock.now_ms() + 60'000);
+    EXPECT_TRUE(fresh(first).has_value());
+    EXPECT_TRUE(fresh(second).has_value());
+
+    clock.advance_ms(59'000);
+    EXPECT_TRUE(fresh(first).has_value());
+    clock.advance_ms(2'000);
+    expect_refused(fresh(first), "signature");
+    EXPECT_TRUE(fresh(second).has_value());
+
+    // A rotation during an overlap drops the oldest key at once (at most two).
+    ASSERT_TRUE(apps->set_key("app", first.public_key(), std::chrono::seconds(60), "bob"));
+    auto again = apps->set_key("app", third.public_key(), std::chrono::seconds(60), "bob");
+    ASSERT_TRUE(again.has_value());
+    EXPECT_TRUE(again->dropped_older);
+    expect_refused(fresh(second), "signature");
+    EXPECT_TRUE(fresh(first).has_value());
+    EXPECT_TRUE(fresh(third).has_value());
+    auto keys = apps->keys("app");
+    ASSERT_TRUE(keys.has_value());
+    EXPECT_EQ(keys->size(), 2u);
+
+    // Overlap 0: the replaced key stops at once.
+    ASSERT_TRUE(apps->set_key("app", second.public_key(), std::chrono::seconds(0), "bob"));
+    expect_refused(fresh(third), "signature");
+    expect_refused(fresh(first), "signature");
+    EXPECT_TRUE(fresh(second).has_value());
+
+    auto events = apps->events("app");
+    ASSERT_TRUE(events.has_value());
+    EXPECT_EQ(events->back().event, "key-rotated");
+    EXPECT_EQ(events->back().actor, "bob");
+    EXPECT_NE(events->back().detail.find(second.public_key().thumbprint()), std::string::npos);
+}
+
+TEST_F(KeyAuthTest, SecretAppsCannotUseAssertionsAndKeepWorking) {
+    auto created = apps->create("plain");
+    ASSERT_TRUE(created.has_value());
+    TestKey key = TestKey::generate("EdDSA");
+    expect_refused(check(key.assertion(assertion_claims(created->app.client_id, now(), kAud))),
+                   "unknown client");
+    EXPECT_TRUE(apps->authenticate(created->app.client_id, created->client_secret).has_value());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "hub/server/api.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/crypto/encoding.h"
@@ -129,6 +130,10 @@ int hex_value(char c) {
     return -1;
 }
 
+// RFC 7523 section 2.2.
+constexpr const char* kJwtBearerAssertionType =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 ApiResponse invalid_client() {
     ApiResponse r = json_response(401, json{{"error", code::kInvalidClient}});
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"agent-hub\"");
@@ -222,8 +227,32 @@ std::expected<Api::Caller, ApiResponse> Api::authenticate(
     return Caller{std::move(*principal)};
 }
 
+bool is_hub_audience(std::string_view aud, const TokenEndpointOptions& options) {
+    if (aud == protocol::kIssuer) return true;
+    if (!options.urls.empty()) {
+        return std::find(options.urls.begin(), options.urls.end(), aud) != options.urls.end();
+    }
+    constexpr std::string_view kScheme = "https://";
+    const std::string_view path = protocol::kTokenPath;
+    if (!aud.starts_with(kScheme) || !aud.ends_with(path)) return false;
+    std::string_view rest = aud.substr(kScheme.size(), aud.size() - kScheme.size() - path.size());
+    const std::string_view authority = rest.substr(0, rest.find('/'));
+    return !authority.empty() && authority.find('@') == std::string_view::npos &&
+           rest.find_first_of("?#") == std::string_view::npos;
+}
+
 ApiResponse Api::token(const std::optional<std::string>& authorization, std::string_view body) {
     ApiResponse r;
+    const auto issue = [&](const identity::App& app, const char* method) {
+        auto issued = s_.tokens.issue(app);
+        ApiResponse ok = json_response(200, json{{"access_token", issued.access_token},
+                                                 {"token_type", "Bearer"},
+                                                 {"expires_in", issued.expires_in}});
+        ok.client_id = app.client_id;
+        ok.detail =
+            "token issued for app " + app.name + " via " + method + " (jti " + issued.jti + ")";
+        return ok;
+    };
     if (body.size() > kMaxFormBody) {
         r = error(code::kTooLarge,
                   "request body exceeds " + std::to_string(kMaxFormBody) + " bytes");
@@ -233,24 +262,44 @@ ApiResponse Api::token(const std::optional<std::string>& authorization, std::str
         std::optional<std::string> grant;
         int grants = 0;
         // client_secret_post (RFC 6749 section 2.3.1): the credentials as
-        // form parameters. Like every token request parameter, at most once.
+        // form parameters; private_key_jwt (RFC 7523 section 2.2): an
+        // assertion and its type. Like every token request parameter, at
+        // most once.
         std::optional<std::string> post_id;
         std::optional<std::string> post_secret;
+        std::optional<std::string> assertion_type;
+        std::optional<std::string> assertion;
         bool repeated = false;
         for (const auto& [k, v] : *form) {
+            std::optional<std::string>* slot = nullptr;
             if (k == "grant_type") {
                 grant = v;
                 ++grants;
-            } else if (k == "client_id" || k == "client_secret") {
-                auto& slot = k == "client_id" ? post_id : post_secret;
-                if (slot) repeated = true;
-                slot = v;
+            } else if (k == "client_id") {
+                slot = &post_id;
+            } else if (k == "client_secret") {
+                slot = &post_secret;
+            } else if (k == "client_assertion_type") {
+                slot = &assertion_type;
+            } else if (k == "client_assertion") {
+                slot = &assertion;
+            }
+            if (slot != nullptr) {
+                if (*slot) repeated = true;
+                *slot = v;
             }
         }
+        const bool uses_assertion = assertion_type || assertion;
         if (!grant || grants != 1) {
             r = error(code::kInvalidRequest, "exactly one grant_type is required");
         } else if (repeated) {
-            r = error(code::kInvalidRequest, "client_id and client_secret may occur only once");
+            r = error(code::kInvalidRequest,
+                      "client_id, client_secret, client_assertion_type and client_assertion may "
+                      "occur only once");
+        } else if (uses_assertion && (authorization || post_secret)) {
+            r = error(code::kInvalidRequest,
+                      "use one client authentication method: a client assertion, HTTP Basic "
+                      "authentication or a client secret in the body");
         } else if (authorization && (post_id || post_secret)) {
             // Section 2.3: one authentication method per request.
             r = error(code::kInvalidRequest,
@@ -258,6 +307,33 @@ ApiResponse Api::token(const std::optional<std::string>& authorization, std::str
                       "the body, not both");
         } else if (*grant != "client_credentials") {
             r = error(code::kUnsupportedGrantType, "only client_credentials is supported");
+        } else if (uses_assertion) {
+            if (!assertion_type || !assertion) {
+                r = error(code::kInvalidRequest,
+                          "client_assertion_type and client_assertion go together");
+            } else if (*assertion_type != kJwtBearerAssertionType) {
+                r = error(code::kInvalidRequest,
+                          std::string("client_assertion_type must be ") + kJwtBearerAssertionType);
+            } else {
+                const identity::AssertionRules rules{
+                    .audience_ok =
+                        [this](std::string_view aud) {
+                            return is_hub_audience(aud, token_endpoint_);
+                        },
+                };
+                std::optional<std::string_view> id;
+                if (post_id) id = *post_id;
+                auto app = s_.apps.authenticate_assertion(*assertion, id, rules);
+                if (!app && app.error().code == ErrorCode::unauthenticated) {
+                    // Same answer for every reason; the reason is for the log.
+                    r = invalid_client();
+                    r.detail += ": private_key_jwt: " + app.error().message;
+                } else if (!app) {
+                    r = error(code::kServerError, app.error().describe());
+                } else {
+                    r = issue(*app, "private_key_jwt");
+                }
+            }
         } else {
             std::optional<std::string> id;
             std::optional<std::string> secret;
@@ -292,13 +368,7 @@ ApiResponse Api::token(const std::optional<std::string>& authorization, std::str
                     r = error(code::kServerError, app.error().describe());
                 }
             } else {
-                auto issued = s_.tokens.issue(*app);
-                r = json_response(200, json{{"access_token", issued.access_token},
-                                            {"token_type", "Bearer"},
-                                            {"expires_in", issued.expires_in}});
-                r.client_id = app->client_id;
-                r.detail = "token issued for app " + app->name + " via " + method + " (jti " +
-                           issued.jti + ")";
+                r = issue(*app, method);
             }
         }
     }

@@ -51,12 +51,34 @@ struct Services {
     const clock::Clock* clock = nullptr;
 };
 
+// What a private_key_jwt client assertion's "aud" may name (RFC 7523
+// section 3: the authorization server; its token endpoint URL "MAY be used").
+// Accepted: the hub's issuer (protocol::kIssuer, "agent-hub") or a token
+// endpoint URL of this hub. With urls set, only those exact URLs; with urls
+// empty (the hub does not know the names agents reach it by), any
+// "https://AUTHORITY[/PREFIX]/oauth2/token" without query or fragment. The
+// secure-agent TokenClient sends the URL it posts to, hub.url +
+// "/oauth2/token". An assertion for another server is still refused by its
+// iss/sub (the hub's random client id) and its signature.
+struct TokenEndpointOptions {
+    std::vector<std::string> urls;
+};
+
+// True when aud names this hub under options (see TokenEndpointOptions).
+bool is_hub_audience(std::string_view aud, const TokenEndpointOptions& options);
+
 class Api final {
   public:
-    explicit Api(Services services) : s_(services) {}
+    explicit Api(Services services, TokenEndpointOptions token_endpoint = {})
+        : s_(services), token_endpoint_(std::move(token_endpoint)) {}
 
-    // POST /oauth2/token (client_credentials; client_secret_basic or
-    // client_secret_post, never both in one request: 400 invalid_request).
+    // POST /oauth2/token (client_credentials). Client authentication, one
+    // method per request (else 400 invalid_request): client_secret_basic,
+    // client_secret_post, or private_key_jwt (client_assertion_type
+    // urn:ietf:params:oauth:client-assertion-type:jwt-bearer and
+    // client_assertion, client_id optional; AppRegistry::authenticate_assertion
+    // says what is checked). Every authentication failure is the same 401
+    // invalid_client, whatever the reason (the reason goes to log detail).
     ApiResponse token(const std::optional<std::string>& authorization, std::string_view body);
     // POST /v1/agent/lease: may block up to wait_seconds.
     ApiResponse lease(const std::optional<std::string>& authorization, std::string_view body);
@@ -103,6 +125,7 @@ class Api final {
         const std::optional<std::string>& authorization, std::string_view body);
 
     Services s_;
+    TokenEndpointOptions token_endpoint_;
 };
 
 // Splits "application/x-www-form-urlencoded" text. nullopt on bad escapes.

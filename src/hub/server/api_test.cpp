@@ -10,6 +10,7 @@
 #include "common/crypto/encoding.h"
 #include "common/protocol/content_digest.h"
 #include "common/util/time.h"
+#include "hub/identity/test_keys.h"
 #include "hub/testing/test_support.h"
 
 namespace sa::hub::server {
@@ -637,6 +638,125 @@ TEST_F(ApiTest, RevocationEndsAWaitingLongPoll) {
     EXPECT_EQ(r.status, 401) << r.body;
     EXPECT_EQ(json::parse(r.body)["error"], "invalid_token");
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+// ---- private_key_jwt (RFC 7523) ----
+
+using identity_testing::assertion_claims;
+using identity_testing::TestKey;
+
+constexpr const char* kTokenUrl = "https://hub.example:8443/oauth2/token";
+
+std::string assertion_form(const std::string& assertion, const std::string& client_id = "") {
+    std::string body = "grant_type=client_credentials&client_assertion_type=" +
+                       form_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") +
+                       "&client_assertion=" + form_encode(assertion);
+    if (!client_id.empty()) body += "&client_id=" + form_encode(client_id);
+    return body;
+}
+
+class KeyTokenTest : public ApiTest {
+  protected:
+    void SetUp() override {
+        ApiTest::SetUp();
+        auto app = apps->create_with_key("keyed", key.public_key(), "alice");
+        ASSERT_TRUE(app.has_value()) << app.error().describe();
+        key_client = app->client_id;
+    }
+    std::string fresh(const TestKey& k, const std::string& aud = kTokenUrl) {
+        return k.assertion(assertion_claims(key_client, clock.now_seconds(), aud));
+    }
+
+    TestKey key = TestKey::generate("ES256");
+    std::string key_client;
+};
+
+TEST_F(KeyTokenTest, PrivateKeyJwtIssuesATokenThatWorks) {
+    auto r = api->token(std::nullopt, assertion_form(fresh(key), key_client));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.client_id, key_client);
+    EXPECT_NE(r.detail.find("via private_key_jwt"), std::string::npos);
+    EXPECT_EQ(header_of(r, "Cache-Control"), "no-store");
+    auto token = json::parse(r.body)["access_token"].get<std::string>();
+    auto ping = api->ping("Bearer " + token, "edge-1");
+    EXPECT_EQ(ping.status, 200) << ping.body;
+    // client_id is optional (RFC 7523 section 3), aud may be the issuer.
+    auto bare = api->token(std::nullopt, assertion_form(fresh(key, "agent-hub")));
+    EXPECT_EQ(bare.status, 200) << bare.body;
+    // Secret apps keep working alongside.
+    EXPECT_EQ(api->token(basic(client_id, secret), "grant_type=client_credentials").status, 200);
+}
+
+TEST_F(KeyTokenTest, EveryAuthenticationFailureLooksTheSame) {
+    auto good = api->token(std::nullopt, assertion_form(fresh(key)));
+    ASSERT_EQ(good.status, 200) << good.body;
+    auto other_client = apps->create_with_key("other", TestKey::generate("EdDSA").public_key());
+    ASSERT_TRUE(other_client.has_value());
+
+    std::vector<std::pair<std::string, std::string>> bodies = {
+        {"bad signature", assertion_form(fresh(TestKey::generate("ES256")))},
+        {"unknown client", assertion_form(key.assertion(
+                               assertion_claims("cid_nobody", clock.now_seconds(), kTokenUrl)))},
+        {"client_id mismatch", assertion_form(fresh(key), other_client->client_id)},
+        {"wrong aud", assertion_form(fresh(key, "https://other.example/token"))},
+        {"secret app", assertion_form(key.assertion(
+                           assertion_claims(client_id, clock.now_seconds(), kTokenUrl)))},
+        {"garbage", assertion_form("not-a-jwt")},
+    };
+    std::string replayed = fresh(key);
+    ASSERT_EQ(api->token(std::nullopt, assertion_form(replayed)).status, 200);
+    bodies.emplace_back("replay", assertion_form(replayed));
+    std::string before_revoke = fresh(key);
+    for (const auto& [why, body] : bodies) {
+        auto r = api->token(std::nullopt, body);
+        EXPECT_EQ(r.status, 401) << why;
+        EXPECT_EQ(r.body, R"({"error":"invalid_client"})") << why;
+        EXPECT_EQ(r.client_id, "") << why;
+        EXPECT_NE(r.detail.find("private_key_jwt"), std::string::npos) << why;
+    }
+    ASSERT_TRUE(apps->revoke("keyed", "alice").has_value());
+    auto revoked = api->token(std::nullopt, assertion_form(before_revoke));
+    EXPECT_EQ(revoked.status, 401);
+    EXPECT_EQ(revoked.body, R"({"error":"invalid_client"})");
+}
+
+TEST_F(KeyTokenTest, OneAuthenticationMethodPerRequest) {
+    const std::string assertion = fresh(key);
+    auto with_basic = api->token(basic(client_id, secret), assertion_form(assertion));
+    EXPECT_EQ(with_basic.status, 400);
+    EXPECT_EQ(json::parse(with_basic.body)["error"], "invalid_request");
+    auto with_secret =
+        api->token(std::nullopt, assertion_form(assertion, key_client) + "&client_secret=x");
+    EXPECT_EQ(with_secret.status, 400);
+    auto twice = api->token(std::nullopt, assertion_form(assertion) + "&client_assertion=x");
+    EXPECT_EQ(twice.status, 400);
+    auto no_type = api->token(
+        std::nullopt, "grant_type=client_credentials&client_assertion=" + form_encode(assertion));
+    EXPECT_EQ(no_type.status, 400);
+    auto other_type = api->token(std::nullopt,
+                                 "grant_type=client_credentials&client_assertion_type=urn%3Aother"
+                                 "&client_assertion=" +
+                                     form_encode(assertion));
+    EXPECT_EQ(other_type.status, 400);
+    // None of these consumed the assertion.
+    EXPECT_EQ(api->token(std::nullopt, assertion_form(assertion)).status, 200);
+}
+
+TEST(HubAudience, IssuerOrTheTokenEndpointUrl) {
+    const TokenEndpointOptions any;
+    EXPECT_TRUE(is_hub_audience("agent-hub", any));
+    EXPECT_TRUE(is_hub_audience("https://127.0.0.1:8443/oauth2/token", any));
+    EXPECT_TRUE(is_hub_audience("https://hub.example/prefix/oauth2/token", any));
+    EXPECT_FALSE(is_hub_audience("http://hub.example/oauth2/token", any));
+    EXPECT_FALSE(is_hub_audience("https://hub.example/oauth2/token?x=1", any));
+    EXPECT_FALSE(is_hub_audience("https:///oauth2/token", any));
+    EXPECT_FALSE(is_hub_audience("https://user@hub.example/oauth2/token", any));
+    EXPECT_FALSE(is_hub_audience("https://idp.example/token", any));
+    EXPECT_FALSE(is_hub_audience("", any));
+    const TokenEndpointOptions exact{{"https://hub.example:8443/oauth2/token"}};
+    EXPECT_TRUE(is_hub_audience("https://hub.example:8443/oauth2/token", exact));
+    EXPECT_TRUE(is_hub_audience("agent-hub", exact));
+    EXPECT_FALSE(is_hub_audience("https://127.0.0.1:8443/oauth2/token", exact));
 }
 
 }  // namespace

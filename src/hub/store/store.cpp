@@ -343,6 +343,49 @@ INSERT INTO catalog_sources(app, source, job_id, mode, committed_at_ms)
     WHERE r = 1;
 )sql";
 
+// Version 5 (issue #5): apps that authenticate with private_key_jwt (RFC
+// 7523). apps.auth_method says how an app authenticates; a key app's
+// secret_hash is '' (no secret exists). app_keys holds its public keys: the
+// current one (expires_at_ms NULL) and, during a rotation overlap, the one it
+// replaced. client_assertion_jtis remembers the jti of every accepted
+// assertion until the assertion expires, so none is accepted twice.
+// app_events is rebuilt (a CHECK constraint cannot change in place) to allow
+// the key events; every row and its order (n) are kept.
+constexpr const char* kSchemaV5 = R"sql(
+ALTER TABLE apps ADD COLUMN auth_method TEXT NOT NULL DEFAULT 'client_secret'
+    CHECK (auth_method IN ('client_secret', 'private_key_jwt'));
+CREATE TABLE app_keys (
+    app            TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    thumbprint     TEXT NOT NULL,          -- RFC 7638 JWK thumbprint (SHA-256): the kid
+    algorithm      TEXT NOT NULL CHECK (algorithm IN ('EdDSA', 'ES256', 'RS256')),
+    public_key     TEXT NOT NULL,          -- PEM SubjectPublicKeyInfo
+    added_at_ms    INTEGER NOT NULL,
+    expires_at_ms  INTEGER,                -- NULL: the current key; else end of its overlap
+    PRIMARY KEY (app, thumbprint)
+);
+CREATE TABLE client_assertion_jtis (
+    client_id      TEXT NOT NULL,
+    jti            TEXT NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,       -- forgotten after this: the assertion is dead
+    PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX client_assertion_jtis_by_expiry ON client_assertion_jtis(expires_at_ms);
+CREATE TABLE app_events_v5 (
+    n       INTEGER PRIMARY KEY AUTOINCREMENT,
+    app     TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    event   TEXT NOT NULL CHECK (event IN ('created', 'rotated', 'revoked', 'key-registered',
+                                           'key-rotated')),
+    at_ms   INTEGER NOT NULL,
+    actor   TEXT NOT NULL,                 -- the operator's OS user, or "unknown"
+    detail  TEXT                           -- never a secret
+);
+INSERT INTO app_events_v5(n, app, event, at_ms, actor, detail)
+    SELECT n, app, event, at_ms, actor, detail FROM app_events;
+DROP TABLE app_events;
+ALTER TABLE app_events_v5 RENAME TO app_events;
+CREATE INDEX IF NOT EXISTS app_events_by_app ON app_events(app, n);
+)sql";
+
 Status create_file_private(const std::string& path) {
     // SQLite creates files with the process umask; the database holds secret
     // hashes and customer metadata, so it is created 0600 up front (SQLite
@@ -400,6 +443,10 @@ Status migrate(sqlite::Database& db) {
     if (version < 4) {
         if (auto s = db.exec(kSchemaV4); !s) return s;
         if (auto s = db.exec("PRAGMA user_version = 4"); !s) return s;
+    }
+    if (version < 5) {
+        if (auto s = db.exec(kSchemaV5); !s) return s;
+        if (auto s = db.exec("PRAGMA user_version = 5"); !s) return s;
     }
     return tx->commit();
 }

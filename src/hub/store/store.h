@@ -19,7 +19,7 @@
 
 namespace sa::hub::store {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 class Store final {
   public:

@@ -44,6 +44,16 @@ CREATE TABLE chunks (
     received_at_ms INTEGER NOT NULL, PRIMARY KEY (job_id, seq));
 )sql";
 
+// The app history as schema versions 2 to 4 created it (version 5 rebuilds it).
+constexpr const char* kAppEventsV2 = R"sql(
+CREATE TABLE app_events (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    event TEXT NOT NULL CHECK (event IN ('created', 'rotated', 'revoked')),
+    at_ms INTEGER NOT NULL, actor TEXT NOT NULL, detail TEXT);
+CREATE INDEX app_events_by_app ON app_events(app, n);
+)sql";
+
 // The catalog tables as schema versions 1 to 3 created them.
 constexpr const char* kCatalogV3 = R"sql(
 CREATE TABLE catalog_tables (
@@ -152,6 +162,7 @@ TEST(Store, MigratesVersionTwoDatabaseKeepingJobsAndChunks) {
                         .has_value());
         ASSERT_TRUE(db->exec(kJobsV1).has_value());
         ASSERT_TRUE(db->exec(kCatalogV3).has_value());
+        ASSERT_TRUE(db->exec(kAppEventsV2).has_value());
         ASSERT_TRUE(
             db->exec("INSERT INTO jobs(n, id, app, source, operation, status, reason_code, "
                      "attempts, created_at_ms, summary_tables, summary_views, summary_columns) "
@@ -256,13 +267,13 @@ TEST(Store, MigratesVersionThreeCatalogToModelVersionTwo) {
                         .has_value());
         ASSERT_TRUE(db->exec(kJobsV1).has_value());
         ASSERT_TRUE(db->exec(kCatalogV3).has_value());
+        ASSERT_TRUE(db->exec(kAppEventsV2).has_value());
         auto rows = db->exec(kCatalogV3Rows);
         ASSERT_TRUE(rows.has_value()) << rows.error().describe();
     }
     auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
     ASSERT_TRUE(store.has_value()) << store.error().describe();
-    EXPECT_EQ(pragma(**store, "user_version"), "4");
-    EXPECT_EQ(kSchemaVersion, 4);
+    EXPECT_EQ(pragma(**store, "user_version"), std::to_string(kSchemaVersion));
     auto count = [&](const std::string& sql) {
         return (*store)->with([&](sqlite::Database& db) {
             auto q = db.prepare(sql);
@@ -393,6 +404,90 @@ TEST(Store, MigratesVersionThreeCatalogToModelVersionTwo) {
     EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE source = 'pg'"), 2);
     EXPECT_EQ(count("SELECT count(*) FROM catalog_constraints"), 3);
     EXPECT_EQ(count("SELECT count(*) FROM catalog_indexes"), 0);
+}
+
+TEST(Store, MigratesVersionFourDatabaseToKeyAuthenticationKeepingAppsAndHistory) {
+    testing::TempDir tmp;
+    {
+        // A version-4 database: today's schema with version 5 taken out
+        // again (its column, tables and event names), holding an app with a
+        // rotation overlap, its history and a job, as release 4 left it.
+        auto store = Store::open(tmp.file("hub.db"));
+        ASSERT_TRUE(store.has_value()) << store.error().describe();
+        auto undone = (*store)->with([](sqlite::Database& db) {
+            return db.exec(
+                "PRAGMA foreign_keys = OFF; BEGIN;"
+                "DROP TABLE app_keys; DROP TABLE client_assertion_jtis;"
+                "ALTER TABLE apps DROP COLUMN auth_method; DROP TABLE app_events;" +
+                std::string(kAppEventsV2) +
+                "INSERT INTO apps(name, client_id, secret_hash, created_at_ms, "
+                "previous_secret_hash, previous_secret_expires_at_ms, rotated_at_ms, rotated_by) "
+                "VALUES ('old', 'cid_old', 'scrypt$new', 7, 'scrypt$prev', 99, 8, 'alice');"
+                "INSERT INTO app_events(n, app, event, at_ms, actor, detail) VALUES "
+                "(3, 'old', 'created', 7, 'alice', NULL), (4, 'old', 'rotated', 8, 'alice', "
+                "'overlap 60 s');"
+                "INSERT INTO jobs(id, app, source, operation, status, created_at_ms) "
+                "VALUES ('j1', 'old', 'inv', 'extract_metadata', 'queued', 9);"
+                "COMMIT; PRAGMA user_version = 4");
+        });
+        ASSERT_TRUE(undone.has_value()) << undone.error().describe();
+    }
+    auto store = Store::open(tmp.file("hub.db"), Store::Create::never);
+    ASSERT_TRUE(store.has_value()) << store.error().describe();
+    EXPECT_EQ(pragma(**store, "user_version"), "5");
+    EXPECT_EQ(kSchemaVersion, 5);
+    auto text = [&](const std::string& sql) {
+        return (*store)->with([&](sqlite::Database& db) {
+            auto q = db.prepare(sql);
+            EXPECT_TRUE(q.has_value()) << sql;
+            EXPECT_EQ(*q->step(), sqlite::Statement::Step::row) << sql;
+            return q->text(0);
+        });
+    };
+    // The app keeps both secrets and its overlap, and is a secret app.
+    EXPECT_EQ(text("SELECT secret_hash || ' ' || previous_secret_hash || ' ' || "
+                   "previous_secret_expires_at_ms || ' ' || rotated_by || ' ' || auth_method "
+                   "FROM apps WHERE name = 'old'"),
+              "scrypt$new scrypt$prev 99 alice client_secret");
+    // The history keeps its rows and order, and takes the new events.
+    EXPECT_EQ(text("SELECT group_concat(n || ':' || event, ',') FROM "
+                   "(SELECT n, event FROM app_events ORDER BY n)"),
+              "3:created,4:rotated");
+    EXPECT_EQ(text("SELECT count(*) FROM jobs WHERE app = 'old'"), "1");
+    auto more = (*store)->with([](sqlite::Database& db) -> Status {
+        if (auto s = execute(db,
+                             "INSERT INTO app_events(app, event, at_ms, actor) "
+                             "VALUES ('old', 'key-rotated', 10, 'bob')");
+            !s) {
+            return s;
+        }
+        if (auto s = execute(db,
+                             "INSERT INTO app_keys(app, thumbprint, algorithm, public_key, "
+                             "added_at_ms) VALUES ('old', 't', 'ES256', 'pem', 10)");
+            !s) {
+            return s;
+        }
+        return execute(db,
+                       "INSERT INTO client_assertion_jtis(client_id, jti, expires_at_ms) "
+                       "VALUES ('cid_old', 'j', 10)");
+    });
+    EXPECT_TRUE(more.has_value()) << more.error().describe();
+    EXPECT_EQ(text("SELECT max(n) FROM app_events"), "5");
+    // Unknown events and algorithms are still refused.
+    auto bad = (*store)->with([](sqlite::Database& db) {
+        return execute(db,
+                       "INSERT INTO app_keys(app, thumbprint, algorithm, public_key, "
+                       "added_at_ms) VALUES ('old', 'u', 'HS256', 'pem', 10)");
+    });
+    EXPECT_FALSE(bad.has_value());
+    // The app history cascades with its app as before.
+    auto cascade = (*store)->with([](sqlite::Database& db) -> Status {
+        if (auto s = execute(db, "DELETE FROM jobs"); !s) return s;
+        return execute(db, "DELETE FROM apps WHERE name = 'old'");
+    });
+    ASSERT_TRUE(cascade.has_value()) << cascade.error().describe();
+    EXPECT_EQ(text("SELECT count(*) FROM app_events"), "0");
+    EXPECT_EQ(text("SELECT count(*) FROM app_keys"), "0");
 }
 
 TEST(Store, RefusesNewerSchema) {

@@ -93,8 +93,18 @@ TestPki TestPki::generate(const std::string& ca_name) {
     add_ext(server.get(), ca.get(), NID_authority_key_identifier, "keyid");
     check(X509_sign(server.get(), ca_key.get(), EVP_sha256()) > 0, "X509_sign server");
 
+    auto client_key = new_key();
+    auto client = new_cert(client_key.get(), "secure-agent test client", serial++);
+    X509_set_issuer_name(client.get(), X509_get_subject_name(ca.get()));
+    add_ext(client.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(client.get(), ca.get(), NID_key_usage, "critical,digitalSignature");
+    add_ext(client.get(), ca.get(), NID_ext_key_usage, "clientAuth");
+    add_ext(client.get(), ca.get(), NID_authority_key_identifier, "keyid");
+    check(X509_sign(client.get(), ca_key.get(), EVP_sha256()) > 0, "X509_sign client");
+
     return TestPki{TestCert{cert_pem(ca.get()), key_pem(ca_key.get())},
-                   TestCert{cert_pem(server.get()), key_pem(server_key.get())}};
+                   TestCert{cert_pem(server.get()), key_pem(server_key.get())},
+                   TestCert{cert_pem(client.get()), key_pem(client_key.get())}};
 }
 
 const TestPki& pki() {

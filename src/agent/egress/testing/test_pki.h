@@ -15,6 +15,7 @@ struct TestPki {
     TestCert ca;
     TestCert server;  // signed by ca; SAN IP:127.0.0.1, IP:::1, DNS:localhost,
                       // DNS:hub.test (a name only fake resolvers know)
+    TestCert client;  // signed by ca; CN "secure-agent test client", EKU clientAuth
 
     // Aborts the test binary on failure (OpenSSL misuse is a bug here).
     static TestPki generate(const std::string& ca_name = "secure-agent test CA");
