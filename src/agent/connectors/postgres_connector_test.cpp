@@ -57,12 +57,21 @@ class CollectingSink final : public MetadataSink {
     std::vector<metadata::Routine> routines;
 };
 
+// Accepts `capacity` records, then fails every write.
 class FailingSink final : public MetadataSink {
   public:
+    explicit FailingSink(int capacity = 0) : capacity_(capacity) {}
     bool wants(std::string_view, std::string_view) const override { return true; }
     bool wants_schema(std::string_view) const override { return true; }
-    Status write(const metadata::Table&) override { return fail(ErrorCode::io, "sink is full"); }
-    Status write(const metadata::Routine&) override { return fail(ErrorCode::io, "sink is full"); }
+    Status write(const metadata::Table&) override { return take(); }
+    Status write(const metadata::Routine&) override { return take(); }
+
+  private:
+    Status take() {
+        if (capacity_-- > 0) return {};
+        return fail(ErrorCode::io, "sink is full");
+    }
+    int capacity_;
 };
 
 std::vector<std::string> column_names(const metadata::Table& table) {
@@ -871,6 +880,19 @@ TEST_F(PostgresConnectorTest, ExtractsTwoThousandTablesCompletely) {
 
     SourceParams s = source();
     s.database = db;
+    // A sink that fails midway stops the read while the next batches are
+    // being fetched ahead; the same connection then reads everything again.
+    auto connector = connect(s);
+    ASSERT_TRUE(connector) << connector.error().describe();
+    FailingSink full_midway(700);
+    auto stopped = (*connector)->extract(full_midway);
+    ASSERT_FALSE(stopped);
+    EXPECT_EQ(stopped.error().message, "sink is full");
+    CollectingSink again;
+    auto second = (*connector)->extract(again);
+    ASSERT_TRUE(second) << second.error().describe();
+    EXPECT_EQ(again.tables.size(), static_cast<size_t>(kTables + kViews));
+
     CollectingSink sink;
     ExtractSummary summary;
     const auto start = std::chrono::steady_clock::now();
@@ -1004,6 +1026,19 @@ TEST_F(PostgresConnectorTest, DISABLED_TenThousandTablesFasterThanPgDump) {
 
     SourceParams s = source();
     s.database = db;
+    // A sink that fails midway stops the read while the next batches are
+    // being fetched ahead; the same connection then reads everything again.
+    auto connector = connect(s);
+    ASSERT_TRUE(connector) << connector.error().describe();
+    FailingSink full_midway(700);
+    auto stopped = (*connector)->extract(full_midway);
+    ASSERT_FALSE(stopped);
+    EXPECT_EQ(stopped.error().message, "sink is full");
+    CollectingSink again;
+    auto second = (*connector)->extract(again);
+    ASSERT_TRUE(second) << second.error().describe();
+    EXPECT_EQ(again.tables.size(), static_cast<size_t>(kTables + kViews));
+
     CollectingSink sink;
     ExtractSummary summary;
     const auto start = std::chrono::steady_clock::now();

@@ -168,11 +168,6 @@ Result<std::vector<std::string>> string_list(const std::string& text, const char
     return out;
 }
 
-// The stored record text (canonical, as the agent sent it) and its fingerprint.
-std::pair<std::string, std::string> record_and_fingerprint(const metadata::Record& record) {
-    return {metadata::serialize(record), metadata::fingerprint(record)};
-}
-
 // The prepared statements of one replace or delta, reused for every record.
 class Writer final {
   public:
@@ -231,10 +226,9 @@ class Writer final {
         return w;
     }
 
-    // record is the Table or Routine itself (for its fingerprint and JSON,
-    // without copying it into a Record).
+    // prepared holds t with its canonical JSON and fingerprint.
     Status insert(const std::string& app, const std::string& source, const metadata::Table& t,
-                  const metadata::Record& record, const std::string& job_id, int64_t now_ms) {
+                  const PreparedRecord& prepared, const std::string& job_id, int64_t now_ms) {
         Statement& s = *table_;
         s.reset();
         int i = 0;
@@ -261,9 +255,8 @@ class Writer final {
         store::bind_one(s, ++i, t.partition_bound);
         store::bind_one(s, ++i, t.partition_key);
         store::bind_one(s, ++i, refs_json(t.inherits));
-        const auto [text, print] = record_and_fingerprint(record);
-        store::bind_one(s, ++i, print);
-        store::bind_one(s, ++i, text);
+        store::bind_one(s, ++i, prepared.fingerprint);
+        store::bind_one(s, ++i, prepared.text);
         if (auto r = s.run(); !r) return r;
         const int64_t id = db_.last_insert_rowid();
         for (const auto& c : t.columns) {
@@ -336,7 +329,7 @@ class Writer final {
     }
 
     Status insert(const std::string& app, const std::string& source, const metadata::Routine& r,
-                  const metadata::Record& record, const std::string& job_id, int64_t now_ms) {
+                  const PreparedRecord& prepared, const std::string& job_id, int64_t now_ms) {
         Statement& s = *routine_;
         s.reset();
         int i = 0;
@@ -351,9 +344,8 @@ class Writer final {
         store::bind_one(s, ++i, r.language);
         store::bind_one(s, ++i, r.owner);
         store::bind_one(s, ++i, r.comment);
-        const auto [text, print] = record_and_fingerprint(record);
-        store::bind_one(s, ++i, print);
-        store::bind_one(s, ++i, text);
+        store::bind_one(s, ++i, prepared.fingerprint);
+        store::bind_one(s, ++i, prepared.text);
         store::bind_one(s, ++i, job_id);
         store::bind_one(s, ++i, now_ms);
         return s.run();
@@ -409,10 +401,10 @@ class Writer final {
 };
 
 // Refuses two records for one object.
-Status check_unique(const std::string& source, const std::vector<metadata::Record>& records) {
+Status check_unique(const std::string& source, const std::vector<PreparedRecord>& records) {
     std::set<std::string> seen;
     for (const auto& r : records) {
-        std::string key = object_key(source, r);
+        std::string key = object_key(source, r.record);
         if (!seen.insert(key).second) {
             return fail(ErrorCode::invalid_argument, key + " is delivered more than once");
         }
@@ -881,13 +873,13 @@ Result<metadata::Table> Catalog::relation(const std::optional<std::string>& app,
 }
 
 Status replace_catalog(sqlite::Database& db, const std::string& app, const std::string& source,
-                       const std::vector<metadata::Record>& records, const std::string& job_id,
+                       const std::vector<PreparedRecord>& records, const std::string& job_id,
                        int64_t now_ms) {
     if (auto s = check_unique(source, records); !s) return s;
     for (const auto& r : records) {
-        if (std::holds_alternative<metadata::Removal>(r)) {
+        if (std::holds_alternative<metadata::Removal>(r.record)) {
             return fail(ErrorCode::invalid_argument, "a full extraction cannot carry a removal (" +
-                                                         object_key(source, r) +
+                                                         object_key(source, r.record) +
                                                          "): removals belong to incremental runs");
         }
     }
@@ -923,27 +915,28 @@ Status replace_catalog(sqlite::Database& db, const std::string& app, const std::
                     return writer->insert(app, source, x, r, job_id, now_ms);
                 }
             },
-            r);
+            r.record);
         if (!s) return s;
     }
     return {};
 }
 
 Status apply_catalog_delta(sqlite::Database& db, const std::string& app, const std::string& source,
-                           const std::vector<metadata::Record>& changed_and_removed,
+                           const std::vector<PreparedRecord>& changed_and_removed,
                            const std::string& job_id, int64_t now_ms) {
     if (auto s = check_unique(source, changed_and_removed); !s) return s;
     auto writer = Writer::prepare(db);
     if (!writer) return std::unexpected(writer.error());
-    for (const auto& r : changed_and_removed) {
+    for (const auto& prepared : changed_and_removed) {
+        const metadata::Record& r = prepared.record;
         Status s;
         if (const auto* t = std::get_if<metadata::Table>(&r)) {
             s = writer->remove_table(app, source, t->database, t->schema, t->name);
-            if (s) s = writer->insert(app, source, *t, r, job_id, now_ms);
+            if (s) s = writer->insert(app, source, *t, prepared, job_id, now_ms);
         } else if (const auto* rt = std::get_if<metadata::Routine>(&r)) {
             s = writer->remove_routine(app, source, rt->database, rt->schema, rt->name,
                                        rt->signature);
-            if (s) s = writer->insert(app, source, *rt, r, job_id, now_ms);
+            if (s) s = writer->insert(app, source, *rt, prepared, job_id, now_ms);
         } else {
             const auto& x = std::get<metadata::Removal>(r);
             if (x.object == "routine") {

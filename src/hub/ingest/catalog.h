@@ -30,6 +30,7 @@
 #include "common/metadata/model.h"
 #include "common/result.h"
 #include "common/sqlite/database.h"
+#include "hub/ingest/chunk_stager.h"
 #include "hub/store/store.h"
 
 namespace sa::hub::ingest {
@@ -142,11 +143,12 @@ class Catalog final {
 };
 
 // Full extraction: deletes every catalog row of (app, source) and inserts
-// records (relations with their children, routines, lineage). A Removal
+// records (relations with their children, routines, lineage; prepared by
+// prepare_chunk or prepare_records, chunk_stager.h). A Removal
 // record or two records with one qualified name are invalid_argument (the
 // ingest refuses both earlier, as bad_chunk). Call inside a transaction.
 Status replace_catalog(sqlite::Database& db, const std::string& app, const std::string& source,
-                       const std::vector<metadata::Record>& records, const std::string& job_id,
+                       const std::vector<PreparedRecord>& records, const std::string& job_id,
                        int64_t now_ms);
 
 // Incremental run: upserts every Table and Routine of changed_and_removed
@@ -156,7 +158,7 @@ Status replace_catalog(sqlite::Database& db, const std::string& app, const std::
 // the catalog is not an error. Two records (of any type) for one object are
 // invalid_argument. Call inside a transaction.
 Status apply_catalog_delta(sqlite::Database& db, const std::string& app, const std::string& source,
-                           const std::vector<metadata::Record>& changed_and_removed,
+                           const std::vector<PreparedRecord>& changed_and_removed,
                            const std::string& job_id, int64_t now_ms);
 
 // The key a record is identified by within one run: "table SOURCE/DB/SCHEMA/NAME"

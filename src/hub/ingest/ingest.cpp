@@ -23,27 +23,33 @@ struct StoredChunk {
     int64_t seq = 0;
     std::string sha256;
     int64_t size = 0;
-    std::string data;
 };
 
-Result<std::vector<StoredChunk>> load_chunks(sqlite::Database& db, const std::string& job_id,
-                                             bool with_data) {
-    auto st = store::prepare(db,
-                             with_data ? "SELECT seq, sha256, size, data FROM chunks WHERE job_id "
-                                         "= ? ORDER BY seq"
-                                       : "SELECT seq, sha256, size, NULL FROM chunks WHERE job_id "
-                                         "= ? ORDER BY seq",
-                             job_id);
+// The uploaded chunks of a job, without their bytes.
+Result<std::vector<StoredChunk>> list_chunks(sqlite::Database& db, const std::string& job_id) {
+    auto st = store::prepare(
+        db, "SELECT seq, sha256, size FROM chunks WHERE job_id = ? ORDER BY seq", job_id);
     if (!st) return std::unexpected(st.error());
     std::vector<StoredChunk> out;
     for (;;) {
         auto step = st->step();
         if (!step) return std::unexpected(step.error());
         if (*step == Statement::Step::done) break;
-        out.push_back(StoredChunk{st->integer(0), st->text(1), st->integer(2),
-                                  with_data ? st->blob(3) : std::string()});
+        out.push_back(StoredChunk{st->integer(0), st->text(1), st->integer(2)});
     }
     return out;
+}
+
+// The bytes of one uploaded chunk; nullopt when it is gone.
+Result<std::optional<std::string>> chunk_bytes(sqlite::Database& db, const std::string& job_id,
+                                               int64_t seq) {
+    auto st =
+        store::prepare(db, "SELECT data FROM chunks WHERE job_id = ? AND seq = ?", job_id, seq);
+    if (!st) return std::unexpected(st.error());
+    auto step = st->step();
+    if (!step) return std::unexpected(step.error());
+    if (*step == Statement::Step::done) return std::optional<std::string>();
+    return std::optional<std::string>(st->blob(0));
 }
 
 std::string lower(std::string s) {
@@ -53,8 +59,9 @@ std::string lower(std::string s) {
     return s;
 }
 
-// Checks the completion's list against what was uploaded. The list is sorted
-// by seq and free of duplicates by then.
+// Checks the completion's list against what was uploaded (seq, digest and
+// size; the bytes are checked when they are read, see Ingest::prepare).
+// The list is sorted by seq and has no duplicates.
 std::optional<wire::WireError> check_manifest(const std::vector<ChunkRef>& listed,
                                               const std::vector<StoredChunk>& stored) {
     std::map<int64_t, const StoredChunk*> by_seq;
@@ -76,14 +83,6 @@ std::optional<wire::WireError> check_manifest(const std::vector<ChunkRef>& liste
                                    name + ": listed size " + std::to_string(ref.size) +
                                        " but the uploaded chunk has " + std::to_string(c.size)};
         }
-        // Re-hash what the database returns: the stored digest alone would
-        // not notice storage corruption.
-        std::string actual = crypto::sha256_hex(c.data);
-        if (!crypto::equal_constant_time(actual, c.sha256) ||
-            static_cast<int64_t>(c.data.size()) != c.size) {
-            return wire::WireError{code::kDigestMismatch,
-                                   name + ": stored bytes no longer match their digest"};
-        }
         by_seq.erase(it);
     }
     if (!by_seq.empty()) {
@@ -95,28 +94,48 @@ std::optional<wire::WireError> check_manifest(const std::vector<ChunkRef>& liste
 }
 
 struct Parsed {
-    std::vector<metadata::Record> records;
+    std::vector<PreparedRecord> records;
     jobs::Summary summary;
     int64_t routines = 0;
     int64_t removals = 0;
 };
 
-// Every object is delivered once (a second copy would make the catalog
-// depend on chunk order). A full extraction holds relations and routines
-// only; a delta may also remove objects.
-std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk>& chunks,
-                                                   const std::string& source, bool delta) {
+// The records of a delivery, chunk by chunk in seq order: the stager's
+// parse when it has one for exactly that chunk, else the stored bytes,
+// re-hashed (the stored digest alone would not notice storage corruption)
+// and parsed here. Every object is delivered once (a second copy would make
+// the catalog depend on chunk order). A full extraction holds relations and
+// routines only; a delta may also remove objects.
+std::variant<Parsed, wire::WireError> prepare_delivery(store::Store& store, ChunkStager& stager,
+                                                       const std::string& job_id,
+                                                       const std::vector<StoredChunk>& chunks,
+                                                       const std::string& source, bool delta) {
     Parsed out;
     std::set<std::string> seen;
     for (const auto& c : chunks) {
         std::string name = "chunk " + std::to_string(c.seq);
-        auto records = metadata::parse_chunk(c.data);
-        if (!records) {
-            return wire::WireError{code::kBadChunk, name + ": " + records.error().message};
+        auto staged = stager.take(job_id, c.seq, c.sha256);
+        if (!staged) {
+            auto bytes =
+                store.with([&](sqlite::Database& db) { return chunk_bytes(db, job_id, c.seq); });
+            if (!bytes) return wire::WireError{code::kServerError, bytes.error().describe()};
+            if (!*bytes) {
+                return wire::WireError{code::kMissingChunk, name + " is no longer stored"};
+            }
+            const std::string& data = **bytes;
+            if (static_cast<int64_t>(data.size()) != c.size ||
+                !crypto::equal_constant_time(crypto::sha256_hex(data), c.sha256)) {
+                return wire::WireError{code::kDigestMismatch,
+                                       name + ": stored bytes no longer match their digest"};
+            }
+            staged = prepare_chunk(data);
         }
-        for (auto& r : *records) {
-            std::string key = object_key(source, r);
-            if (std::holds_alternative<metadata::Removal>(r) && !delta) {
+        if (!*staged) {
+            return wire::WireError{code::kBadChunk, name + ": " + staged->error().message};
+        }
+        for (auto& r : **staged) {
+            std::string key = object_key(source, r.record);
+            if (std::holds_alternative<metadata::Removal>(r.record) && !delta) {
                 return wire::WireError{code::kBadChunk,
                                        name + ": removal of " + key +
                                            ": a full extraction delivers what exists; removals "
@@ -126,9 +145,9 @@ std::variant<Parsed, wire::WireError> parse_chunks(const std::vector<StoredChunk
                 return wire::WireError{code::kBadChunk,
                                        name + ": " + key + " is delivered more than once"};
             }
-            if (std::holds_alternative<metadata::Removal>(r)) {
+            if (std::holds_alternative<metadata::Removal>(r.record)) {
                 ++out.removals;
-            } else if (const auto* t = std::get_if<metadata::Table>(&r)) {
+            } else if (const auto* t = std::get_if<metadata::Table>(&r.record)) {
                 if (metadata::is_view_kind(t->kind)) {
                     ++out.summary.views;
                 } else {
@@ -209,7 +228,7 @@ wire::WireResult<ChunkReceipt> Ingest::put_chunk(const std::string& app, const s
     }
     ChunkReceipt receipt{seq, crypto::hex_encode(actual), static_cast<int64_t>(body.size()), true};
     int64_t now = clock_.now_ms();
-    return store_.with([&](sqlite::Database& db) -> wire::WireResult<ChunkReceipt> {
+    auto stored = store_.with([&](sqlite::Database& db) -> wire::WireResult<ChunkReceipt> {
         auto tx = sqlite::Transaction::begin(db);
         if (!tx) return wire::internal_failure(tx.error());
         auto lease = jobs::check_lease(db, app, job_id, lease_id, now);
@@ -244,10 +263,17 @@ wire::WireResult<ChunkReceipt> Ingest::put_chunk(const std::string& app, const s
         if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
         return receipt;
     });
+    // Parse it while the agent goes on extracting (a retry of a chunk the
+    // stager already holds is a no-op; one it dropped is staged again).
+    if (stored) {
+        (void)stager_.submit(job_id, seq, receipt.sha256, std::string(body));
+    }
+    return stored;
 }
 
 void Ingest::fail_job(const std::string& app, const std::string& job_id,
                       const Completion& completion, const wire::WireError& why) {
+    stager_.drop(job_id);
     int64_t now = clock_.now_ms();
     // Best effort: if this fails the lease simply expires and the job is
     // re-queued, which is also a safe outcome.
@@ -305,7 +331,7 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
                     baseline_problem(*lease, *completion.delta_baseline_job_id, *version);
                 if (early_problem) return std::unexpected(*early_problem);
             }
-            auto chunks = load_chunks(db, job_id, true);
+            auto chunks = list_chunks(db, job_id);
             if (!chunks) return wire::internal_failure(chunks.error());
             return std::move(*chunks);
         });
@@ -322,14 +348,16 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
                          "extract_metadata job delivers chunks");
     }
 
-    // Phase 2, without the lock: checks and parsing of untrusted bytes.
+    // Phase 2, without the lock: checks and parsing of untrusted bytes
+    // (mostly done already: the stager parsed the chunks as they arrived).
     if (auto problem = check_manifest(listed, *loaded)) {
         fail_job(app, job_id, completion, *problem);
         return std::unexpected(*problem);
     }
-    auto parsed = parse_chunks(*loaded, source, delta);
+    auto parsed = prepare_delivery(store_, stager_, job_id, *loaded, source, delta);
     if (auto* problem = std::get_if<wire::WireError>(&parsed)) {
-        fail_job(app, job_id, completion, *problem);
+        // A storage failure is the hub's, not the delivery's: the job stays.
+        if (problem->code != code::kServerError) fail_job(app, job_id, completion, *problem);
         return std::unexpected(*problem);
     }
     Parsed& data = std::get<Parsed>(parsed);
@@ -346,7 +374,7 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
         if (!tx) return wire::internal_failure(tx.error());
         auto lease = jobs::check_lease(db, app, job_id, completion.lease_id, now);
         if (!lease) return std::unexpected(lease.error());
-        auto current = load_chunks(db, job_id, false);
+        auto current = list_chunks(db, job_id);
         if (!current) return wire::internal_failure(current.error());
         std::vector<std::pair<int64_t, std::string>> now_stored;
         for (const auto& c : *current) now_stored.emplace_back(c.seq, c.sha256);
@@ -401,6 +429,7 @@ wire::WireResult<CompletionResult> Ingest::complete(const std::string& app,
             return wire::internal_failure(s.error());
         }
         if (auto s = tx->commit(); !s) return wire::internal_failure(s.error());
+        stager_.drop(job_id);
         return CompletionResult{job_id,        operation,     data.summary,
                                 data.routines, data.removals, delta};
     });

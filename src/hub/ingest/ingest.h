@@ -27,6 +27,10 @@
 //     (app, source) (table catalog_sources) and records jobs.applied_mode,
 //     in the same transaction.
 //
+// Chunks are parsed as they arrive (ChunkStager, in the background) so that
+// a completion mostly commits; the outcome is the same as parsing at
+// completion, which is what happens to a chunk the stager does not hold.
+//
 // Chunks are untrusted input: parsing errors become bad_chunk, never crashes.
 // Thread safety: safe to share between threads.
 #include <cstdint>
@@ -37,6 +41,7 @@
 #include <vector>
 
 #include "hub/clock/clock.h"
+#include "hub/ingest/chunk_stager.h"
 #include "hub/jobs/job_queue.h"
 #include "hub/store/store.h"
 #include "hub/wire/wire_error.h"
@@ -115,6 +120,7 @@ class Ingest final {
 
     store::Store& store_;
     const clock::Clock& clock_;
+    ChunkStager stager_;  // parses chunks as they arrive
 };
 
 }  // namespace sa::hub::ingest

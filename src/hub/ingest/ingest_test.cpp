@@ -84,8 +84,8 @@ class IngestTest : public ::testing::Test {
         return store->with([&](sqlite::Database& db) -> Status {
             auto tx = sqlite::Transaction::begin(db);
             if (!tx) return std::unexpected(tx.error());
-            if (auto s =
-                    apply_catalog_delta(db, "app-a", source, records, "job-delta", clock.now_ms());
+            if (auto s = apply_catalog_delta(db, "app-a", source, prepare_records(records),
+                                             "job-delta", clock.now_ms());
                 !s) {
                 return s;
             }
@@ -290,18 +290,56 @@ TEST_F(IngestTest, ListedDigestOrSizeMismatchIsRefused) {
     EXPECT_EQ(done2.error().code, "digest_mismatch");
 }
 
-TEST_F(IngestTest, StoredBytesAreRehashedAtCompletion) {
+TEST_F(IngestTest, StoredBytesAreRehashedWhenACompletionReadsThem) {
     auto [job, lease] = leased_job("inv");
     std::string c0 = chunk_of({sample_table("a", 1)});
     ASSERT_TRUE(put(job, lease, 0, c0).has_value());
-    // Simulate storage corruption after the upload was accepted.
+    // Simulate storage corruption after the upload was accepted, and a hub
+    // restart (a new Ingest has parsed nothing on arrival: it reads the store).
     ASSERT_TRUE(store->with([&](sqlite::Database& db) {
         return store::execute(db, "UPDATE chunks SET data = ? WHERE job_id = ?",
                               store::Blob{std::string(c0.size(), 'x')}, job);
     }));
+    ingest = std::make_unique<Ingest>(*store, clock);
     auto done = ingest->complete("app-a", job, Completion{lease, "edge-1", {ref(0, c0)}, 1, 2});
     ASSERT_FALSE(done.has_value());
     EXPECT_EQ(done.error().code, "digest_mismatch");
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables"), 0);
+}
+
+TEST_F(IngestTest, AHubRestartBetweenUploadAndCompletionParsesTheStoredChunks) {
+    deliver("inv", {sample_table("old", 1)});
+    auto [job, lease] = leased_job("inv");
+    std::string c0 = chunk_of({sample_table("a", 2)});
+    std::string c1 = chunk_of({sample_table("b", 3), sample_table("c", 1)});
+    ASSERT_TRUE(put(job, lease, 0, c0).has_value());
+    ASSERT_TRUE(put(job, lease, 1, c1).has_value());
+    ingest = std::make_unique<Ingest>(*store, clock);  // nothing parsed on arrival
+    auto done =
+        ingest->complete("app-a", job, Completion{lease, "edge-1", {ref(0, c0), ref(1, c1)}, 1, 2});
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    EXPECT_EQ(done->summary.tables, 3);
+    EXPECT_EQ(done->summary.columns, 6);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE source = 'inv'"), 3);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE name = 'old'"), 0);
+    EXPECT_EQ(count("SELECT count(*) FROM chunks"), 0);
+}
+
+TEST_F(IngestTest, AChunkReuploadedWithAnotherDigestIsNeverCommittedFromItsOldParse) {
+    // Only possible after the first copy was discarded (a failed job); the
+    // stager must not hand out the parse of bytes that are no longer stored.
+    auto [job, lease] = leased_job("inv");
+    std::string first = chunk_of({sample_table("first", 1)});
+    ASSERT_TRUE(put(job, lease, 0, first).has_value());
+    ASSERT_TRUE(store->with([&](sqlite::Database& db) {
+        return store::execute(db, "DELETE FROM chunks WHERE job_id = ?", job);
+    }));
+    std::string second = chunk_of({sample_table("second", 1)});
+    ASSERT_TRUE(put(job, lease, 0, second).has_value());
+    auto done = ingest->complete("app-a", job, Completion{lease, "edge-1", {ref(0, second)}, 1, 2});
+    ASSERT_TRUE(done.has_value()) << done.error().description;
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE name = 'second'"), 1);
+    EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE name = 'first'"), 0);
 }
 
 TEST_F(IngestTest, BadChunkNamesChunkAndLineAndLeavesTheCatalog) {
@@ -861,8 +899,9 @@ TEST_F(IngestTest, DeltaWithTwoRecordsForOneObjectIsRefusedWhole) {
 
 TEST_F(IngestTest, ReplaceCatalogRefusesRemovalsItself) {
     auto s = store->with([&](sqlite::Database& db) {
-        return replace_catalog(db, "app-a", "shop",
-                               {metadata::Removal{"routine", "shop", "sales", "f", ""}}, "j", 1);
+        return replace_catalog(
+            db, "app-a", "shop",
+            prepare_records({metadata::Removal{"routine", "shop", "sales", "f", ""}}), "j", 1);
     });
     ASSERT_FALSE(s.has_value());
     EXPECT_EQ(s.error().code, ErrorCode::invalid_argument);

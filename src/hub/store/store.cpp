@@ -469,6 +469,11 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, Create creat
     // processes. synchronous=NORMAL is durable across process crashes in WAL.
     if (auto s = db->exec("PRAGMA busy_timeout = 10000"); !s) return std::unexpected(s.error());
     if (auto s = db->exec("PRAGMA journal_mode = WAL"); !s) return std::unexpected(s.error());
+    // A catalog commit touches hundreds of thousands of rows and their
+    // indexes in one transaction: with the default 2 MiB page cache it
+    // spills and re-reads pages mid-transaction. 64 MiB is an upper bound
+    // (pages are allocated as used), shared by the whole hub.
+    if (auto s = db->exec("PRAGMA cache_size = -65536"); !s) return std::unexpected(s.error());
     // Foreign keys stay off while migrating: rebuilding a table (version 3)
     // drops the old one, which would otherwise cascade into its children.
     // PRAGMA foreign_keys cannot change inside a transaction, hence here.

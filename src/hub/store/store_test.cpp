@@ -397,7 +397,7 @@ TEST(Store, MigratesVersionThreeCatalogToModelVersionTwo) {
         t.schema = "main";
         t.name = "fresh";
         t.kind = "table";
-        return ingest::replace_catalog(db, "old", "inv", {t}, "j-new", 5);
+        return ingest::replace_catalog(db, "old", "inv", ingest::prepare_records({t}), "j-new", 5);
     });
     ASSERT_TRUE(replaced.has_value()) << replaced.error().describe();
     EXPECT_EQ(count("SELECT count(*) FROM catalog_tables WHERE source = 'inv'"), 1);
