@@ -92,7 +92,7 @@ Status SyslogRecordSink::send(std::span<const std::string_view> record_lines) {
     // so the batch does not go into a dead socket.
     if (connection_ && connection_->peer_closed()) connection_.reset();
     if (!connection_) {
-        if (auto connected = connect(); !connected) return connected;
+        if (auto connected = open_connection(); !connected) return connected;
     }
     if (auto sent = connection_->send_all(frames); !sent) {
         connection_.reset();
@@ -101,7 +101,7 @@ Status SyslogRecordSink::send(std::span<const std::string_view> record_lines) {
     return {};
 }
 
-Status SyslogRecordSink::connect() {
+Status SyslogRecordSink::open_connection() {
     if (!options_.client_certificate || !options_.connection.tls) {
         auto opened = egress::StreamConnection::open(options_.connection);
         if (!opened) return std::unexpected(opened.error());

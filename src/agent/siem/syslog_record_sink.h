@@ -72,7 +72,7 @@ class SyslogRecordSink final : public RecordSink {
 
   private:
     // Opens a connection, reading the client key first when there is one.
-    Status connect();
+    Status open_connection();
 
     Options options_;
     std::optional<egress::StreamConnection> connection_;
