@@ -60,7 +60,7 @@ std::string lower(std::string s) {
 }
 
 // Checks the completion's list against what was uploaded (seq, digest and
-// size; the bytes are checked when they are read, see Ingest::prepare).
+// size; bytes read back from the store are re-hashed in prepare_delivery).
 // The list is sorted by seq and has no duplicates.
 std::optional<wire::WireError> check_manifest(const std::vector<ChunkRef>& listed,
                                               const std::vector<StoredChunk>& stored) {
