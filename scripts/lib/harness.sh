@@ -91,6 +91,33 @@ hub_job_create() {
   "$HUB_BIN" job create --data "$HUB_DATA" --app "$1" --source "$2" --operation extract_metadata
 }
 
+# hub_job_succeeds APP SOURCE LABEL: runs an extraction job and fails the
+# test (with the agent log's tail) unless it succeeds within 60 s.
+hub_job_succeeds() {
+  local job status
+  job=$(hub_job_create "$1" "$2")
+  status=$(hub_job_wait "$job" 60) || true
+  [ "$status" = succeeded ] || { tail -n 30 "$work/agent.log" >&2; fail "$3: job $job is $status"; }
+}
+
+# agent_still_running PID LABEL: fails unless the agent started as PID is
+# still the running one (not exited, not restarted).
+agent_still_running() {
+  kill -0 "$1" 2>/dev/null || fail "$2: the agent exited"
+  [ "$AGENT_PID" = "$1" ] || fail "$2: the agent was restarted"
+}
+
+# wait_until TIMEOUT_SECONDS CONDITION: evaluates the shell text CONDITION
+# every 0.1 s until it succeeds; non-zero when it never did.
+wait_until() {
+  local timeout=$1 condition=$2 i
+  for ((i = 0; i < timeout * 10; i++)); do
+    eval "$condition" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # hub_job_json ID: prints `job show --json`.
 hub_job_json() { "$HUB_BIN" job show "$1" --data "$HUB_DATA" --json; }
 

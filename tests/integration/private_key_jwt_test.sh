@@ -41,28 +41,10 @@ agent_start "$work/agent.yaml" "$work/state" "$work/agent.log"
 pid=$AGENT_PID
 
 count() { agent_audit_types "$work/state" | grep -cx "$1" || true; }
-wait_until() {
-  local timeout=$1 condition=$2 i
-  for ((i = 0; i < timeout * 10; i++)); do
-    eval "$condition" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-run_job() {
-  local job status
-  job=$(hub_job_create "$APP" inventory)
-  status=$(hub_job_wait "$job" 60) || true
-  [ "$status" = succeeded ] || { tail -n 30 "$work/agent.log" >&2; fail "$1: job $job is $status"; }
-}
-same_agent() {
-  kill -0 "$pid" 2>/dev/null || fail "$1: the agent exited"
-  [ "$AGENT_PID" = "$pid" ] || fail "$1: the agent was restarted"
-}
 
 # ---- 1. A job with the Ed25519 key.
-run_job "Ed25519 key"
-same_agent "Ed25519 key"
+hub_job_succeeds "$APP" inventory "Ed25519 key"
+agent_still_running "$pid" "Ed25519 key"
 jq -e -s 'any(.[]; .event == "request" and .path == "/oauth2/token" and .status == 200
                    and (.detail | test("via private_key_jwt")))' "$work/hub.log" >/dev/null ||
   fail "the hub logged no token issued via private_key_jwt"
@@ -82,8 +64,8 @@ fetched_before=$(count token.fetched)
 secret_file_replace "$KEY_FILE" <"$work/staging/next.pem"
 wait_until 45 '[ "$(count token.fetched)" -gt "$fetched_before" ]' ||
   fail "the agent got no token after the new key was stored"
-run_job "after the key rotation"
-same_agent "after the key rotation"
+hub_job_succeeds "$APP" inventory "after the key rotation"
+agent_still_running "$pid" "after the key rotation"
 
 # ---- 3. Refusals look alike: a replayed assertion, and one by the old key.
 assertion() {  # KEY_PEM ALG: a client assertion for the hub, signed with openssl
@@ -122,8 +104,9 @@ replayed=$(token_with "$good")
 # The agent's app no longer accepts its first (Ed25519) key.
 CLIENT_ID=$agent_client
 old=$(token_with "$(assertion "$work/staging/first.pem" EdDSA)")
-[ "$(tail -n 1 <<<"$old")" = 401 ] && [ "$(head -n 1 <<<"$old" | jq -r .error)" = invalid_client ] ||
+if [ "$(tail -n 1 <<<"$old")" != 401 ] || [ "$(head -n 1 <<<"$old" | jq -r .error)" != invalid_client ]; then
   fail "an assertion signed by the replaced key: $old"
+fi
 
 # ---- No key material anywhere.
 for pem in "$work/staging/first.pem" "$work/staging/next.pem" "$work/staging/third.pem"; do
@@ -132,5 +115,5 @@ for pem in "$work/staging/first.pem" "$work/staging/next.pem" "$work/staging/thi
     fail "private key material appears in a log, audit or state file"
   fi
 done
-same_agent "end"
+agent_still_running "$pid" "end"
 echo "PASS: private_key_jwt: tokens, key rotation without restart, replay refused"

@@ -47,35 +47,15 @@ now_ms() { date +%s%3N; }
 readyz() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$HEALTH_URL/readyz" || true; }
 # count TYPE: audit records of TYPE so far.
 count() { agent_audit_types "$work/state" | grep -cx "$1" || true; }
-# wait_until TIMEOUT_SECONDS CONDITION: evaluates the shell text CONDITION
-# every 0.1 s until it succeeds.
-wait_until() {
-  local timeout=$1 condition=$2 i
-  for ((i = 0; i < timeout * 10; i++)); do
-    eval "$condition" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 # tokens_issued_after LINE: hub log records after line LINE that issued a token.
 tokens_issued_after() {
   tail -n +"$(($1 + 1))" "$work/hub.log" |
     jq -c 'select(.event == "request" and .path == "/oauth2/token" and .status == 200)'
 }
-run_job() {
-  local job status
-  job=$(hub_job_create "$APP" inventory)
-  status=$(hub_job_wait "$job" 60) || true
-  [ "$status" = succeeded ] || { tail -n 30 "$work/agent.log" >&2; fail "$1: job $job is $status"; }
-}
-same_agent() {
-  kill -0 "$pid" 2>/dev/null || fail "$1: the agent exited"
-  [ "$AGENT_PID" = "$pid" ] || fail "$1: the agent was restarted"
-}
 
 # ---- 1. A job with the original secret.
-run_job "original secret"
-same_agent "original secret"
+hub_job_succeeds "$APP" inventory "original secret"
+agent_still_running "$pid" "original secret"
 
 # ---- 2. Rotation with an overlap; the store is updated at once.
 refused_before=$(count token.refused)
@@ -91,8 +71,8 @@ log_mark=$(wc -l <"$work/hub.log")
 # The agent gets a token after the old secret expired, so it must be using the new one.
 wait_until 20 '[ -n "$(tokens_issued_after "$log_mark")" ]' ||
   fail "the agent got no token after the overlap ended"
-run_job "after an overlapping rotation"
-same_agent "after an overlapping rotation"
+hub_job_succeeds "$APP" inventory "after an overlapping rotation"
+agent_still_running "$pid" "after an overlapping rotation"
 [ "$(count token.refused)" = "$refused_before" ] ||
   fail "the agent was refused a token although the secret was replaced within the overlap"
 # The old secret itself is now refused by the hub; the new one works, also
@@ -124,8 +104,8 @@ wait_until 45 'after_refusal | grep -cx token.fetched >/dev/null' ||
   fail "the agent did not get a token after the secret store was updated"
 after_refusal | awk '/^secret.accessed$/ { read = 1 } /^token.fetched$/ && read { ok = 1 } END { exit !ok }' ||
   fail "no secret read before the token after the refusal: $(after_refusal | tr '\n' ' ')"
-run_job "after a rotation picked up late"
-same_agent "after a rotation picked up late"
+hub_job_succeeds "$APP" inventory "after a rotation picked up late"
+agent_still_running "$pid" "after a rotation picked up late"
 wait_until 20 '[ "$(readyz)" = 200 ]' || fail "/readyz did not recover after the new secret worked"
 
 # ---- 4. Revocation.
@@ -155,7 +135,7 @@ grep -q '"level":"error"' <(grep 'cannot obtain an access token\|lease request f
 # What the agent does on a persistent auth failure: it stays up, not ready,
 # and keeps retrying with backoff.
 sleep 3
-same_agent "after revocation"
+agent_still_running "$pid" "after revocation"
 [ "$(readyz)" = 503 ] || fail "/readyz recovered although the app is revoked"
 if "$HUB_BIN" job create --data "$HUB_DATA" --app "$APP" --source inventory \
   --operation extract_metadata >/dev/null 2>&1; then

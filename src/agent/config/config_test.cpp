@@ -601,31 +601,30 @@ TEST(ConfigTest, HubClientAuthMethod) {
 }
 
 TEST(ConfigTest, PrivateKeyJwtTakesAPrivateKeyReferenceInsteadOfASecret) {
-    const std::string key_auth = variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
-                                         "  client_auth: private_key_jwt\n"
-                                         "  private_key: {secret: \"files/hub-key.pem\"}\n");
-    auto config = parse_config(key_auth);
+    // The good config with its hub credential lines replaced by `lines`.
+    const auto credentials = [](const std::string& lines) {
+        return variant("  client_secret: {secret: \"files/hub-client-secret\"}\n", lines);
+    };
+    auto config =
+        parse_config(credentials("  client_auth: private_key_jwt\n"
+                                 "  private_key: {secret: \"files/hub-key.pem\"}\n"));
     ASSERT_TRUE(config) << config.error().describe();
     EXPECT_EQ(config->hub.client_auth, "private_key_jwt");
     EXPECT_EQ(config->hub.client_secret, (secrets::SecretRef{"files", "hub-key.pem", ""}));
     // Only the credential the method uses.
-    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
-                               "  client_auth: private_key_jwt\n"
-                               "  client_secret: {secret: \"files/hub-client-secret\"}\n")),
+    EXPECT_EQ(error_of(credentials("  client_auth: private_key_jwt\n"
+                                   "  client_secret: {secret: \"files/hub-client-secret\"}\n")),
               "hub.client_secret: not used with client_auth private_key_jwt (the credential is "
               "hub.private_key)");
-    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
-                               "  client_auth: private_key_jwt\n")),
+    EXPECT_EQ(error_of(credentials("  client_auth: private_key_jwt\n")),
               "hub.private_key: missing required key");
-    EXPECT_EQ(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
-                               "  client_secret: {secret: \"files/hub-client-secret\"}\n"
-                               "  private_key: {secret: \"files/hub-key.pem\"}\n")),
+    EXPECT_EQ(error_of(credentials("  client_secret: {secret: \"files/hub-client-secret\"}\n"
+                                   "  private_key: {secret: \"files/hub-key.pem\"}\n")),
               "hub.private_key: not used with client_auth client_secret_basic (the credential "
               "is hub.client_secret)");
     // A literal key is refused like a literal secret.
-    EXPECT_NE(error_of(variant("  client_secret: {secret: \"files/hub-client-secret\"}\n",
-                               "  client_auth: private_key_jwt\n"
-                               "  private_key: \"-----BEGIN PRIVATE KEY-----\"\n"))
+    EXPECT_NE(error_of(credentials("  client_auth: private_key_jwt\n"
+                                   "  private_key: \"-----BEGIN PRIVATE KEY-----\"\n"))
                   .find("hub.private_key: literal secrets are not allowed"),
               std::string::npos);
 }
